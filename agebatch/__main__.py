@@ -1,0 +1,3 @@
+from agebatch.cli import main
+
+main()

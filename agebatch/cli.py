@@ -1,0 +1,265 @@
+"""The ``agebatch`` command: argument parsing only; every command calls the Python API.
+
+Exit codes: 0 the run completed (per-file problems are rows, not failures); 1 unexpected internal
+error; 2 usage or setup error (bad argument, missing path, unusable model, unwritable output);
+130 interrupted (Ctrl-C / SIGINT).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+from enum import Enum
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from agebatch import progress, quiet
+
+try:  # typer >= 0.20 vendors click
+    from typer._click import exceptions as click_exceptions
+except ImportError:  # pragma: no cover - older typer with click installed
+    import click.exceptions as click_exceptions
+
+EXIT_OK, EXIT_UNEXPECTED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+
+app = typer.Typer(
+    name="agebatch",
+    help="Estimate age and gender for every face in a folder of photos, and report on the results.",
+    rich_markup_mode="rich",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    epilog="Exit codes: 0 done, 1 unexpected error, 2 usage or setup error, 130 interrupted.",
+)
+
+
+class Fail(Exception):
+    """A setup or usage problem: printed as one line, exit code 2."""
+
+
+class Detector(str, Enum):
+    mtcnn = "mtcnn"
+    none = "none"
+
+
+class Format(str, Enum):
+    csv = "csv"
+    jsonl = "jsonl"
+
+
+def _fail_message(message: str) -> None:
+    progress.error_console().print(f"agebatch: error: {message}", markup=False)
+
+
+def _predictor(model: Path | None, batch_size: int):
+    from agebatch.predictor import ModelLoadError, Predictor
+
+    quiet.load_tensorflow()
+    try:
+        return Predictor(model, batch_size=batch_size)
+    except ModelLoadError as exc:
+        raise Fail(str(exc)) from exc
+
+
+EXAMPLES_SCAN = """
+[bold]Examples[/bold]
+
+  agebatch scan ./photos --out results.csv
+  agebatch scan ./photos --out results.csv --resume --quiet    [dim]# nightly cron job[/dim]
+  agebatch scan faces/ --detector none --out crops.jsonl --format jsonl
+"""
+
+
+@app.command(epilog=EXAMPLES_SCAN)
+def scan(
+    paths: Annotated[list[Path], typer.Argument(help="Image files and/or folders to scan.", show_default=False)],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Results file to write (CSV or JSONL).")],
+    fmt: Annotated[Format, typer.Option("--format", "-f", help="Output format.")] = Format.csv,
+    resume: Annotated[
+        bool, typer.Option(help="Skip images already in --out (same path, size, mtime); append new ones.")
+    ] = False,
+    recursive: Annotated[bool, typer.Option(help="Walk folders recursively.")] = True,
+    exclude: Annotated[
+        list[str] | None, typer.Option(help="Skip files/folders matching this glob (repeatable).")
+    ] = None,
+    follow_symlinks: Annotated[
+        bool, typer.Option(help="Follow symbolic links to folders (loops are detected).")
+    ] = False,
+    detector: Annotated[
+        Detector, typer.Option(help="Face detector; 'none' treats each image as one face crop.")
+    ] = Detector.mtcnn,
+    min_face: Annotated[int, typer.Option(help="Ignore faces smaller than this many pixels.", min=1)] = 40,
+    min_score: Annotated[float, typer.Option(help="Detector confidence a face needs.", min=0.0, max=1.0)] = 0.9,
+    batch_size: Annotated[int, typer.Option(help="Faces per model batch.", min=1, max=4096)] = 64,
+    jobs: Annotated[int | None, typer.Option(help="Decode/detect threads (default: one per core).", min=1)] = None,
+    model: Annotated[
+        Path | None, typer.Option(help="Model file (.keras); default: the shipped model or $AGEBATCH_MODEL.")
+    ] = None,
+    excel_safe: Annotated[bool, typer.Option(help="Neutralise cells a spreadsheet would run as formulas.")] = False,
+    wait: Annotated[
+        bool, typer.Option(help="If another scan is writing --out, wait for it instead of failing.")
+    ] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print nothing but errors.")] = False,
+) -> None:
+    """Find faces in PATHS and write one row per face with estimated age and gender."""
+    from agebatch.scan import ScanOptions, scan_to_file
+
+    if fmt == Format.csv and out.suffix.lower() == ".jsonl":
+        fmt = Format.jsonl
+    options = ScanOptions(
+        recursive=recursive,
+        exclude=tuple(exclude or ()),
+        follow_symlinks=follow_symlinks,
+        detector=detector.value,
+        min_face=min_face,
+        min_score=min_score,
+        batch_size=batch_size,
+        jobs=jobs,
+    )
+    from agebatch.discovery import check_paths
+
+    check_paths(paths)
+    predictor = _predictor(model, batch_size)
+    show = progress.interactive(quiet)
+    try:
+        with progress.scan_progress(show) as update:
+            summary = scan_to_file(paths, out, predictor, options, fmt.value, resume, excel_safe, wait, update)
+    except KeyboardInterrupt as exc:
+        summary = getattr(exc, "summary", None)
+        done = f" after {summary.images} images" if summary else ""
+        kept = Path(out).exists()
+        hint = "run the same command with --resume to continue" if kept else "nothing was written"
+        progress.error_console().print(f"agebatch: interrupted{done}; {hint}", markup=False)
+        raise typer.Exit(EXIT_INTERRUPTED) from None
+    if show:
+        progress.error_console().print(f"{out}: {summary.line()}", markup=False)
+
+
+@app.command()
+def train(
+    data_dir: Annotated[Path, typer.Argument(help="UTKFace-style folder (labels in file names).")],
+    out: Annotated[Path, typer.Option(help="Folder for the model, model card, split and curves.")] = Path("trained"),
+    epochs: Annotated[int, typer.Option(help="Most fine-tuning epochs (early stopping may end sooner).", min=0)] = 30,
+    head_epochs: Annotated[int, typer.Option(help="Epochs training only the heads on a frozen base.", min=0)] = 2,
+    batch_size: Annotated[int, typer.Option(min=1)] = 64,
+    image_size: Annotated[int, typer.Option(min=32)] = 128,
+    val_split: Annotated[float, typer.Option(help="Share of the training part kept for early stopping.")] = 0.1,
+    test_split: Annotated[float, typer.Option(help="Share held out for evaluation.")] = 0.2,
+    seed: Annotated[int, typer.Option()] = 42,
+    patience: Annotated[int, typer.Option(help="Early-stopping patience (epochs).", min=1)] = 4,
+    learning_rate: Annotated[float, typer.Option(help="Fine-tuning learning rate.")] = 1e-4,
+    backbone_weights: Annotated[str, typer.Option(help="imagenet, none, or a .weights.h5 path.")] = "imagenet",
+    cache_dir: Annotated[Path | None, typer.Option(help="Cache decoded faces here between runs.")] = None,
+    time_limit: Annotated[float | None, typer.Option(help="Stop fine-tuning after this many minutes.")] = None,
+    smoke: Annotated[
+        bool, typer.Option(help="Tiny, fast configuration for tests: small network, 1+1 epochs, 64 images.")
+    ] = False,
+) -> None:
+    """Train the age/gender model on a UTKFace-style folder."""
+    quiet.load_tensorflow()
+    from agebatch.train import TrainConfig, smoke_config
+    from agebatch.train import train as run_training
+
+    if not data_dir.is_dir():
+        raise Fail(f"dataset folder not found: {data_dir}")
+    weights = None if backbone_weights == "none" else backbone_weights
+    if weights not in (None, "imagenet") and not Path(weights).is_file():
+        raise Fail(f"backbone weights not found: {weights}")
+    config = TrainConfig(
+        data_dir=str(data_dir),
+        out_dir=str(out),
+        epochs=epochs,
+        head_epochs=head_epochs,
+        batch_size=batch_size,
+        image_size=image_size,
+        val_split=val_split,
+        test_split=test_split,
+        seed=seed,
+        patience=patience,
+        learning_rate=learning_rate,
+        backbone_weights=weights,
+        cache_dir=str(cache_dir) if cache_dir else None,
+        time_limit_minutes=time_limit,
+    )
+    if smoke:
+        config = smoke_config(config)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    try:
+        result = run_training(config)
+    except (FileNotFoundError, ValueError) as exc:
+        raise Fail(str(exc)) from exc
+    o = result.test_metrics["overall"]
+    typer.echo(
+        f"model: {result.model_path}\ncard: {result.card_path}\n"
+        f"test: age MAE {o['age_mae']:.2f} years, gender accuracy {100 * o['gender_accuracy']:.1f}% (n={o['n']})"
+    )
+
+
+@app.command()
+def evaluate(
+    data_dir: Annotated[Path, typer.Argument(help="UTKFace-style folder with labels in file names.")],
+    model: Annotated[Path | None, typer.Option(help="Model file; default: the shipped model.")] = None,
+    split_file: Annotated[
+        Path | None, typer.Option("--split", help="split.csv from training: score only its test part.")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print all figures as JSON.")] = False,
+    html: Annotated[Path | None, typer.Option(help="Also write an HTML report with plots.")] = None,
+    limit: Annotated[int | None, typer.Option(help="Score at most this many images.", min=1)] = None,
+) -> None:
+    """Score a model on labelled faces: age MAE, RMSE, gender accuracy, per age band, gender and race."""
+    quiet.load_tensorflow()
+    from agebatch.evaluate import evaluate_folder, format_text, write_html
+    from agebatch.predictor import ModelLoadError, default_model_path
+
+    if not data_dir.is_dir():
+        raise Fail(f"dataset folder not found: {data_dir}")
+    if split_file is not None and not split_file.is_file():
+        raise Fail(f"split file not found: {split_file}")
+    try:
+        result = evaluate_folder(model or default_model_path(), data_dir, split_file, limit=limit)
+    except ModelLoadError as exc:
+        raise Fail(str(exc)) from exc
+    except ValueError as exc:
+        raise Fail(str(exc)) from exc
+    if html is not None:
+        write_html(result, html)
+    typer.echo(json.dumps(result, indent=2) if as_json else format_text(result))
+
+
+def main() -> None:
+    """Console-script entry point: maps every outcome onto the documented exit codes."""
+    try:
+        code = app(standalone_mode=False)
+    except Fail as exc:
+        _fail_message(str(exc))
+        sys.exit(EXIT_USAGE)
+    except click_exceptions.ClickException as exc:  # usage errors: bad option, missing argument
+        exc.show()
+        sys.exit(EXIT_USAGE)
+    except (KeyboardInterrupt, typer.Abort):
+        _fail_message("interrupted")
+        sys.exit(EXIT_INTERRUPTED)
+    except Exception as exc:  # noqa: BLE001 - the last line of defence
+        known = _known_error(exc)
+        if known:
+            _fail_message(known)
+            sys.exit(EXIT_USAGE)
+        if os.environ.get("AGEBATCH_DEBUG"):
+            raise
+        reason = " ".join(str(exc).split())[:200]
+        _fail_message(f"unexpected {type(exc).__name__}: {reason} (set AGEBATCH_DEBUG=1 for a traceback)")
+        sys.exit(EXIT_UNEXPECTED)
+    sys.exit(code if isinstance(code, int) else EXIT_OK)
+
+
+def _known_error(exc: Exception) -> str | None:
+    """Setup errors raised by the library, as one line; None for anything unexpected."""
+    from agebatch.results import OutputError
+
+    if isinstance(exc, (OutputError, FileNotFoundError)):
+        return str(exc)
+    return None

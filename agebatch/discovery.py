@@ -1,0 +1,149 @@
+"""Walking the PATH arguments into a deterministic stream of candidate image files.
+
+Order is sorted by name at every level, so two scans of the same tree list files identically
+(resume and diffs depend on it). Folders are streamed one at a time, so a million-file tree costs
+memory for one folder listing, not for the whole tree.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import os
+import stat
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+
+IMAGE_EXTENSIONS = frozenset(
+    {".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".webp", ".bmp", ".dib", ".tif", ".tiff", ".gif"}
+)
+
+# Leading bytes of the formats we decode; used for files whose extension says nothing.
+_SIGNATURES = (
+    b"\xff\xd8\xff",  # JPEG
+    b"\x89PNG\r\n\x1a\n",
+    b"GIF87a",
+    b"GIF89a",
+    b"BM",
+    b"II*\x00",  # TIFF little-endian
+    b"MM\x00*",  # TIFF big-endian
+)
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """A file to scan, as reached from the argument (like ``find``), or a path that failed to list."""
+
+    path: str
+    error: str | None = None
+
+
+def looks_like_image(path: str) -> bool:
+    """True when the file starts with the signature of a format we decode."""
+    try:
+        with open(path, "rb") as handle:
+            head = handle.read(16)
+    except OSError:
+        return False
+    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
+        return True
+    return any(head.startswith(sig) for sig in _SIGNATURES)
+
+
+def has_image_extension(path: str) -> bool:
+    return os.path.splitext(path)[1].lower() in IMAGE_EXTENSIONS
+
+
+def _excluded(path: str, patterns: tuple[str, ...]) -> bool:
+    """A pattern matches the path as given, or the bare name of the file or folder."""
+    name = os.path.basename(path.rstrip(os.sep)) or path
+    return any(fnmatch.fnmatch(path, p) or fnmatch.fnmatch(name, p) for p in patterns)
+
+
+def _reason(exc: OSError) -> str:
+    return exc.strerror.lower() if exc.strerror else type(exc).__name__
+
+
+class _Walker:
+    def __init__(self, recursive: bool, exclude: tuple[str, ...], follow_symlinks: bool) -> None:
+        self.recursive = recursive
+        self.exclude = exclude
+        self.follow_symlinks = follow_symlinks
+        self.visited: set[tuple[int, int]] = set()
+
+    def walk(self, folder: str) -> Iterator[Candidate]:
+        try:
+            info = os.stat(folder)
+            key = (info.st_dev, info.st_ino)
+            if key in self.visited:  # a symlink loop, or the same folder given twice
+                return
+            self.visited.add(key)
+            with os.scandir(folder) as listing:
+                entries = sorted(listing, key=lambda e: e.name)
+        except OSError as exc:
+            yield Candidate(folder, f"cannot read folder: {_reason(exc)}")
+            return
+        for entry in entries:
+            path = os.path.join(folder, entry.name)
+            if _excluded(path, self.exclude):
+                continue
+            yield from self._entry(entry, path)
+
+    def _entry(self, entry: os.DirEntry, path: str) -> Iterator[Candidate]:
+        try:
+            is_link = entry.is_symlink()
+            is_dir = entry.is_dir(follow_symlinks=True)
+        except OSError as exc:
+            yield Candidate(path, f"cannot stat: {_reason(exc)}")
+            return
+        if is_dir:
+            if self.recursive and (self.follow_symlinks or not is_link):
+                yield from self.walk(path)
+            return
+        if is_link and not os.path.exists(path):
+            if has_image_extension(path):
+                yield Candidate(path, "broken symbolic link")
+            return
+        try:
+            regular = entry.is_file(follow_symlinks=True)
+        except OSError:
+            regular = False
+        if not regular:
+            return  # sockets, FIFOs, devices: never images, and reading a FIFO would block
+        if has_image_extension(path) or looks_like_image(path):
+            yield Candidate(path)
+
+
+def discover(
+    paths: Iterable[str | os.PathLike],
+    recursive: bool = True,
+    exclude: Iterable[str] = (),
+    follow_symlinks: bool = False,
+) -> Iterator[Candidate]:
+    """Yield every candidate image under ``paths`` in sorted order.
+
+    A file named on the command line is always a candidate (if it is not an image, it becomes an
+    error row: the user asked for it). Inside folders, a file is a candidate when its extension is an
+    image extension or its first bytes are an image signature. Symbolic links to folders are not
+    followed unless ``follow_symlinks``; followed or not, no folder is visited twice, so loops end.
+    Raises ``FileNotFoundError`` for an argument that does not exist.
+    """
+    walker = _Walker(recursive, tuple(exclude), follow_symlinks)
+    for raw in paths:
+        path = os.fspath(raw)
+        if not os.path.lexists(path):
+            raise FileNotFoundError(f"no such file or folder: {path}")
+        if os.path.isdir(path):
+            yield from walker.walk(path)
+        elif not os.path.exists(path):
+            yield Candidate(path, "broken symbolic link")
+        elif stat.S_ISREG(os.stat(path).st_mode):
+            yield Candidate(path)
+        else:
+            yield Candidate(path, "not a regular file")
+
+
+def check_paths(paths: Iterable[str | os.PathLike]) -> None:
+    """Fail early, before any work, when an argument does not exist."""
+    for raw in paths:
+        if not os.path.lexists(os.fspath(raw)):
+            raise FileNotFoundError(f"no such file or folder: {os.fspath(raw)}")

@@ -1,0 +1,174 @@
+"""Scoring a model on labelled faces: overall, per age band, gender and race.
+
+The numbers here are the ones the model card and the README quote, so they are computed in one place
+from plain arrays; ``score`` knows nothing about Keras and is tested on hand-computed examples.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from agebatch import dataset
+
+
+def predict_arrays(model, images: np.ndarray, batch_size: int = 64) -> pd.DataFrame:
+    """Run ``model`` over uint8 faces in chunks (bounded memory); columns ``pred_age, pred_female``."""
+    ages, females = [], []
+    for start in range(0, len(images), batch_size * 16):
+        chunk = np.asarray(images[start : start + batch_size * 16], dtype="float32") / 255.0
+        out = model.predict(chunk, batch_size=batch_size, verbose=0)
+        ages.append(np.asarray(out["age_output"]).reshape(-1))
+        females.append(np.asarray(out["gender_output"])[:, 1])
+    if not ages:
+        return pd.DataFrame({"pred_age": [], "pred_female": []})
+    return pd.DataFrame({"pred_age": np.concatenate(ages), "pred_female": np.concatenate(females)})
+
+
+def _metrics(true_age, pred_age, true_gender, pred_gender) -> dict:
+    n = len(true_age)
+    if n == 0:
+        return {"n": 0}
+    error = np.asarray(pred_age, float) - np.asarray(true_age, float)
+    correct = np.asarray(true_gender) == np.asarray(pred_gender)
+    return {
+        "n": int(n),
+        "age_mae": float(np.mean(np.abs(error))),
+        "age_rmse": float(math.sqrt(np.mean(error**2))),
+        "age_within_5": float(np.mean(np.abs(error) <= 5)),
+        "age_bias": float(np.mean(error)),
+        "gender_accuracy": float(np.mean(correct)),
+    }
+
+
+def confusion(true_gender, pred_gender) -> list[list[int]]:
+    """2x2 counts: rows are true (male, female), columns predicted (male, female)."""
+    matrix = np.zeros((2, 2), dtype=int)
+    np.add.at(matrix, (np.asarray(true_gender, int), np.asarray(pred_gender, int)), 1)
+    return matrix.tolist()
+
+
+def score(truth: pd.DataFrame, predictions: pd.DataFrame) -> dict:
+    """All evaluation figures for faces with true ``age, gender[, race]`` and predicted ``pred_age, pred_female``.
+
+    Returns ``overall`` plus ``by_age_band``, ``by_gender``, ``by_race`` (each a dict of the same metrics)
+    and ``race_gender_gap``: the spread of gender accuracy between the best and worst race group.
+    """
+    data = truth.reset_index(drop=True).copy()
+    data["pred_age"] = predictions["pred_age"].to_numpy()
+    data["pred_gender"] = (predictions["pred_female"].to_numpy() >= 0.5).astype(int)
+
+    def metrics_of(part: pd.DataFrame) -> dict:
+        return _metrics(part["age"], part["pred_age"], part["gender"], part["pred_gender"])
+
+    result = {"overall": metrics_of(data), "confusion": confusion(data["gender"], data["pred_gender"])}
+    result["confusion_labels"] = list(dataset.GENDERS)
+    band_order = [dataset.age_band(low) for low, _ in dataset.AGE_BANDS]
+    bands = data["age"].map(dataset.age_band)
+    result["by_age_band"] = {b: metrics_of(data[bands == b]) for b in band_order if (bands == b).any()}
+    result["by_gender"] = {
+        dataset.GENDERS[g]: metrics_of(data[data["gender"] == g]) for g in (0, 1) if (data["gender"] == g).any()
+    }
+    if "race" in data:
+        result["by_race"] = {
+            dataset.RACES[r]: metrics_of(data[data["race"] == r])
+            for r in range(len(dataset.RACES))
+            if (data["race"] == r).any()
+        }
+        accuracies = {k: v["gender_accuracy"] for k, v in result["by_race"].items()}
+        if accuracies:
+            best, worst = max(accuracies, key=accuracies.get), min(accuracies, key=accuracies.get)
+            result["race_gender_gap"] = {
+                "best": best,
+                "worst": worst,
+                "gap": accuracies[best] - accuracies[worst],
+            }
+    return result
+
+
+def evaluate_folder(
+    model_path: str | os.PathLike,
+    data_dir: str | os.PathLike,
+    split_file: str | os.PathLike | None = None,
+    split: str = "test",
+    batch_size: int = 64,
+    limit: int | None = None,
+) -> dict:
+    """Score a saved model on a UTKFace-style folder, or on one part of a saved split of it."""
+    from agebatch.predictor import load_model
+
+    model, image_size = load_model(model_path)
+    if split_file is not None:
+        frame = dataset.load_split(split_file)
+        frame = frame[frame["split"] == split].reset_index(drop=True)
+        present = frame["file"].map(lambda f: (Path(data_dir) / f).is_file())
+        frame = frame[present].reset_index(drop=True)
+    else:
+        frame, _ = dataset.read_labels(data_dir)
+    if limit:
+        frame = frame.head(limit)
+    if frame.empty:
+        raise ValueError(f"no labelled images to evaluate in {data_dir}")
+    images = dataset.load_images(data_dir, list(frame["file"]), image_size)
+    result = score(frame, predict_arrays(model, images, batch_size))
+    result["model"] = str(model_path)
+    result["data"] = str(data_dir)
+    result["split"] = split if split_file is not None else "all"
+    return result
+
+
+def format_text(result: dict) -> str:
+    """A readable summary for the terminal (the same figures ``--json`` prints)."""
+    o = result["overall"]
+    lines = [
+        f"{o['n']} faces ({result.get('split', '')}) from {result.get('data', '')}",
+        f"age:    MAE {o['age_mae']:.2f} y, RMSE {o['age_rmse']:.2f} y, within 5 y {100 * o['age_within_5']:.1f}%",
+        f"gender: accuracy {100 * o['gender_accuracy']:.1f}%  confusion (rows true m/f, cols predicted) {result['confusion']}",
+    ]
+    for title, key in (("age band", "by_age_band"), ("gender", "by_gender"), ("race", "by_race")):
+        groups = result.get(key) or {}
+        if not groups:
+            continue
+        lines.append(f"by {title}:")
+        for name, m in groups.items():
+            lines.append(
+                f"  {name:>8}  n={m['n']:>5}  MAE {m['age_mae']:5.2f}  within5 {100 * m['age_within_5']:5.1f}%  "
+                f"gender {100 * m['gender_accuracy']:5.1f}%"
+            )
+    if "race_gender_gap" in result:
+        gap = result["race_gender_gap"]
+        lines.append(
+            f"largest per-race gender-accuracy gap: {100 * gap['gap']:.1f} points ({gap['best']} vs {gap['worst']})"
+        )
+    return "\n".join(lines)
+
+
+def write_html(result: dict, path: str | os.PathLike) -> None:
+    """An offline HTML page with the per-group bars and the confusion matrix."""
+    import html as html_lib
+
+    from plotly.subplots import make_subplots
+
+    groups = [("by_age_band", "age band"), ("by_gender", "gender"), ("by_race", "race")]
+    figure = make_subplots(
+        rows=2,
+        cols=3,
+        subplot_titles=[f"age MAE by {t}" for _, t in groups] + [f"gender accuracy by {t}" for _, t in groups],
+    )
+    for col, (key, _) in enumerate(groups, start=1):
+        data = result.get(key) or {}
+        names = list(data)
+        figure.add_bar(x=names, y=[data[n]["age_mae"] for n in names], row=1, col=col, showlegend=False)
+        figure.add_bar(x=names, y=[data[n]["gender_accuracy"] for n in names], row=2, col=col, showlegend=False)
+    figure.update_layout(height=700, template="plotly_white", title="agebatch evaluation")
+    body = figure.to_html(include_plotlyjs=True, full_html=False)
+    summary = html_lib.escape(format_text(result))
+    Path(path).write_text(
+        f"<!doctype html><html><head><meta charset='utf-8'><title>agebatch evaluation</title></head>"
+        f"<body><pre>{summary}</pre>{body}</body></html>",
+        encoding="utf-8",
+    )

@@ -1,0 +1,133 @@
+"""Safe image decoding: whatever a folder holds becomes an upright RGB picture or a one-line reason.
+
+Everything that touches untrusted bytes lives here, so the rest of the program only ever sees
+``PIL.Image`` objects in RGB mode, already rotated the way the camera meant them (EXIF orientation).
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
+
+# Pillow's own default bomb limit (~89 MP warns, ~179 MP raises). We keep the raise and turn the
+# warning into an error too, so a 12 000 x 12 000 "photo" is a row, not a 2 GB allocation.
+Image.MAX_IMAGE_PIXELS = 120_000_000
+ImageFile.LOAD_TRUNCATED_IMAGES = False
+
+SUPPORTED_FORMATS = {"JPEG", "PNG", "WEBP", "BMP", "TIFF", "GIF", "MPO"}
+
+
+class ImageError(Exception):
+    """An image that cannot be used; ``str()`` is a one-line reason meant for the CSV's error column."""
+
+
+@dataclass
+class DecodedImage:
+    """An upright RGB image plus what the caller needs to map boxes back to the original file.
+
+    ``scale`` is original-pixels per decoded-pixel (>1 when a large JPEG was decoded in draft mode);
+    ``size`` is the EXIF-rotated size of the full-resolution image.
+    """
+
+    image: Image.Image
+    size: tuple[int, int]
+    scale: float
+
+
+def _one_line(exc: BaseException) -> str:
+    text = " ".join(str(exc).split()) or exc.__class__.__name__
+    return text[:200]
+
+
+def _to_rgb(image: Image.Image) -> Image.Image:
+    """Convert any Pillow mode to 8-bit RGB, compositing transparency onto white."""
+    if image.mode == "RGB":
+        return image
+    if image.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I"):
+        # 16/32-bit greyscale: stretch to 8 bits using the actual range (PNG 16-bit grey is common).
+        array = np.asarray(image, dtype=np.float64)
+        low, high = float(array.min()), float(array.max())
+        scaled = (array - low) * (255.0 / (high - low)) if high > low else np.zeros_like(array)
+        return Image.fromarray(scaled.astype(np.uint8), "L").convert("RGB")
+    if image.mode == "F":
+        array = np.nan_to_num(np.asarray(image, dtype=np.float64))
+        low, high = float(array.min()), float(array.max())
+        scaled = (array - low) * (255.0 / (high - low)) if high > low else np.zeros_like(array)
+        return Image.fromarray(scaled.astype(np.uint8), "L").convert("RGB")
+    if image.mode == "P" and "transparency" in image.info:
+        image = image.convert("RGBA")
+    if image.mode in ("RGBA", "LA", "PA", "RGBa", "La"):
+        rgba = image.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return Image.alpha_composite(background, rgba).convert("RGB")
+    return image.convert("RGB")
+
+
+def decode(path: str | os.PathLike, max_side: int | None = None) -> DecodedImage:
+    """Open ``path`` as an upright RGB image.
+
+    With ``max_side`` a large JPEG is decoded at 1/2, 1/4 or 1/8 scale (Pillow's draft mode, which
+    skips most of the IDCT work) so that its longer side is still at least ``max_side``: detection on a
+    12 MP photo needs ~1 MP, and decoding the full frame would dominate the run.
+    Raises ``ImageError`` with a one-line reason for anything unusable.
+    """
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(path) as opened:
+                if opened.format not in SUPPORTED_FORMATS:
+                    raise ImageError(f"unsupported image format {opened.format}")
+                full_size = opened.size
+                if max_side and opened.format == "JPEG" and max(full_size) > max_side:
+                    opened.draft("RGB", _draft_target(full_size, max_side))
+                opened.seek(0)  # first frame of animated GIF / multi-page TIFF
+                opened.load()
+                scale = full_size[0] / opened.size[0]
+                image = ImageOps.exif_transpose(opened) or opened
+                image = _to_rgb(image)
+                if image is opened:
+                    image = image.copy()
+    except ImageError:
+        raise
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        raise ImageError(f"image too large (decompression bomb guard): {_one_line(exc)}") from exc
+    except UnidentifiedImageError as exc:
+        raise ImageError("not a recognised image") from exc
+    except FileNotFoundError as exc:
+        raise ImageError("file vanished before it could be read") from exc
+    except PermissionError as exc:
+        raise ImageError("permission denied") from exc
+    except IsADirectoryError as exc:
+        raise ImageError("is a directory") from exc
+    except OSError as exc:
+        raise ImageError(f"unreadable image: {_one_line(exc)}") from exc
+    except (ValueError, SyntaxError, EOFError, MemoryError, TypeError, IndexError, KeyError, ZeroDivisionError) as exc:
+        raise ImageError(f"corrupt image: {_one_line(exc)}") from exc
+    if image.width < 1 or image.height < 1:
+        raise ImageError("empty image")
+    width, height = image.size
+    rotated_full = (round(width * scale), round(height * scale))
+    return DecodedImage(image=image, size=rotated_full, scale=scale)
+
+
+def _draft_target(size: tuple[int, int], max_side: int) -> tuple[int, int]:
+    """The draft request that keeps the longer side >= max_side (draft picks the smallest scale >= it)."""
+    ratio = max_side / max(size)
+    return (max(1, int(size[0] * ratio) + 1), max(1, int(size[1] * ratio) + 1))
+
+
+def resize_face(image: Image.Image, size: int) -> np.ndarray:
+    """Resize a face crop to ``size`` x ``size`` uint8 RGB, the way the training faces were resized."""
+    if image.size != (size, size):
+        image = image.resize((size, size), Image.Resampling.BILINEAR)
+    return np.asarray(image, dtype=np.uint8)
+
+
+def load_face_array(path: str | os.PathLike, size: int) -> np.ndarray:
+    """A whole image file as one face array (pre-cropped faces such as UTKFace)."""
+    return resize_face(decode(Path(path), max_side=2 * size).image, size)

@@ -1,0 +1,111 @@
+"""The two-head MobileNetV2 network, built the way ``keras.applications`` builds its models.
+
+Input: 128x128 RGB scaled to [0, 1]. The [0, 1] -> [-1, 1] mapping that MobileNetV2 expects happens
+inside the model (a ``Rescaling`` layer, not a ``Lambda``), so the saved ``.keras`` file loads in safe
+mode and callers never need to know about the backbone's preprocessing.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import keras
+from keras import layers
+
+AGE_OUTPUT = "age_output"
+GENDER_OUTPUT = "gender_output"
+DEFAULT_IMAGE_SIZE = 128
+BACKBONE_NAME = "mobilenetv2"
+MEAN_AGE = 33.0  # UTKFace mean; starting the age bias here saves the first epoch from learning it
+
+
+class ModelInterfaceError(ValueError):
+    """A loaded model that does not take faces and give age and gender."""
+
+
+def build_backbone(image_size: int, weights: str | os.PathLike | None, alpha: float = 1.0) -> keras.Model:
+    """MobileNetV2 without its classifier.
+
+    ``weights`` is ``"imagenet"`` (downloads; needs network), ``None`` (random) or a path to a
+    ``.weights.h5`` file such as the offline copy described in ``shared/weights/README.md``.
+    """
+    path_weights = weights not in (None, "imagenet")
+    base = keras.applications.MobileNetV2(
+        input_shape=(image_size, image_size, 3),
+        include_top=False,
+        weights=None if path_weights else weights,
+        alpha=alpha,
+    )
+    if path_weights:
+        path = Path(weights)  # type: ignore[arg-type]
+        if not path.is_file():
+            raise FileNotFoundError(f"backbone weights not found: {path}")
+        base.load_weights(path)
+    base.name = BACKBONE_NAME
+    return base
+
+
+def build_model(
+    image_size: int = DEFAULT_IMAGE_SIZE,
+    backbone_weights: str | os.PathLike | None = None,
+    dropout: float = 0.3,
+    alpha: float = 1.0,
+    augment: bool = True,
+) -> keras.Model:
+    """The full network: [augmentation] -> rescale -> MobileNetV2 -> pooling -> dropout -> two heads.
+
+    Augmentation layers are part of the model so they run only in training (Keras disables them at
+    inference) and need no separate pipeline code; they are cheap next to the backbone.
+    The backbone is always called with ``training=False`` so its BatchNormalization layers keep their
+    ImageNet statistics while the weights are fine-tuned (see the Keras transfer-learning guide).
+    """
+    inputs = keras.Input((image_size, image_size, 3), name="face")
+    x = inputs
+    if augment:
+        x = layers.RandomFlip("horizontal", name="aug_flip")(x)
+        x = layers.RandomRotation(0.05, fill_mode="reflect", name="aug_rotate")(x)
+        x = layers.RandomZoom((-0.1, 0.1), fill_mode="reflect", name="aug_zoom")(x)
+        x = layers.RandomTranslation(0.05, 0.05, fill_mode="reflect", name="aug_shift")(x)
+    x = layers.Rescaling(2.0, offset=-1.0, name="to_minus1_1")(x)
+    base = build_backbone(image_size, backbone_weights, alpha)
+    x = base(x, training=False)
+    x = layers.GlobalAveragePooling2D(name="pool")(x)
+    x = layers.Dropout(dropout, name="dropout")(x)
+    age = layers.Dense(1, name=AGE_OUTPUT, bias_initializer=keras.initializers.Constant(MEAN_AGE))(x)
+    gender = layers.Dense(2, activation="softmax", name=GENDER_OUTPUT)(x)
+    return keras.Model(inputs, {AGE_OUTPUT: age, GENDER_OUTPUT: gender}, name="agebatch")
+
+
+def backbone_of(model: keras.Model) -> keras.Model:
+    return model.get_layer(BACKBONE_NAME)
+
+
+def set_trainable_from(model: keras.Model, fraction: float) -> int:
+    """Unfreeze the top ``fraction`` of the backbone's layers (0 freezes it); returns how many.
+
+    BatchNormalization layers stay frozen: with batches of 32-64 their statistics would drift.
+    """
+    base = backbone_of(model)
+    base.trainable = fraction > 0
+    start = int(len(base.layers) * (1 - fraction))
+    count = 0
+    for index, layer in enumerate(base.layers):
+        unfrozen = index >= start and not isinstance(layer, layers.BatchNormalization)
+        layer.trainable = unfrozen
+        count += unfrozen
+    return count
+
+
+def check_interface(model: keras.Model) -> int:
+    """Verify the model takes (n, s, s, 3) images and returns age and gender; returns s."""
+    try:
+        shape = tuple(model.inputs[0].shape) if len(model.inputs) == 1 else None
+    except (AttributeError, IndexError, TypeError):
+        shape = None
+    if shape is None or len(shape) != 4 or shape[3] != 3 or shape[1] is None or shape[1] != shape[2]:
+        raise ModelInterfaceError(f"model input must be (batch, size, size, 3), got {shape}")
+    names = set(model.output_names) if hasattr(model, "output_names") else set()
+    if not {AGE_OUTPUT, GENDER_OUTPUT} <= names:
+        raise ModelInterfaceError(f"model must have outputs {AGE_OUTPUT!r} and {GENDER_OUTPUT!r}, has {sorted(names)}")
+    return int(shape[1])

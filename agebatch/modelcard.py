@@ -1,0 +1,154 @@
+"""The model card: what the shipped model was trained on, how, and how well it does, per group.
+
+Written as JSON (read by ``report`` for its "how to read this" section) and Markdown (for people).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import json
+import os
+import platform
+from importlib import metadata
+from pathlib import Path
+
+import pandas as pd
+
+CARD_SUFFIX = ".card.json"
+
+
+def _versions() -> dict:
+    out = {"python": platform.python_version()}
+    for name in ("tensorflow", "tensorflow-cpu", "keras", "numpy", "pillow", "agebatch"):
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            pass
+    return out
+
+
+def build_card(
+    config,
+    frame: pd.DataFrame,
+    skipped: list[str],
+    history: list[dict],
+    metrics: dict,
+    seconds: float,
+    interrupted: bool,
+) -> dict:
+    """Collect everything worth knowing about a finished training run into one JSON-able dict."""
+    counts = frame["split"].value_counts().to_dict()
+    epoch_seconds = [h["seconds"] for h in history if "seconds" in h]
+    return {
+        "name": Path(config.model_name).stem,
+        "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "task": "apparent age (years) and gender (male/female) from a face crop",
+        "architecture": "MobileNetV2 (ImageNet) -> global average pooling -> dropout -> "
+        "age_output Dense(1, linear), gender_output Dense(2, softmax)",
+        "input": {"size": [config.image_size, config.image_size, 3], "scale": "RGB in [0, 1]"},
+        "data": {
+            "folder": str(config.data_dir),
+            "images": int(len(frame)),
+            "skipped_names": skipped,
+            "split_counts": {k: int(v) for k, v in counts.items()},
+            "split_file": "split.csv",
+            "stratified_by": "age band x gender",
+        },
+        "recipe": {k: v for k, v in dataclasses.asdict(config).items() if k not in ("extra", "verbose")},
+        "history": history,
+        "training": {
+            "epochs": len(history),
+            "seconds_total": round(seconds, 1),
+            "seconds_per_epoch_mean": round(sum(epoch_seconds) / len(epoch_seconds), 1) if epoch_seconds else None,
+            "interrupted": interrupted,
+        },
+        "test_metrics": metrics,
+        "versions": _versions(),
+        "limitations": [
+            "Estimates apparent age and binary gender presentation from appearance; not identity, not self-reported gender.",
+            "Trained on UTKFace (web images, mostly frontal, ages 0-116); accuracy differs by age band and group, see the tables.",
+            "UTKFace is licensed for non-commercial research; so is any model trained on it.",
+        ],
+    }
+
+
+def _pct(x: float | None) -> str:
+    return "-" if x is None else f"{100 * x:.1f}%"
+
+
+def _group_table(title: str, groups: dict) -> list[str]:
+    lines = [f"### {title}", "", "| group | n | age MAE | within 5 y | gender accuracy |", "|---|---:|---:|---:|---:|"]
+    for name, m in groups.items():
+        if m.get("n"):
+            lines.append(
+                f"| {name} | {m['n']} | {m['age_mae']:.2f} | {_pct(m['age_within_5'])} | {_pct(m['gender_accuracy'])} |"
+            )
+    return lines + [""]
+
+
+def to_markdown(card: dict) -> str:
+    m = card["test_metrics"]
+    o = m["overall"]
+    lines = [
+        f"# Model card: {card['name']}",
+        "",
+        f"Created {card['created']}. {card['task']}.",
+        "",
+        f"**Architecture.** {card['architecture']}. Input {card['input']['size']} {card['input']['scale']}.",
+        "",
+        f"**Data.** {card['data']['images']} images from `{card['data']['folder']}` "
+        f"({len(card['data']['skipped_names'])} malformed names skipped); split "
+        f"{card['data']['split_counts']}, stratified by {card['data']['stratified_by']} (`split.csv`).",
+        "",
+        f"**Training.** {card['training']['epochs']} epochs, {card['training']['seconds_total'] / 60:.1f} min in all, "
+        f"{card['training']['seconds_per_epoch_mean']} s per epoch on average.",
+        "",
+        "## Test split",
+        "",
+        f"- age MAE **{o['age_mae']:.2f}** years, RMSE {o['age_rmse']:.2f}, within 5 years {_pct(o['age_within_5'])}",
+        f"- gender accuracy **{_pct(o['gender_accuracy'])}** (confusion rows true male/female, columns predicted: {m['confusion']})",
+    ]
+    if "race_gender_gap" in m:
+        gap = m["race_gender_gap"]
+        lines.append(
+            f"- gender accuracy gap between race groups: {100 * gap['gap']:.1f} points ({gap['best']} best, {gap['worst']} worst)"
+        )
+    lines.append("")
+    lines += _group_table("By age band", m.get("by_age_band", {}))
+    lines += _group_table("By gender", m.get("by_gender", {}))
+    lines += _group_table("By race", m.get("by_race", {}))
+    lines += ["## Recipe", "", "```json", json.dumps(card["recipe"], indent=2), "```", ""]
+    lines += [
+        "## Per-epoch history",
+        "",
+        "| phase | epoch | val age MAE | val gender acc | seconds |",
+        "|---|---:|---:|---:|---:|",
+    ]
+    for h in card["history"]:
+        lines.append(
+            f"| {h.get('phase')} | {h.get('epoch')} | {h.get('val_age_output_mae', float('nan')):.2f} | "
+            f"{_pct(h.get('val_gender_output_accuracy'))} | {h.get('seconds')} |"
+        )
+    lines += ["", "## Limitations", ""] + [f"- {x}" for x in card["limitations"]]
+    lines += ["", "## Versions", "", ", ".join(f"{k} {v}" for k, v in card["versions"].items()), ""]
+    return "\n".join(lines)
+
+
+def write_card(card: dict, out_dir: str | os.PathLike, stem: str) -> Path:
+    """Write ``<stem>.card.json`` and ``<stem>.card.md``; returns the JSON path."""
+    out = Path(out_dir)
+    path = out / f"{stem}{CARD_SUFFIX}"
+    path.write_text(json.dumps(card, indent=2))
+    (out / f"{stem}.card.md").write_text(to_markdown(card))
+    return path
+
+
+def card_for_model(model_path: str | os.PathLike) -> dict | None:
+    """The card saved beside a model file, if there is one and it parses."""
+    path = Path(model_path)
+    candidate = path.with_name(path.name.removesuffix(".keras").removesuffix(".tflite") + CARD_SUFFIX)
+    try:
+        return json.loads(candidate.read_text())
+    except (OSError, ValueError):
+        return None

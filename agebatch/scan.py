@@ -1,0 +1,284 @@
+"""A scan: discovery -> decode -> detect -> batched prediction -> rows, in discovery order.
+
+Decoding and detection run in a thread pool a window ahead of the model; Pillow and TensorFlow both
+release the GIL, so the model's batches overlap with the next images' decoding. Only that window is
+held in memory (faces as 128x128 arrays), so memory does not grow with the size of the folder.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections import Counter, deque
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from agebatch import discovery, faces, images, results
+from agebatch.predictor import Predictor, to_prediction
+
+
+@dataclass
+class ScanOptions:
+    """How to find faces; the CLI's scan options map one to one onto these fields."""
+
+    recursive: bool = True
+    exclude: tuple[str, ...] = ()
+    follow_symlinks: bool = False
+    detector: str = "mtcnn"
+    min_face: int = 40
+    min_score: float = 0.9
+    batch_size: int = 64
+    jobs: int | None = None  # decode/detect threads; None: one per core
+
+
+@dataclass
+class ScanSummary:
+    images: int = 0
+    faces: int = 0
+    no_face: int = 0
+    errors: int = 0
+    skipped: int = 0  # already in --out (resume)
+    seconds: float = 0.0
+    error_reasons: Counter = field(default_factory=Counter)
+    interrupted: bool = False
+
+    def add(self, rows: list[dict]) -> None:
+        self.images += 1
+        status = rows[0]["status"]
+        if status == "ok":
+            self.faces += len(rows)
+        elif status == "no_face":
+            self.no_face += 1
+        else:
+            self.errors += 1
+            self.error_reasons[reason_group(rows[0]["error"])] += 1
+
+    def line(self) -> str:
+        text = (
+            f"{self.images} images, {self.faces} faces, {self.no_face} without a face, "
+            f"{self.errors} errors in {self.seconds:.1f} s"
+        )
+        if self.skipped:
+            text += f" ({self.skipped} already done, skipped)"
+        if self.error_reasons:
+            text += "; errors: " + ", ".join(f"{n} {r}" for r, n in self.error_reasons.most_common())
+        return text
+
+
+def reason_group(error: str) -> str:
+    """The reason without file-specific detail, for counting errors by kind."""
+    return (error or "error").split(":")[0].strip()
+
+
+@dataclass
+class _Work:
+    """One image on its way through the pipeline."""
+
+    path: str
+    key: results.FileKey | None
+    faces: list[faces.Face] = field(default_factory=list)
+    crops: list[np.ndarray] = field(default_factory=list)
+    error: str | None = None
+
+
+class _Pipeline:
+    def __init__(self, options: ScanOptions, image_size: int) -> None:
+        self.options = options
+        self.image_size = image_size
+        self.whole_image = options.detector == "none"
+        # Detection needs ~DETECT_SIDE pixels, crops need more than the model's input: decode big
+        # JPEGs at the smallest draft scale that keeps both.
+        self.decode_side = 2 * image_size if self.whole_image else 2 * faces.DETECT_SIDE
+        self._local = threading.local()
+
+    def detector(self) -> faces.Detector:
+        if not hasattr(self._local, "detector"):  # one per thread: MTCNN keeps per-call state
+            self._local.detector = faces.make_detector(
+                self.options.detector, self.options.min_face, self.options.min_score
+            )
+        return self._local.detector
+
+    def process(self, work: _Work) -> _Work:
+        if work.error:
+            return work
+        try:
+            decoded = images.decode(work.path, max_side=self.decode_side)
+        except images.ImageError as exc:
+            work.error = str(exc)
+            return work
+        try:
+            found = self.detector().detect(decoded.image)
+            for face in found:
+                crop = faces.crop_face(decoded.image, face, self.image_size, self.whole_image)
+                work.crops.append(np.asarray(crop, dtype=np.uint8))
+                work.faces.append(face.scaled(decoded.scale))
+        except Exception as exc:  # a detector failure on one odd image must not end the run
+            work.faces, work.crops = [], []
+            work.error = f"face detection failed: {' '.join(str(exc).split())[:160] or type(exc).__name__}"
+        return work
+
+
+def _rows(work: _Work, ages: np.ndarray | None, females: np.ndarray | None) -> list[dict]:
+    base = {"path": results.display_path(work.path), "file_size": None, "file_mtime": None}
+    if work.key is not None:
+        base.update(file_size=work.key.size, file_mtime=work.key.mtime)
+    if work.error:
+        return [dict(base, face=None, status="error", error=work.error, faces=0)]
+    if not work.faces:
+        return [dict(base, face=None, status="no_face", error=None, faces=0)]
+    rows = []
+    for index, face in enumerate(work.faces):
+        p = to_prediction(ages[index], females[index])
+        rows.append(
+            dict(
+                base,
+                face=index,
+                x=round(face.x),
+                y=round(face.y),
+                width=round(face.width),
+                height=round(face.height),
+                face_score=round(face.score, 4),
+                age=p.age,
+                gender=p.gender,
+                gender_prob=p.gender_prob,
+                female_prob=p.female_prob,
+                status="ok",
+                error=None,
+                faces=len(work.faces),
+            )
+        )
+    return rows
+
+
+def iter_scan(
+    paths: Iterable[str | os.PathLike],
+    predictor: Predictor,
+    options: ScanOptions | None = None,
+    skip: Callable[[results.FileKey | None], bool] | None = None,
+    on_skip: Callable[[], None] | None = None,
+) -> Iterator[list[dict]]:
+    """Yield each image's rows (a list of dicts) in discovery order.
+
+    ``skip(key)`` lets ``--resume`` leave out images already in the output.
+    """
+    options = options or ScanOptions()
+    pipeline = _Pipeline(options, predictor.image_size)
+    jobs = options.jobs or os.cpu_count() or 1
+    window = max(2 * options.batch_size, 4 * jobs)
+    candidates = discovery.discover(paths, options.recursive, options.exclude, options.follow_symlinks)
+    in_flight: deque[Future] = deque()
+    ready: deque[_Work] = deque()  # processed, waiting for the model, in order
+    pending_faces = 0
+
+    def flush() -> Iterator[list[dict]]:
+        nonlocal pending_faces
+        crops = [c for w in ready for c in w.crops]
+        ages, females = predictor.predict_array(np.stack(crops)) if crops else (None, None)
+        offset = 0
+        while ready:
+            work = ready.popleft()
+            n = len(work.crops)
+            yield _rows(
+                work,
+                None if ages is None else ages[offset : offset + n],
+                None if females is None else females[offset : offset + n],
+            )
+            offset += n
+        pending_faces = 0
+
+    with ThreadPoolExecutor(max_workers=jobs, thread_name_prefix="agebatch-decode") as pool:
+        try:
+            exhausted = False
+            while not exhausted or in_flight:
+                while not exhausted and len(in_flight) < window:
+                    candidate = next(candidates, None)
+                    if candidate is None:
+                        exhausted = True
+                        break
+                    key = results.file_key(candidate.path) if candidate.error is None else None
+                    if skip is not None and key is not None and skip(key):
+                        if on_skip:
+                            on_skip()
+                        continue
+                    error = candidate.error or (None if key else "file vanished before it could be read")
+                    in_flight.append(pool.submit(pipeline.process, _Work(candidate.path, key, error=error)))
+                if not in_flight:
+                    break
+                work = in_flight.popleft().result()
+                ready.append(work)
+                pending_faces += len(work.crops)
+                if pending_faces >= options.batch_size or (not ready[0].crops and pending_faces == 0):
+                    yield from flush()
+            yield from flush()
+        except BaseException:
+            for future in in_flight:
+                future.cancel()
+            raise
+
+
+def scan(
+    paths: Iterable[str | os.PathLike] | str | os.PathLike,
+    model: str | os.PathLike | Predictor | None = None,
+    detector: str = "mtcnn",
+    **options,
+) -> pd.DataFrame:
+    """Scan files and folders and return one row per face (and per face-less or broken image).
+
+    >>> from agebatch import scan
+    >>> frame = scan("examples/photos")            # doctest: +SKIP
+    >>> frame[["path", "age", "gender"]].head()    # doctest: +SKIP
+    """
+    if isinstance(paths, (str, os.PathLike)):
+        paths = [paths]
+    paths = list(paths)
+    discovery.check_paths(paths)
+    predictor = model if isinstance(model, Predictor) else Predictor(model)
+    opts = ScanOptions(detector=detector, **options)
+    rows = [row for group in iter_scan(paths, predictor, opts) for row in group]
+    return pd.DataFrame(rows, columns=list(results.ALL_COLUMNS))
+
+
+def scan_to_file(
+    paths: Iterable[str | os.PathLike],
+    out: str | os.PathLike,
+    predictor: Predictor,
+    options: ScanOptions | None = None,
+    fmt: str = "csv",
+    resume: bool = False,
+    excel: bool = False,
+    wait: bool = False,
+    progress: Callable[[ScanSummary], None] | None = None,
+) -> ScanSummary:
+    """Scan into a results file with the safety guarantees of ``results.ResultsWriter``.
+
+    On KeyboardInterrupt the summary (``interrupted=True``) is attached to the exception as
+    ``exc.summary`` and the exception re-raised, after the writer has saved what it may.
+    """
+    paths = list(paths)
+    discovery.check_paths(paths)
+    summary = ScanSummary()
+    started = time.monotonic()
+
+    def skipped() -> None:
+        summary.skipped += 1
+
+    with results.ResultsWriter(out, fmt, resume=resume, excel=excel, wait=wait) as writer:
+        try:
+            for rows in iter_scan(paths, predictor, options, skip=writer.is_done if resume else None, on_skip=skipped):
+                writer.write_image(rows)
+                summary.add(rows)
+                if progress:
+                    progress(summary)
+            summary.seconds = time.monotonic() - started
+            writer.commit()
+        except KeyboardInterrupt as exc:
+            summary.interrupted = True
+            summary.seconds = time.monotonic() - started
+            exc.summary = summary  # type: ignore[attr-defined]
+            raise
+    return summary

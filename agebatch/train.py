@@ -1,0 +1,282 @@
+"""The training recipe: two phases of transfer learning on a UTKFace-style folder.
+
+Phase 1 trains only the heads on a frozen ImageNet backbone (fast, and it keeps large random-head
+gradients from wrecking the pretrained features). Phase 2 unfreezes the backbone (BatchNormalization
+stays in inference mode) and fine-tunes everything at a lower rate, with early stopping on the
+validation split that restores the best weights.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import signal
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from agebatch import dataset
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class TrainConfig:
+    """Every knob of a training run; the model card records all of them."""
+
+    data_dir: str
+    out_dir: str = "models"
+    model_name: str = "agebatch.keras"
+    image_size: int = 128
+    batch_size: int = 64
+    head_epochs: int = 2
+    epochs: int = 30
+    patience: int = 4
+    test_split: float = 0.2
+    val_split: float = 0.1
+    seed: int = 42
+    backbone_weights: str | None = "imagenet"
+    alpha: float = 1.0
+    head_learning_rate: float = 1e-3
+    learning_rate: float = 1e-4
+    fine_tune_fraction: float = 1.0
+    age_loss_weight: float = 0.05
+    balance_gender: bool = True
+    age_weight_power: float = 0.5
+    dropout: float = 0.3
+    max_images: int | None = None
+    time_limit_minutes: float | None = None  # stop fine-tuning (keeping the best weights) after this
+    cache_dir: str | None = None
+    verbose: int | None = None  # None: a bar on a terminal, one line per epoch otherwise
+    extra: dict = field(default_factory=dict)
+
+
+@dataclass
+class TrainResult:
+    model_path: Path
+    card_path: Path
+    history: list[dict]
+    test_metrics: dict
+    interrupted: bool
+
+
+def gender_weights(genders: np.ndarray) -> np.ndarray:
+    """Per-sample weights that make both genders count equally in the gender loss (mean 1)."""
+    counts = np.bincount(genders, minlength=2).astype(float)
+    per_class = len(genders) / (2 * np.maximum(counts, 1))
+    return per_class[genders].astype("float32")
+
+
+def age_weights(ages: np.ndarray, power: float) -> np.ndarray:
+    """Per-sample weights ~ (size of the sample's age band)^-power, normalised to mean 1.
+
+    Children and people over 65 are a small share of UTKFace; without help the age head regresses
+    them towards the mean. ``power`` 0.5 is a compromise between no weighting (0) and full
+    inverse-frequency weighting (1), which over-fits the rare bands.
+    """
+    bands = np.array([dataset.age_band(a) for a in ages])
+    names, inverse, counts = np.unique(bands, return_inverse=True, return_counts=True)
+    weights = counts[inverse].astype(float) ** -power
+    return (weights / weights.mean()).astype("float32")
+
+
+def _make_dataset(images, frame, config: TrainConfig, training: bool):
+    import tensorflow as tf
+
+    ages = frame["age"].to_numpy("float32")[:, None]
+    onehot = np.eye(2, dtype="float32")[frame["gender"].to_numpy()]
+    targets = {"age_output": ages, "gender_output": onehot}
+    if training:
+        weights = {
+            "age_output": age_weights(frame["age"].to_numpy(), config.age_weight_power),
+            "gender_output": gender_weights(frame["gender"].to_numpy())
+            if config.balance_gender
+            else np.ones(len(frame), "float32"),
+        }
+        data = tf.data.Dataset.from_tensor_slices((images, targets, weights))
+        data = data.shuffle(min(len(frame), 20_000), seed=config.seed, reshuffle_each_iteration=True)
+    else:
+        data = tf.data.Dataset.from_tensor_slices((images, targets))
+
+    def scale(x, *rest):
+        return (tf.cast(x, tf.float32) / 255.0, *rest)
+
+    return data.batch(config.batch_size).map(scale, num_parallel_calls=tf.data.AUTOTUNE).prefetch(2)
+
+
+def _compile(model, learning_rate: float, config: TrainConfig) -> None:
+    import keras
+
+    model.compile(
+        optimizer=keras.optimizers.Adam(learning_rate),
+        loss={"age_output": "mse", "gender_output": "categorical_crossentropy"},
+        loss_weights={"age_output": config.age_loss_weight, "gender_output": 1.0},
+        metrics={"age_output": ["mae"], "gender_output": ["accuracy"]},
+    )
+
+
+class _StopOnInterrupt:
+    """Turn Ctrl-C during ``fit`` into a clean stop at the end of the current batch."""
+
+    def __init__(self) -> None:
+        self.interrupted = False
+        self._previous = None
+
+    def __enter__(self):
+        def handler(signum, frame):
+            if self.interrupted:  # second Ctrl-C: give up at once
+                raise KeyboardInterrupt
+            self.interrupted = True
+            print("\ninterrupted: finishing with the best weights so far (Ctrl-C again to abort)", file=sys.stderr)
+
+        if hasattr(signal, "SIGINT"):
+            self._previous = signal.signal(signal.SIGINT, handler)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self._previous is not None:
+            signal.signal(signal.SIGINT, self._previous)
+
+
+def _callbacks(config, stopper: _StopOnInterrupt, checkpoint: Path, phase: str, logs: list, deadline: float | None):
+    import keras
+
+    class StopWhenInterrupted(keras.callbacks.Callback):
+        def on_train_batch_end(self, batch, logs=None):
+            if stopper.interrupted:
+                self.model.stop_training = True
+
+        def on_epoch_end(self, epoch, logs=None):
+            if deadline is not None and time.time() > deadline:
+                log.warning("time limit reached: stopping with the best weights so far")
+                self.model.stop_training = True
+
+    class Record(keras.callbacks.Callback):
+        def __init__(self):
+            super().__init__()
+            self.started = time.time()
+
+        def on_epoch_begin(self, epoch, logs=None):
+            self.started = time.time()
+
+        def on_epoch_end(self, epoch, epoch_logs=None):
+            row = {k: float(v) for k, v in (epoch_logs or {}).items()}
+            row.update(phase=phase, epoch=len(logs) + 1, seconds=round(time.time() - self.started, 1))
+            row["learning_rate"] = float(self.model.optimizer.learning_rate.numpy())
+            logs.append(row)
+            (checkpoint.parent / "history.json").write_text(json.dumps(logs, indent=1))
+
+    return [
+        Record(),
+        StopWhenInterrupted(),
+        keras.callbacks.ModelCheckpoint(checkpoint, monitor="val_loss", save_best_only=True),
+        keras.callbacks.EarlyStopping(monitor="val_loss", patience=config.patience, restore_best_weights=True),
+        keras.callbacks.ReduceLROnPlateau(monitor="val_loss", factor=0.3, patience=max(1, config.patience // 2 - 1)),
+    ]
+
+
+def _verbosity(config: TrainConfig) -> int:
+    if config.verbose is not None:
+        return config.verbose
+    return 1 if sys.stdout.isatty() else 2
+
+
+def inference_copy(trained, config: TrainConfig):
+    """The trained network without augmentation layers: what scan loads, and smaller to run."""
+    from agebatch.model import build_model
+
+    clean = build_model(config.image_size, None, config.dropout, config.alpha, augment=False)
+    for layer in clean.layers:
+        if layer.weights:
+            layer.set_weights(trained.get_layer(layer.name).get_weights())
+    return clean
+
+
+def train(config: TrainConfig) -> TrainResult:
+    """Run the whole recipe and write the model, split, model card and curves into ``config.out_dir``."""
+    import keras
+
+    from agebatch.model import build_model, set_trainable_from
+
+    keras.utils.set_random_seed(config.seed)
+    out = Path(config.out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    started = time.time()
+
+    frame, skipped = dataset.read_labels(config.data_dir)
+    if config.max_images and len(frame) > config.max_images:
+        frame = frame.sample(config.max_images, random_state=config.seed).sort_values("file").reset_index(drop=True)
+    if len(frame) < 10:
+        raise ValueError(f"need at least 10 labelled images in {config.data_dir}, found {len(frame)}")
+    frame = dataset.add_split(frame, config.test_split, config.val_split, config.seed)
+    dataset.save_split(frame, out / "split.csv")
+    images = dataset.cached_images(config.data_dir, list(frame["file"]), config.image_size, config.cache_dir)
+    parts = {name: frame.index[frame["split"] == name].to_numpy() for name in ("train", "val", "test")}
+    log.info("images: %s", {k: len(v) for k, v in parts.items()})
+    data = {
+        name: _make_dataset(np.asarray(images[idx]), frame.loc[idx], config, training=(name == "train"))
+        for name, idx in parts.items()
+    }
+
+    model = build_model(config.image_size, config.backbone_weights, config.dropout, config.alpha)
+    checkpoint = out / "checkpoint.keras"
+    history: list[dict] = []
+    deadline = started + 60 * config.time_limit_minutes if config.time_limit_minutes else None
+    verbose = _verbosity(config)
+    with _StopOnInterrupt() as stopper:
+        phases = [
+            ("heads", 0.0, config.head_learning_rate, config.head_epochs),
+            ("fine-tune", config.fine_tune_fraction, config.learning_rate, config.epochs),
+        ]
+        for phase, fraction, rate, epochs in phases:
+            if epochs <= 0 or stopper.interrupted:
+                continue
+            set_trainable_from(model, fraction)
+            _compile(model, rate, config)
+            log.info("phase %s: %d epochs at learning rate %g", phase, epochs, rate)
+            model.fit(
+                data["train"],
+                validation_data=data["val"],
+                epochs=epochs,
+                verbose=verbose,
+                callbacks=_callbacks(config, stopper, checkpoint, phase, history, deadline),
+            )
+    final = inference_copy(model, config)
+    model_path = out / config.model_name
+    final.save(model_path)
+    checkpoint.unlink(missing_ok=True)
+    from agebatch import curves, evaluate, modelcard  # noqa: PLC0415 - only needed once the model exists
+
+    predictions = evaluate.predict_arrays(final, images[parts["test"]], config.batch_size)
+    test = frame.loc[parts["test"]].reset_index(drop=True)
+    metrics = evaluate.score(test, predictions)
+    card = modelcard.build_card(config, frame, skipped, history, metrics, time.time() - started, stopper.interrupted)
+    card_path = modelcard.write_card(card, out, Path(config.model_name).stem)
+    curves.write_curves(history, out / f"{Path(config.model_name).stem}.curves")
+    return TrainResult(model_path, card_path, history, metrics, stopper.interrupted)
+
+
+def smoke_config(config: TrainConfig) -> TrainConfig:
+    """The tiny configuration tests use: a narrow random backbone, 64 images, one epoch per phase.
+
+    It exercises every step of the recipe (split, pipeline, both phases, saving, card, curves) in
+    seconds; the numbers it produces mean nothing.
+    """
+    from dataclasses import replace
+
+    return replace(
+        config,
+        image_size=min(config.image_size, 64),
+        batch_size=16,
+        head_epochs=1,
+        epochs=1,
+        patience=1,
+        backbone_weights=None,
+        alpha=0.35,
+        max_images=64,
+        val_split=0.2,
+        test_split=0.25,
+    )

@@ -1,0 +1,1 @@
+"""The shipped model, its model card and split (installed as the ``agebatch.models`` package data)."""
