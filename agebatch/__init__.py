@@ -15,10 +15,10 @@ from __future__ import annotations
 __version__ = "0.1.0"
 
 _EXPORTS = {
-    "scan": ("agebatch.scan", "scan"),
-    "scan_to_file": ("agebatch.scan", "scan_to_file"),
-    "ScanOptions": ("agebatch.scan", "ScanOptions"),
-    "ScanSummary": ("agebatch.scan", "ScanSummary"),
+    "scan": ("agebatch.scanner", "scan"),
+    "scan_to_file": ("agebatch.scanner", "scan_to_file"),
+    "ScanOptions": ("agebatch.scanner", "ScanOptions"),
+    "ScanSummary": ("agebatch.scanner", "ScanSummary"),
     "Predictor": ("agebatch.predictor", "Predictor"),
     "Prediction": ("agebatch.predictor", "Prediction"),
     "load_model": ("agebatch.predictor", "load_model"),

@@ -11,7 +11,7 @@ import json
 import logging
 import os
 import sys
-from enum import Enum
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
 
@@ -41,12 +41,12 @@ class Fail(Exception):
     """A setup or usage problem: printed as one line, exit code 2."""
 
 
-class Detector(str, Enum):
+class Detector(StrEnum):
     mtcnn = "mtcnn"
     none = "none"
 
 
-class Format(str, Enum):
+class Format(StrEnum):
     csv = "csv"
     jsonl = "jsonl"
 
@@ -106,7 +106,7 @@ def scan(
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print nothing but errors.")] = False,
 ) -> None:
     """Find faces in PATHS and write one row per face with estimated age and gender."""
-    from agebatch.scan import ScanOptions, scan_to_file
+    from agebatch.scanner import ScanOptions, scan_to_file
 
     if fmt == Format.csv and out.suffix.lower() == ".jsonl":
         fmt = Format.jsonl

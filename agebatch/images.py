@@ -105,6 +105,8 @@ def decode(path: str | os.PathLike, max_side: int | None = None) -> DecodedImage
     except IsADirectoryError as exc:
         raise ImageError("is a directory") from exc
     except OSError as exc:
+        if "truncat" in str(exc).lower():
+            raise ImageError("truncated image: the file is cut short") from exc
         raise ImageError(f"unreadable image: {_one_line(exc)}") from exc
     except (ValueError, SyntaxError, EOFError, MemoryError, TypeError, IndexError, KeyError, ZeroDivisionError) as exc:
         raise ImageError(f"corrupt image: {_one_line(exc)}") from exc

@@ -221,7 +221,7 @@ class ResultsWriter:
         self.done: set[FileKey] = set()
         self.existed = self.out.exists()
         self._lock = None
-        self._handle = None
+        self._fd: int | None = None
         self._tmp: Path | None = None
         self._committed = False
 
@@ -269,45 +269,47 @@ class ResultsWriter:
         check_existing(self.out, self.fmt)
         repair_tail(self.out, self.fmt)
         self.done = done_keys(read_rows(self.out, self.fmt))
-        self._handle = open(self.out, "a", encoding="utf-8", newline="")
-        if self._handle.tell() == 0:
-            self._handle.write(header(self.fmt))
-            self._handle.flush()
+        self._fd = os.open(self.out, os.O_WRONLY | os.O_APPEND)
+        if os.fstat(self._fd).st_size == 0:
+            self._write_all(header(self.fmt).encode())
 
     def _open_temporary(self) -> None:
         fd, name = tempfile.mkstemp(prefix=f".{self.out.name}.", suffix=".tmp", dir=self.out.parent)
         self._tmp = Path(name)
-        self._handle = os.fdopen(fd, "w", encoding="utf-8", newline="")
-        self._handle.write(header(self.fmt))
+        self._fd = fd
+        self._write_all(header(self.fmt).encode())
+
+    def _write_all(self, data: bytes) -> None:
+        view = memoryview(data)
+        while view:
+            written = os.write(self._fd, view)
+            view = view[written:]
 
     # -- writing -----------------------------------------------------------------------------
     def is_done(self, key: FileKey | None) -> bool:
         return key is not None and key in self.done
 
     def write_image(self, rows: list[dict]) -> None:
-        """Append one image's rows in a single write, flushed so a kill cannot tear earlier images."""
-        text = encode_rows(rows, self.fmt, self.excel)
-        handle = self._handle
-        before = handle.tell()
-        try:
-            handle.write(text)
-            handle.flush()
-        except OSError as exc:
-            self._undo(before)
-            raise OutputError(f"cannot write {self.out}: {exc.strerror or exc}") from exc
+        """Append one image's rows with one unbuffered write, so a kill cannot tear earlier images.
 
-    def _undo(self, offset: int) -> None:
+        On failure (disk full, I/O error) the file is cut back to where this image began.
+        """
+        data = encode_rows(rows, self.fmt, self.excel).encode("utf-8")
+        before = os.lseek(self._fd, 0, os.SEEK_END)
         try:
-            self._handle.truncate(offset)
-        except (OSError, ValueError):
-            pass
+            self._write_all(data)
+        except OSError as exc:
+            try:
+                os.ftruncate(self._fd, before)
+            except OSError:
+                pass
+            raise OutputError(f"cannot write {self.out}: {exc.strerror or exc}") from exc
 
     def commit(self) -> None:
         """The run completed: make the rows durable and, for a fresh run, move them into place."""
         try:
-            self._handle.flush()
-            os.fsync(self._handle.fileno())
-            self._handle.close()
+            os.fsync(self._fd)
+            self._close()
             if self._tmp is not None:
                 _copy_mode(self.out, self._tmp)
                 os.replace(self._tmp, self.out)
@@ -316,22 +318,26 @@ class ResultsWriter:
             raise OutputError(f"cannot write {self.out}: {exc.strerror or exc}") from exc
         self._committed = True
 
+    def _close(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
     def __exit__(self, exc_type, exc, tb) -> None:
         try:
             if not self._committed:
                 self._finish_incomplete()
         finally:
+            self._close()
             self._release_lock()
 
     def _finish_incomplete(self) -> None:
-        handle = self._handle
-        if handle is not None and not handle.closed:
+        if self._fd is not None:
             try:
-                handle.flush()
-                os.fsync(handle.fileno())
+                os.fsync(self._fd)
             except OSError:
                 pass
-            handle.close()
+            self._close()
         if self._tmp is None:
             return
         if not self.existed and self._tmp.stat().st_size > len(header(self.fmt)):
@@ -339,11 +345,6 @@ class ResultsWriter:
         else:
             self._tmp.unlink(missing_ok=True)
         self._tmp = None
-
-    @property
-    def kept_partial(self) -> bool:
-        """After an incomplete run: did partial rows reach ``out``?"""
-        return not self._committed and (self.resume and self.existed or not self.existed) and self.out.exists()
 
 
 def _copy_mode(existing: Path, new: Path) -> None:

@@ -1,0 +1,89 @@
+import pandas as pd
+import pytest
+
+from agebatch import dataset
+from tests.imagegen import utk_folder
+
+
+@pytest.mark.parametrize(
+    "name, expected",
+    [
+        ("25_0_2_20170116174525125.jpg.chip.jpg", dataset.Label(25, 0, 2)),
+        ("1_1_4_20161221193016140.jpg.chip.jpg", dataset.Label(1, 1, 4)),
+        ("116_1_0_20170120134921760.jpg", dataset.Label(116, 1, 0)),
+        ("28_1_2_201701161846515488.jpg.chip.jpg", dataset.Label(28, 1, 2)),  # long datetime, unambiguous
+    ],
+)
+def test_parse_name_valid(name, expected):
+    assert dataset.parse_name(name) == expected
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "39_1_20170116174525125.jpg.chip.jpg",  # missing field
+        "61_1_20170109142408075.jpg.chip.jpg",
+        "24_0_1_20170116220224657 .jpg.chip.jpg",  # stray space
+        "55_0_0_20170116232725357jpg.chip.jpg",  # missing dot
+        "25_2_0_20170116174525125.jpg.chip.jpg",  # gender 2
+        "25_0_7_20170116174525125.jpg.chip.jpg",  # race 7
+        "x_0_0_20170116174525125.jpg",
+        "",
+        "\n",
+        "999_0_0_20170116174525125.jpg",
+    ],
+)
+def test_parse_name_malformed_is_none(name):
+    assert dataset.parse_name(name) is None
+
+
+def test_read_labels_skips_and_counts_malformed(tmp_path, caplog):
+    utk_folder(tmp_path, count=6)
+    (tmp_path / "39_1_20170116174525125.jpg.chip.jpg").write_bytes(b"x")
+    (tmp_path / "notes.txt").write_text("not an image")
+    frame, skipped = dataset.read_labels(tmp_path)
+    assert len(frame) == 6
+    assert skipped == ["39_1_20170116174525125.jpg.chip.jpg"]
+    assert "skipped 1 file" in caplog.text
+    assert list(frame["file"]) == sorted(frame["file"])
+
+
+def _frame(n=1000):
+    rows = [(f"{i % 90}_{i % 2}_{i % 5}_2017{i:010d}.jpg", i % 90, i % 2, i % 5) for i in range(n)]
+    return pd.DataFrame(rows, columns=["file", "age", "gender", "race"])
+
+
+def test_split_is_deterministic_and_seed_dependent():
+    frame = _frame()
+    a = dataset.stratified_split(frame, 0.2, seed=1)
+    b = dataset.stratified_split(frame.sample(frac=1, random_state=3).sort_index(), 0.2, seed=1)
+    c = dataset.stratified_split(frame, 0.2, seed=2)
+    assert (a == b).all()
+    assert (a != c).any()
+
+
+def test_split_is_stratified_by_age_band_and_gender():
+    frame = _frame(2000)
+    part = dataset.stratified_split(frame, 0.2, seed=0)
+    assert abs((part == "test").mean() - 0.2) < 0.01
+    keys = dataset.strata(frame)
+    for key in keys.unique():
+        share = (part[keys == key] == "test").mean()
+        assert abs(share - 0.2) < 0.05, key
+
+
+def test_add_split_makes_validation_out_of_train_only():
+    frame = dataset.add_split(_frame(), 0.2, 0.1, seed=0)
+    counts = frame["split"].value_counts()
+    assert set(counts.index) == {"train", "val", "test"}
+    assert counts["test"] == pytest.approx(200, abs=10)
+    assert counts["val"] == pytest.approx(80, abs=10)
+
+
+def test_age_band_edges():
+    assert dataset.age_band(0) == "0-12"
+    assert dataset.age_band(12.4) == "0-12"
+    assert dataset.age_band(13) == "13-17"
+    assert dataset.age_band(64.9) == "55-64"
+    assert dataset.age_band(65) == "65+"
+    assert dataset.age_band(116) == "65+"

@@ -1,0 +1,102 @@
+import numpy as np
+import pytest
+from PIL import Image
+
+from agebatch import images
+from tests.imagegen import bomb_png, exif_rotated_jpeg, jpeg_bytes, noise_image
+
+
+def _write(tmp_path, name, data):
+    path = tmp_path / name
+    path.write_bytes(data)
+    return path
+
+
+@pytest.mark.parametrize("orientation", range(1, 9))
+def test_exif_orientation_is_applied(tmp_path, orientation):
+    path = _write(tmp_path, f"o{orientation}.jpg", exif_rotated_jpeg(orientation))
+    decoded = images.decode(path)
+    assert decoded.image.size == (60, 40)
+    top_left = np.asarray(decoded.image)[3, 3]
+    assert top_left[0] > 200 and top_left[2] < 60  # red corner is back at the top left
+
+
+@pytest.mark.parametrize("mode", ["L", "LA", "P", "RGBA", "CMYK", "I;16", "I", "F", "1", "PA"])
+def test_every_mode_becomes_rgb(tmp_path, mode):
+    base = noise_image((40, 30))
+    if mode in ("I;16", "I", "F"):
+        image = Image.fromarray((np.asarray(base.convert("L"), np.uint16) * 200).astype(np.uint16)).convert(mode)
+        fmt, name = ("TIFF", "x.tif")
+    elif mode == "PA":
+        image = base.convert("P")
+        image.info["transparency"] = 0
+        fmt, name = ("PNG", "x.png")
+    else:
+        image = base.convert(mode)
+        fmt, name = ("JPEG", "x.jpg") if mode == "CMYK" else ("PNG", "x.png")
+    image.save(tmp_path / name, fmt)
+    decoded = images.decode(tmp_path / name)
+    assert decoded.image.mode == "RGB"
+    assert decoded.image.size == (40, 30)
+
+
+def test_sixteen_bit_png_keeps_contrast(tmp_path):
+    array = np.zeros((20, 20), np.uint16)
+    array[:, 10:] = 60000
+    Image.fromarray(array).save(tmp_path / "g16.png")
+    rgb = np.asarray(images.decode(tmp_path / "g16.png").image)
+    assert rgb[0, 0, 0] < 10 and rgb[0, 15, 0] > 245
+
+
+def test_transparency_is_composited_on_white(tmp_path):
+    Image.new("RGBA", (10, 10), (0, 0, 0, 0)).save(tmp_path / "clear.png")
+    assert np.asarray(images.decode(tmp_path / "clear.png").image).min() == 255
+
+
+@pytest.mark.parametrize(
+    "name, data, reason",
+    [
+        ("empty.jpg", b"", "not a recognised image"),
+        (
+            "random.jpg",
+            bytes(np.random.default_rng(0).integers(0, 256, 3000, dtype=np.uint8)),
+            "not a recognised image",
+        ),
+        ("page.png", b"<html><body>hello</body></html>", "not a recognised image"),
+        ("cut.jpg", jpeg_bytes()[:400], "truncated"),
+        ("bomb.png", bomb_png(), "decompression bomb"),
+    ],
+)
+def test_bad_files_raise_image_error_with_one_line_reason(tmp_path, name, data, reason):
+    path = _write(tmp_path, name, data)
+    with pytest.raises(images.ImageError) as info:
+        images.decode(path)
+    message = str(info.value)
+    assert reason in message
+    assert "\n" not in message and len(message) <= 200
+
+
+def test_missing_file_is_an_image_error(tmp_path):
+    with pytest.raises(images.ImageError, match="vanished"):
+        images.decode(tmp_path / "gone.jpg")
+
+
+def test_large_jpeg_is_decoded_in_draft_mode_with_scale(tmp_path):
+    big = Image.new("RGB", (4000, 3000), (120, 90, 60))
+    big.save(tmp_path / "big.jpg", quality=80)
+    decoded = images.decode(tmp_path / "big.jpg", max_side=1000)
+    assert max(decoded.image.size) >= 1000
+    assert max(decoded.image.size) <= 2000
+    assert decoded.size == (4000, 3000)
+    assert decoded.scale == pytest.approx(4000 / decoded.image.width)
+
+
+def test_first_frame_of_animated_gif(tmp_path):
+    frames = [Image.new("P", (16, 16), i) for i in (10, 200)]
+    frames[0].save(tmp_path / "anim.gif", save_all=True, append_images=frames[1:], duration=50)
+    assert images.decode(tmp_path / "anim.gif").image.size == (16, 16)
+
+
+def test_resize_face_shape():
+    out = images.resize_face(noise_image((200, 200)), 128)
+    assert out.shape == (128, 128, 3) and out.dtype == np.uint8
