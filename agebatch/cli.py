@@ -139,6 +139,88 @@ def scan(
         progress.error_console().print(f"{out}: {summary.line()}", markup=False)
 
 
+EXAMPLES_REPORT = """
+[bold]Examples[/bold]
+
+  agebatch report results.csv --out report.html
+  agebatch report results.csv --group-by folder --depth 2 --out report.html
+  agebatch report monday.csv tuesday.csv --out compare.html
+  agebatch report results.csv --format json --out report.json
+"""
+
+
+class ReportFormat(StrEnum):
+    html = "html"
+    json = "json"
+
+
+class GroupBy(StrEnum):
+    folder = "folder"
+
+
+@app.command(epilog=EXAMPLES_REPORT)
+def report(
+    results_files: Annotated[
+        list[Path], typer.Argument(help="One or more results files from agebatch scan.", show_default=False)
+    ],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Report file to write.")],
+    fmt: Annotated[
+        ReportFormat, typer.Option("--format", "-f", help="html (self-contained page) or json (aggregates).")
+    ] = ReportFormat.html,
+    group_by: Annotated[GroupBy, typer.Option(help="Breakdown of the results.")] = GroupBy.folder,
+    depth: Annotated[int, typer.Option(help="Folder levels below the scanned root to group by.", min=1)] = 1,
+    bins: Annotated[int, typer.Option(help="Default age histogram bin width in years (1 or 5).")] = 5,
+    min_gender_prob: Annotated[
+        float,
+        typer.Option(help="Leave faces with a less confident gender call out of gender splits.", min=0.0, max=1.0),
+    ] = 0.0,
+    low_confidence: Annotated[
+        float, typer.Option(help="Gender calls below this probability count as low confidence.", min=0.5, max=1.0)
+    ] = 0.6,
+    model_card: Annotated[
+        Path | None,
+        typer.Option(help="Model card JSON for the 'how to read this' figures (default: the shipped model's)."),
+    ] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print nothing but errors.")] = False,
+) -> None:
+    """Turn scan results into a self-contained HTML report (or JSON aggregates)."""
+    import time
+
+    from agebatch.modelcard import card_for_model
+    from agebatch.predictor import default_model_path
+    from agebatch.report import ReportError, build_report, write_report
+
+    if bins not in (1, 5):
+        raise Fail("--bins must be 1 or 5")
+    if not out.parent.is_dir():
+        raise Fail(f"output folder does not exist: {out.parent}")
+    card = None
+    if model_card is not None:
+        try:
+            card = json.loads(model_card.read_text())
+        except (OSError, ValueError) as exc:
+            raise Fail(f"cannot read model card {model_card}: {exc}") from exc
+    else:
+        card = card_for_model(default_model_path())
+    started = time.monotonic()
+    try:
+        data = build_report(
+            results_files, depth=depth, min_gender_prob=min_gender_prob, low_confidence=low_confidence, model_card=card
+        )
+        write_report(data, out, fmt.value, bins)
+    except ReportError as exc:
+        raise Fail(str(exc)) from exc
+    except OSError as exc:
+        raise Fail(f"cannot write {out}: {exc.strerror or exc}") from exc
+    if progress.interactive(quiet):
+        o = data["overall"]
+        progress.error_console().print(
+            f"{out}: {o['images']} images, {o['faces']} faces, {o['errors']} errors "
+            f"({time.monotonic() - started:.1f} s)",
+            markup=False,
+        )
+
+
 @app.command()
 def train(
     data_dir: Annotated[Path, typer.Argument(help="UTKFace-style folder (labels in file names).")],

@@ -16,8 +16,8 @@ def write_curves(history: list[dict], stem: str | os.PathLike) -> tuple[Path, Pa
     """Write ``<stem>.html`` (self-contained Plotly) and ``<stem>.png`` (matplotlib); returns both paths."""
     stem = Path(stem)
     epochs = list(range(1, len(history) + 1))
-    html = stem.with_suffix(".html")
-    png = stem.with_suffix(".png")
+    html = stem.with_name(stem.name + ".html")
+    png = stem.with_name(stem.name + ".png")
     _write_html(history, epochs, html)
     _write_png(history, epochs, png)
     return html, png

@@ -242,6 +242,7 @@ def train(config: TrainConfig) -> TrainResult:
                 validation_data=data["val"],
                 epochs=epochs,
                 verbose=verbose,
+                shuffle=False,  # the dataset shuffles itself
                 callbacks=_callbacks(config, stopper, checkpoint, phase, history, deadline),
             )
     final = inference_copy(model, config)

@@ -1,0 +1,358 @@
+"""From results files to a demographic report: streaming aggregation, then HTML or JSON.
+
+Results are read in chunks and reduced to counts (age histograms in 1-year bins, gender counts,
+per-folder tallies), so a million-row CSV needs the memory of one chunk, and the report's size depends
+on the number of folders, not of faces. Rendering lives in ``report_html``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+from collections import Counter
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from agebatch.dataset import AGE_BANDS, age_band
+
+REQUIRED_COLUMNS = ("path", "face", "age", "gender", "gender_prob", "status", "error")
+MAX_AGE = 120
+AGE_GROUPS = [age_band(low) for low, _ in AGE_BANDS]
+GENDERS = ("male", "female")
+ERROR_LIST_CAP = 200
+CHUNK_ROWS = 200_000
+TOP_LEVEL = "(top level)"
+
+
+class ReportError(Exception):
+    """A results file that cannot be reported on; one-line message."""
+
+
+def _age_histogram(ages: np.ndarray) -> np.ndarray:
+    bins = np.clip(np.floor(ages), 0, MAX_AGE).astype(np.int64)
+    return np.bincount(bins, minlength=MAX_AGE + 1)
+
+
+def _median_from_histogram(hist: np.ndarray) -> int | None:
+    """Median age in whole years (the 1-year bin holding the middle face): exact enough, and streamable."""
+    total = int(hist.sum())
+    if total == 0:
+        return None
+    return int(np.searchsorted(np.cumsum(hist), (total + 1) / 2))
+
+
+@dataclass
+class FolderTally:
+    faces: int = 0
+    male: int = 0
+    female: int = 0
+    images: int = 0
+    ages: np.ndarray = field(default_factory=lambda: np.zeros(MAX_AGE + 1, np.int64))
+
+    def merge(self, other: FolderTally) -> None:
+        self.faces += other.faces
+        self.male += other.male
+        self.female += other.female
+        self.images += other.images
+        self.ages += other.ages
+
+
+@dataclass
+class Tally:
+    """Everything the report shows about one results file, as counts."""
+
+    name: str
+    rows: int = 0
+    images: int = 0
+    faces: int = 0
+    no_face: int = 0
+    errors: int = 0
+    low_confidence: int = 0
+    excluded_low_confidence: int = 0
+    ages: np.ndarray = field(default_factory=lambda: np.zeros(MAX_AGE + 1, np.int64))
+    ages_by_gender: dict = field(default_factory=lambda: {g: np.zeros(MAX_AGE + 1, np.int64) for g in GENDERS})
+    gender_prob_bins: np.ndarray = field(default_factory=lambda: np.zeros(10, np.int64))  # 0.5..1.0
+    faces_per_image: Counter = field(default_factory=Counter)
+    error_reasons: Counter = field(default_factory=Counter)
+    error_examples: list = field(default_factory=list)
+    folders: dict = field(default_factory=dict)  # parent folder -> FolderTally
+
+    @property
+    def gender_counts(self) -> dict:
+        return {g: int(self.ages_by_gender[g].sum()) for g in GENDERS}
+
+
+# -- reading ------------------------------------------------------------------------------------
+def _read_chunks(path: Path) -> Iterator[pd.DataFrame]:
+    """Chunks of a results file with the required columns as strings (so nothing is guessed)."""
+    if not path.is_file():
+        raise ReportError(f"results file not found: {path}")
+    is_jsonl = path.suffix.lower() in (".jsonl", ".json", ".ndjson")
+    try:
+        if is_jsonl:
+            reader = pd.read_json(path, lines=True, chunksize=CHUNK_ROWS, dtype=False)
+        else:
+            with open(path, encoding="utf-8", errors="replace", newline="") as handle:
+                header_line = handle.readline()
+            if not header_line.strip():
+                return
+            import csv
+
+            columns = next(csv.reader([header_line]))
+            missing = [c for c in REQUIRED_COLUMNS if c not in columns]
+            if missing:
+                raise ReportError(f"{path} is missing column(s) {', '.join(missing)}: is it an agebatch results file?")
+            wanted = [c for c in (*REQUIRED_COLUMNS, "faces") if c in columns]
+            reader = pd.read_csv(
+                path,
+                usecols=wanted,
+                dtype=str,
+                keep_default_na=False,
+                chunksize=CHUNK_ROWS,
+                encoding="utf-8",
+                encoding_errors="replace",
+            )
+        for chunk in reader:
+            missing = [c for c in REQUIRED_COLUMNS if c not in chunk.columns]
+            if missing:
+                raise ReportError(f"{path} is missing column(s) {', '.join(missing)}: is it an agebatch results file?")
+            yield chunk
+    except ReportError:
+        raise
+    except (ValueError, pd.errors.ParserError, UnicodeDecodeError) as exc:
+        reason = " ".join(str(exc).split())[:160]
+        raise ReportError(f"cannot parse {path}: {reason}") from exc
+
+
+def _as_text(series: pd.Series) -> pd.Series:
+    return series.fillna("").astype(str).replace({"None": "", "nan": ""})
+
+
+def _parent(paths: pd.Series) -> pd.Series:
+    parts = paths.str.rpartition("/")
+    return parts[0].where(parts[1] == "/", ".")
+
+
+def tally_file(path: str | os.PathLike, min_gender_prob: float = 0.0, low_confidence: float = 0.6) -> Tally:
+    """Stream one results file into a ``Tally``."""
+    path = Path(path)
+    tally = Tally(name=path.name)
+    for chunk in _read_chunks(path):
+        _add_chunk(tally, chunk, min_gender_prob, low_confidence)
+    return tally
+
+
+def _add_chunk(tally: Tally, chunk: pd.DataFrame, min_gender_prob: float, low_confidence: float) -> None:
+    tally.rows += len(chunk)
+    status = _as_text(chunk["status"])
+    face = _as_text(chunk["face"]).str.replace(".0", "", regex=False)
+    first_row = face.isin(["", "0"])  # exactly one per image
+    tally.images += int(first_row.sum())
+    tally.no_face += int((status == "no_face").sum())
+    errors = status == "error"
+    tally.errors += int(errors.sum())
+    if errors.any():
+        reasons = _as_text(chunk.loc[errors, "error"])
+        tally.error_reasons.update(reasons.str.split(":").str[0].str.strip().replace("", "error"))
+        room = ERROR_LIST_CAP - len(tally.error_examples)
+        if room > 0:
+            sample = chunk.loc[errors, ["path", "error"]].head(room)
+            tally.error_examples += [(str(p), str(e)) for p, e in sample.itertuples(index=False)]
+    if "faces" in chunk:
+        counts = pd.to_numeric(chunk.loc[first_row, "faces"], errors="coerce").fillna(0).astype(int)
+        tally.faces_per_image.update(counts.clip(upper=10).tolist())
+
+    ok = chunk[status == "ok"]
+    parents_all = _parent(_as_text(chunk.loc[first_row, "path"]))
+    for parent, n in parents_all.value_counts().items():
+        tally.folders.setdefault(parent, FolderTally()).images += int(n)
+    if ok.empty:
+        return
+    ages = pd.to_numeric(ok["age"], errors="coerce")
+    probs = pd.to_numeric(ok["gender_prob"], errors="coerce").fillna(0.0)
+    genders = _as_text(ok["gender"])
+    valid = ages.notna()
+    ages, probs, genders = ages[valid].to_numpy(float), probs[valid].to_numpy(float), genders[valid].to_numpy()
+    parents = _parent(_as_text(ok.loc[valid, "path"])).to_numpy()
+    tally.faces += len(ages)
+    tally.ages += _age_histogram(ages)
+    tally.low_confidence += int((probs < low_confidence).sum())
+    tally.gender_prob_bins += np.bincount(np.clip(((probs - 0.5) * 20).astype(int), 0, 9), minlength=10)
+    confident = probs >= min_gender_prob
+    tally.excluded_low_confidence += int((~confident).sum())
+    for gender in GENDERS:
+        mask = confident & (genders == gender)
+        tally.ages_by_gender[gender] += _age_histogram(ages[mask])
+    frame = pd.DataFrame(
+        {
+            "parent": parents,
+            "age": np.clip(np.floor(ages), 0, MAX_AGE).astype(int),
+            "male": confident & (genders == "male"),
+            "female": confident & (genders == "female"),
+        }
+    )
+    for parent, group in frame.groupby("parent", sort=False):
+        folder = tally.folders.setdefault(parent, FolderTally())
+        folder.faces += len(group)
+        folder.male += int(group["male"].sum())
+        folder.female += int(group["female"].sum())
+        folder.ages += np.bincount(group["age"].to_numpy(), minlength=MAX_AGE + 1)
+
+
+# -- shaping ------------------------------------------------------------------------------------
+def _common_root(folders: Iterable[str]) -> str:
+    folders = [f for f in folders if f != "."]
+    if not folders:
+        return "."
+    try:
+        return os.path.commonpath(folders)
+    except ValueError:  # absolute and relative paths mixed
+        return ""
+
+
+def folder_groups(tally: Tally, depth: int = 1) -> dict[str, FolderTally]:
+    """Per-folder tallies merged to ``depth`` levels below the common root of all folders."""
+    root = _common_root(tally.folders)
+    groups: dict[str, FolderTally] = {}
+    for folder, stats in tally.folders.items():
+        relative = os.path.relpath(folder, root) if root not in ("", ".") or folder != "." else "."
+        if root == "":
+            relative = folder
+        parts = [p for p in relative.split("/") if p not in ("", ".")]
+        key = "/".join(parts[:depth]) if parts else TOP_LEVEL
+        groups.setdefault(key, FolderTally()).merge(stats)
+    return dict(sorted(groups.items()))
+
+
+def _share(part: int, whole: int) -> float | None:
+    return part / whole if whole else None
+
+
+def group_table(tally: Tally) -> list[dict]:
+    """Age group x gender counts from the 1-year histograms."""
+    rows = []
+    for low, high in AGE_BANDS:
+        top = min(high, MAX_AGE) + 1
+        male = int(tally.ages_by_gender["male"][low:top].sum())
+        female = int(tally.ages_by_gender["female"][low:top].sum())
+        rows.append({"group": age_band(low), "male": male, "female": female, "all": int(tally.ages[low:top].sum())})
+    return rows
+
+
+def summarise(tally: Tally, depth: int = 1) -> dict:
+    """The JSON-able aggregates of one tally (what ``--format json`` writes and the HTML shows)."""
+    genders = tally.gender_counts
+    called = sum(genders.values())
+    folders = folder_groups(tally, depth)
+    return {
+        "name": tally.name,
+        "rows": tally.rows,
+        "images": tally.images,
+        "faces": tally.faces,
+        "images_without_face": tally.no_face,
+        "errors": tally.errors,
+        "median_age": _median_from_histogram(tally.ages),
+        "gender_counts": genders,
+        "gender_shares": {g: _share(n, called) for g, n in genders.items()},
+        "low_confidence_faces": tally.low_confidence,
+        "low_confidence_share": _share(tally.low_confidence, tally.faces),
+        "excluded_from_gender_splits": tally.excluded_low_confidence,
+        "age_histogram": tally.ages.tolist(),
+        "age_histogram_by_gender": {g: h.tolist() for g, h in tally.ages_by_gender.items()},
+        "gender_prob_histogram": {
+            "edges": [round(0.5 + 0.05 * i, 2) for i in range(11)],
+            "counts": tally.gender_prob_bins.tolist(),
+        },
+        "age_groups": group_table(tally),
+        "faces_per_image": {("10+" if k >= 10 else str(k)): v for k, v in sorted(tally.faces_per_image.items())},
+        "errors_by_reason": dict(tally.error_reasons.most_common()),
+        "error_files": [{"path": p, "error": e} for p, e in tally.error_examples],
+        "folders": [
+            {
+                "folder": name,
+                "images": f.images,
+                "faces": f.faces,
+                "median_age": _median_from_histogram(f.ages),
+                "male_share": _share(f.male, f.male + f.female),
+                "female_share": _share(f.female, f.male + f.female),
+            }
+            for name, f in folders.items()
+        ],
+    }
+
+
+def combine(tallies: list[Tally]) -> Tally:
+    total = Tally(name="all files")
+    for t in tallies:
+        for attr in ("rows", "images", "faces", "no_face", "errors", "low_confidence", "excluded_low_confidence"):
+            setattr(total, attr, getattr(total, attr) + getattr(t, attr))
+        total.ages += t.ages
+        for g in GENDERS:
+            total.ages_by_gender[g] += t.ages_by_gender[g]
+        total.gender_prob_bins += t.gender_prob_bins
+        total.faces_per_image.update(t.faces_per_image)
+        total.error_reasons.update(t.error_reasons)
+        total.error_examples += t.error_examples[: max(0, ERROR_LIST_CAP - len(total.error_examples))]
+        for name, folder in t.folders.items():
+            total.folders.setdefault(name, FolderTally()).merge(folder)
+    return total
+
+
+def build_report(
+    paths: Iterable[str | os.PathLike],
+    depth: int = 1,
+    min_gender_prob: float = 0.0,
+    low_confidence: float = 0.6,
+    model_card: dict | None = None,
+) -> dict:
+    """Aggregate one or more results files into the report's data (``--format json`` writes this)."""
+    paths = [Path(p) for p in paths]
+    if not paths:
+        raise ReportError("no results file given")
+    tallies = [tally_file(p, min_gender_prob, low_confidence) for p in paths]
+    overall = tallies[0] if len(tallies) == 1 else combine(tallies)
+    return {
+        "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "inputs": [str(p) for p in paths],
+        "settings": {"depth": depth, "min_gender_prob": min_gender_prob, "low_confidence": low_confidence},
+        "model_card": _card_summary(model_card),
+        "overall": summarise(overall, depth),
+        "files": [summarise(t, depth) for t in tallies] if len(tallies) > 1 else [],
+    }
+
+
+def _card_summary(card: dict | None) -> dict | None:
+    if not card:
+        return None
+    metrics = card.get("test_metrics", {})
+    overall = metrics.get("overall", {})
+    return {
+        "name": card.get("name"),
+        "created": card.get("created"),
+        "age_mae": overall.get("age_mae"),
+        "gender_accuracy": overall.get("gender_accuracy"),
+        "test_faces": overall.get("n"),
+        "by_age_band": {k: v.get("age_mae") for k, v in metrics.get("by_age_band", {}).items()},
+        "gender_accuracy_by_race": {k: v.get("gender_accuracy") for k, v in metrics.get("by_race", {}).items()},
+        "race_gender_gap": metrics.get("race_gender_gap"),
+    }
+
+
+def write_report(data: dict, out: str | os.PathLike, fmt: str = "html", bins: int = 5) -> Path:
+    """Write the report atomically (temporary file, then rename) as HTML or JSON."""
+    out = Path(out)
+    if fmt == "json":
+        text = json.dumps(data, indent=1)
+    else:
+        from agebatch.report_html import render
+
+        text = render(data, bins=bins)
+    tmp = out.with_name(f".{out.name}.tmp")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, out)
+    return out

@@ -1,0 +1,363 @@
+"""Rendering the report's data as one self-contained HTML file.
+
+Plotly's JavaScript is embedded once, every chart is a small JSON spec, and every string that comes
+from data (file and folder names, error messages) is escaped twice over: HTML-escaped where it lands
+in markup, and with ``<``, ``>`` and ``&`` as ``\\u`` escapes inside the scripts, so no name can close a
+``<script>`` element or inject markup into a chart label.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+
+import plotly.graph_objects as go
+from plotly.offline import get_plotlyjs
+from plotly.utils import PlotlyJSONEncoder
+
+from agebatch.report import MAX_AGE
+
+FOLDER_CHART_CAP = 40
+FOLDER_TABLE_CAP = 2000
+COLOURS = {"male": "#3b6fb6", "female": "#d0587e", "all": "#555"}
+
+CSS = """
+body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:0 auto;max-width:1100px;padding:1.5em;color:#222}
+h1{margin-bottom:.2em} h2{border-bottom:1px solid #ddd;padding-bottom:.2em;margin-top:2em}
+.meta{color:#666;font-size:.9em} .cards{display:flex;flex-wrap:wrap;gap:1em;margin:1em 0}
+.card{border:1px solid #ddd;border-radius:6px;padding:.7em 1.1em;min-width:8em}
+.card b{display:block;font-size:1.6em} table{border-collapse:collapse;margin:.5em 0;font-size:.92em}
+th,td{border:1px solid #ddd;padding:.3em .6em;text-align:right} th{background:#f4f4f4;cursor:pointer}
+td:first-child,th:first-child{text-align:left} .chart{width:100%;min-height:380px}
+.note{background:#f8f8f0;border-left:4px solid #cc9;padding:.6em 1em} code{background:#f2f2f2;padding:0 .2em}
+"""
+
+SORT_JS = """
+document.querySelectorAll('table.sortable th').forEach(function(th, index){
+  th.addEventListener('click', function(){
+    var table = th.closest('table'), body = table.tBodies[0];
+    var rows = Array.from(body.rows), asc = th.dataset.asc !== 'true';
+    rows.sort(function(a, b){
+      var x = a.cells[index].dataset.v || a.cells[index].textContent, y = b.cells[index].dataset.v || b.cells[index].textContent;
+      var nx = parseFloat(x), ny = parseFloat(y);
+      var c = (!isNaN(nx) && !isNaN(ny)) ? nx - ny : x.localeCompare(y);
+      return asc ? c : -c;
+    });
+    th.dataset.asc = asc; rows.forEach(function(r){ body.appendChild(r); });
+  });
+});
+"""
+
+
+def _e(value) -> str:
+    return html.escape("" if value is None else str(value), quote=True)
+
+
+def _pct(x) -> str:
+    return "–" if x is None else f"{100 * x:.1f}%"
+
+
+def _num(x, digits=1) -> str:
+    return "–" if x is None else f"{x:.{digits}f}"
+
+
+def _script_json(value) -> str:
+    text = json.dumps(value, cls=PlotlyJSONEncoder)
+    return text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
+
+
+class _Charts:
+    def __init__(self) -> None:
+        self.specs: list[tuple[str, dict]] = []
+
+    def add(self, figure: go.Figure, height: int = 380) -> str:
+        chart_id = f"chart{len(self.specs)}"
+        figure.update_layout(template="plotly_white", height=height, margin=dict(l=50, r=20, t=50, b=50))
+        self.specs.append((chart_id, figure.to_plotly_json()))
+        return f'<div class="chart" id="{chart_id}"></div>'
+
+    def script(self) -> str:
+        calls = "\n".join(
+            f"Plotly.newPlot('{cid}', {_script_json(spec['data'])}, {_script_json(spec['layout'])}, {{responsive: true, displaylogo: false}});"
+            for cid, spec in self.specs
+        )
+        return f"<script>\n{calls}\n</script>"
+
+
+def _binned(hist: list[int], width: int) -> tuple[list[str], list[int]]:
+    labels, counts = [], []
+    for start in range(0, MAX_AGE + 1, width):
+        labels.append(str(start) if width == 1 else f"{start}-{start + width - 1}")
+        counts.append(int(sum(hist[start : start + width])))
+    return labels, counts
+
+
+def _age_figure(series: dict[str, list[int]], title: str, default_bins: int) -> go.Figure:
+    """Histograms with a 1-year / 5-year toggle (both sets of bars are in the figure)."""
+    figure = go.Figure()
+    widths = (1, 5)
+    for width in widths:
+        for name, hist in series.items():
+            labels, counts = _binned(hist, width)
+            figure.add_bar(
+                x=labels,
+                y=counts,
+                name=_e(name),
+                visible=(width == default_bins),
+                marker_color=COLOURS.get(name),
+                legendgroup=name,
+            )
+    n = len(series)
+    buttons = [
+        dict(label=f"{w}-year bins", method="update", args=[{"visible": [i // n == k for i in range(n * len(widths))]}])
+        for k, w in enumerate(widths)
+    ]
+    figure.update_layout(
+        title=title,
+        barmode="group" if n > 1 else "relative",
+        bargap=0.05,
+        xaxis_title="estimated age (years)",
+        yaxis_title="faces",
+        updatemenus=[
+            dict(
+                type="buttons",
+                direction="right",
+                x=0,
+                y=1.18,
+                xanchor="left",
+                active=widths.index(default_bins) if default_bins in widths else 1,
+                buttons=buttons,
+            )
+        ],
+    )
+    return figure
+
+
+def _cards(summary: dict) -> str:
+    items = [
+        ("images scanned", summary["images"]),
+        ("faces found", summary["faces"]),
+        ("images without a face", summary["images_without_face"]),
+        ("errors", summary["errors"]),
+        ("median age", summary["median_age"] if summary["median_age"] is not None else "–"),
+        ("female share", _pct(summary["gender_shares"].get("female"))),
+    ]
+    return (
+        '<div class="cards">' + "".join(f'<div class="card"><b>{_e(v)}</b>{_e(k)}</div>' for k, v in items) + "</div>"
+    )
+
+
+def _table(headers: list[str], rows: list[list], sortable: bool = False, values: list[list] | None = None) -> str:
+    cls = ' class="sortable"' if sortable else ""
+    head = "".join(f"<th>{_e(h)}</th>" for h in headers)
+    body = []
+    for r, row in enumerate(rows):
+        cells = []
+        for c, cell in enumerate(row):
+            sort_value = values[r][c] if values else None
+            attr = f' data-v="{_e(sort_value)}"' if sort_value is not None else ""
+            cells.append(f"<td{attr}>{_e(cell)}</td>")
+        body.append("<tr>" + "".join(cells) + "</tr>")
+    return f"<table{cls}><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
+
+
+def _gender_section(summary: dict, charts: _Charts) -> str:
+    counts, shares = summary["gender_counts"], summary["gender_shares"]
+    figure = go.Figure(
+        go.Bar(
+            x=list(counts),
+            y=list(counts.values()),
+            marker_color=[COLOURS[g] for g in counts],
+            text=[_pct(shares[g]) for g in counts],
+            textposition="outside",
+        )
+    )
+    figure.update_layout(title="Gender split (faces)", yaxis_title="faces")
+    table = _table(["gender", "faces", "share"], [[g, counts[g], _pct(shares[g])] for g in counts])
+    groups = summary["age_groups"]
+    group_table = _table(
+        ["age group", "male", "female", "all faces", "female share"],
+        [
+            [
+                g["group"],
+                g["male"],
+                g["female"],
+                g["all"],
+                _pct(g["female"] / (g["male"] + g["female"]) if g["male"] + g["female"] else None),
+            ]
+            for g in groups
+        ],
+    )
+    excluded = summary["excluded_from_gender_splits"]
+    note = f"<p class='meta'>{excluded} low-confidence faces are left out of the gender splits.</p>" if excluded else ""
+    return f"<h2>Gender</h2>{charts.add(figure, 340)}{table}<h3>Age group × gender</h3>{group_table}{note}"
+
+
+def _folder_section(summary: dict, charts: _Charts, depth: int) -> str:
+    folders = summary["folders"]
+    if not folders:
+        return ""
+    top = sorted(folders, key=lambda f: -f["faces"])[:FOLDER_CHART_CAP]
+    figure = go.Figure()
+    figure.add_bar(x=[_e(f["folder"]) for f in top], y=[f["faces"] for f in top], name="faces", marker_color="#777")
+    figure.add_scatter(
+        x=[_e(f["folder"]) for f in top],
+        y=[f["median_age"] for f in top],
+        name="median age",
+        yaxis="y2",
+        mode="markers",
+        marker=dict(size=10, color="#e08b00"),
+    )
+    figure.update_layout(
+        title=f"Faces and median age by folder (depth {depth}; largest {len(top)})",
+        yaxis=dict(title="faces"),
+        yaxis2=dict(title="median age", overlaying="y", side="right"),
+    )
+    shown = folders[:FOLDER_TABLE_CAP]
+    rows = [
+        [
+            f["folder"],
+            f["images"],
+            f["faces"],
+            f["median_age"] if f["median_age"] is not None else "–",
+            _pct(f["male_share"]),
+            _pct(f["female_share"]),
+        ]
+        for f in shown
+    ]
+    values = [
+        [
+            None,
+            f["images"],
+            f["faces"],
+            f["median_age"] if f["median_age"] is not None else -1,
+            f["male_share"] if f["male_share"] is not None else -1,
+            f["female_share"] if f["female_share"] is not None else -1,
+        ]
+        for f in shown
+    ]
+    more = (
+        f"<p class='meta'>Table shows the first {FOLDER_TABLE_CAP} of {len(folders)} folders.</p>"
+        if len(folders) > FOLDER_TABLE_CAP
+        else ""
+    )
+    table = _table(["folder", "images", "faces", "median age", "male", "female"], rows, sortable=True, values=values)
+    return f"<h2>Folders</h2>{charts.add(figure)}<p class='meta'>Click a column heading to sort.</p>{table}{more}"
+
+
+def _confidence_section(summary: dict, charts: _Charts) -> str:
+    per_image = summary["faces_per_image"]
+    fig_faces = go.Figure(go.Bar(x=list(per_image), y=list(per_image.values()), marker_color="#777"))
+    fig_faces.update_layout(
+        title="Faces per image", xaxis_title="faces in the image", yaxis_title="images", xaxis_type="category"
+    )
+    probs = summary["gender_prob_histogram"]
+    edges = probs["edges"]
+    fig_conf = go.Figure(
+        go.Bar(x=[f"{edges[i]:.2f}-{edges[i + 1]:.2f}" for i in range(10)], y=probs["counts"], marker_color="#777")
+    )
+    fig_conf.update_layout(title="Gender confidence (probability of the label given)", yaxis_title="faces")
+    share = _pct(summary["low_confidence_share"])
+    return (
+        f"<h2>Faces per image and confidence</h2>{charts.add(fig_faces, 320)}{charts.add(fig_conf, 320)}"
+        f"<p>{summary['low_confidence_faces']} faces ({share}) have a low-confidence gender call.</p>"
+    )
+
+
+def _errors_section(summary: dict) -> str:
+    if not summary["errors"]:
+        return "<h2>Errors</h2><p>No errors.</p>"
+    reasons = _table(["reason", "files"], [[r, n] for r, n in summary["errors_by_reason"].items()])
+    files = summary["error_files"]
+    listing = _table(["file", "error"], [[f["path"], f["error"]] for f in files])
+    cap = (
+        f"<p class='meta'>First {len(files)} of {summary['errors']} files.</p>"
+        if summary["errors"] > len(files)
+        else ""
+    )
+    return f"<h2>Errors</h2>{reasons}<h3>Files</h3>{listing}{cap}"
+
+
+def _compare_section(files: list[dict], charts: _Charts, bins: int) -> str:
+    if not files:
+        return ""
+    rows = [
+        [
+            f["name"],
+            f["images"],
+            f["faces"],
+            f["images_without_face"],
+            f["errors"],
+            _num(f["median_age"]),
+            _pct(f["gender_shares"].get("female")),
+        ]
+        for f in files
+    ]
+    table = _table(["file", "images", "faces", "no face", "errors", "median age", "female share"], rows, sortable=True)
+    series = {f["name"]: f["age_histogram"] for f in files}
+    figure = _age_figure(series, "Age distribution by results file", bins)
+    figure.update_layout(barmode="group")
+    return f"<h2>Results files compared</h2>{table}{charts.add(figure)}"
+
+
+def _how_to_read(data: dict) -> str:
+    card = data.get("model_card")
+    text = (
+        "<p>Ages and genders here are <em>estimates of apparent age and gender from appearance</em>, made by a "
+        "model from a face crop. They are not identities, not self-reported genders, and individual estimates can be "
+        "far off; use the report for patterns across many faces.</p>"
+    )
+    if card and card.get("age_mae") is not None:
+        gap = card.get("race_gender_gap") or {}
+        bands = ", ".join(f"{_e(k)}: {v:.1f}" for k, v in (card.get("by_age_band") or {}).items() if v is not None)
+        text += (
+            f"<p>On its held-out test set of {_e(card.get('test_faces'))} faces the model ({_e(card.get('name'))}) is off by "
+            f"<b>{card['age_mae']:.1f} years</b> on average and names the gender correctly for "
+            f"<b>{_pct(card.get('gender_accuracy'))}</b> of faces."
+        )
+        if gap:
+            text += (
+                f" Gender accuracy differs by group: {_pct(gap.get('gap'))} points between the best "
+                f"({_e(gap.get('best'))}) and worst ({_e(gap.get('worst'))}) group."
+            )
+        text += "</p>"
+        if bands:
+            text += f"<p class='meta'>Mean age error by true age band (years): {bands}.</p>"
+    else:
+        text += "<p class='meta'>No model card was found, so the model's error figures are not shown.</p>"
+    return f"<h2>How to read this</h2><div class='note'>{text}</div>"
+
+
+def render(data: dict, bins: int = 5) -> str:
+    """The whole report as one HTML document."""
+    summary = data["overall"]
+    charts = _Charts()
+    depth = data["settings"]["depth"]
+    sections = [_cards(summary)]
+    if summary["faces"]:
+        sections.append(
+            "<h2>Age</h2>"
+            + charts.add(_age_figure({"all": summary["age_histogram"]}, "Estimated age, all faces", bins))
+        )
+        sections.append(charts.add(_age_figure(summary["age_histogram_by_gender"], "Estimated age by gender", bins)))
+        sections.append(_gender_section(summary, charts))
+        sections.append(_folder_section(summary, charts, depth))
+        sections.append(_confidence_section(summary, charts))
+    else:
+        sections.append(
+            "<h2>Age</h2><p>No faces were found in these results, so there are no age or gender figures.</p>"
+        )
+    sections.append(_compare_section(data.get("files") or [], charts, bins))
+    sections.append(_errors_section(summary))
+    sections.append(_how_to_read(data))
+    inputs = ", ".join(_e(p) for p in data["inputs"])
+    model = _e((data.get("model_card") or {}).get("name") or "unknown")
+    meta = f"<p class='meta'>Created {_e(data['created'])} · inputs: {inputs} · model: {model}</p>"
+    return (
+        "<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>"
+        "<meta name='viewport' content='width=device-width, initial-scale=1'>"
+        f"<title>agebatch report</title><style>{CSS}</style>"
+        f"<script>{get_plotlyjs()}</script></head><body>"
+        f"<h1>agebatch report</h1>{meta}{''.join(sections)}"
+        f"{charts.script()}<script>{SORT_JS}</script></body></html>"
+    )

@@ -1,0 +1,108 @@
+import json
+
+import numpy as np
+import pytest
+
+from agebatch import quiet
+from tests.conftest import UTKFACE, needs_utkface
+from tests.imagegen import utk_folder
+
+quiet.load_tensorflow()
+
+
+def test_model_shapes_and_outputs():
+    from agebatch.model import AGE_OUTPUT, GENDER_OUTPUT, build_model, check_interface
+
+    model = build_model(64, None, alpha=0.35, augment=False)
+    assert check_interface(model) == 64
+    out = model(np.random.rand(3, 64, 64, 3).astype("float32"), training=False)
+    assert tuple(out[AGE_OUTPUT].shape) == (3, 1)
+    assert tuple(out[GENDER_OUTPUT].shape) == (3, 2)
+    np.testing.assert_allclose(np.asarray(out[GENDER_OUTPUT]).sum(axis=1), 1.0, rtol=1e-5)
+
+
+def test_set_trainable_keeps_batch_norm_frozen():
+    from keras import layers
+
+    from agebatch.model import backbone_of, build_model, set_trainable_from
+
+    model = build_model(64, None, alpha=0.35)
+    assert set_trainable_from(model, 0.0) == 0
+    assert not backbone_of(model).trainable
+    count = set_trainable_from(model, 0.5)
+    base = backbone_of(model)
+    assert count > 0
+    assert not any(layer.trainable for layer in base.layers if isinstance(layer, layers.BatchNormalization))
+    assert not base.layers[1].trainable and any(layer.trainable for layer in base.layers[-10:])
+
+
+def test_weights(tmp_path):
+    from agebatch.train import age_weights, gender_weights
+
+    g = gender_weights(np.array([0, 0, 0, 1]))
+    assert g.mean() == pytest.approx(1.0)
+    assert g[3] == pytest.approx(3 * g[0])  # the rarer gender weighs 3x
+    a = age_weights(np.array([30, 31, 32, 33, 5]), power=1.0)
+    assert a.mean() == pytest.approx(1.0)
+    assert a[4] == pytest.approx(4 * a[0])
+
+
+def test_smoke_training_writes_a_loadable_model_and_card(tmp_path):
+    from agebatch.predictor import Predictor
+    from agebatch.train import TrainConfig, smoke_config, train
+
+    data = utk_folder(tmp_path / "utk", count=40)
+    (data / "39_1_20170116174525125.jpg.chip.jpg").write_bytes(b"malformed name, skipped")
+    config = smoke_config(TrainConfig(data_dir=str(data), out_dir=str(tmp_path / "out"), verbose=0))
+    result = train(config)
+    assert result.model_path.is_file()
+    assert not (tmp_path / "out" / "checkpoint.keras").exists()
+    predictor = Predictor(result.model_path)  # loads in safe mode, interface checked
+    assert predictor.image_size == 64
+    card = json.loads(result.card_path.read_text())
+    assert card["data"]["skipped_names"] == ["39_1_20170116174525125.jpg.chip.jpg"]
+    assert len(card["history"]) == 2 and card["history"][0]["phase"] == "heads"
+    split = (tmp_path / "out" / "split.csv").read_text().splitlines()
+    assert split[0] == "file,age,gender,race,split" and len(split) == 41
+    n_test = sum(line.endswith(",test") for line in split)
+    assert 6 <= n_test <= 14
+    assert card["test_metrics"]["overall"]["n"] == n_test
+    assert (tmp_path / "out" / "agebatch.card.md").read_text().startswith("# Model card")
+    for suffix in ("html", "png"):
+        assert (tmp_path / "out" / f"agebatch.curves.{suffix}").stat().st_size > 1000
+
+
+def test_train_and_evaluate_cli(run_cli, tmp_path):
+    data = utk_folder(tmp_path / "utk", count=40)
+    code, out, err = run_cli("train", data, "--out", tmp_path / "m", "--smoke")
+    assert code == 0, err
+    assert "age MAE" in out
+    code, out, err = run_cli(
+        "evaluate", data, "--model", tmp_path / "m" / "agebatch.keras", "--split", tmp_path / "m" / "split.csv", "--json"
+    )
+    assert code == 0, err
+    result = json.loads(out)
+    n_test = sum(line.endswith(",test") for line in (tmp_path / "m" / "split.csv").read_text().splitlines())
+    assert result["overall"]["n"] == n_test and result["split"] == "test"
+    assert 0 <= result["overall"]["gender_accuracy"] <= 1
+    code, _, err = run_cli("train", tmp_path / "missing")
+    assert code == 2 and "not found" in err
+
+
+def test_evaluate_html(run_cli, tmp_path, tiny_model_path):
+    data = utk_folder(tmp_path / "utk", count=12)
+    code, out, _ = run_cli("evaluate", data, "--model", tiny_model_path, "--html", tmp_path / "e.html")
+    assert code == 0
+    assert "gender: accuracy" in out
+    html = (tmp_path / "e.html").read_text()
+    assert "plotly" in html.lower() and "age MAE by race" in html
+
+
+@needs_utkface()
+def test_shared_dataset_names_parse_with_known_malformed():
+    from agebatch.dataset import read_labels
+
+    frame, skipped = read_labels(UTKFACE)
+    assert len(frame) > 20000
+    assert "39_1_20170116174525125.jpg.chip.jpg" in skipped
+    assert len(skipped) == 5
