@@ -43,7 +43,7 @@ def _median_from_histogram(hist: np.ndarray) -> int | None:
     total = int(hist.sum())
     if total == 0:
         return None
-    return int(np.searchsorted(np.cumsum(hist), (total + 1) / 2))
+    return int(np.searchsorted(np.cumsum(hist), (total + 1) // 2))  # lower median for even counts
 
 
 @dataclass
@@ -134,6 +134,8 @@ def _as_text(series: pd.Series) -> pd.Series:
 
 
 def _parent(paths: pd.Series) -> pd.Series:
+    if paths.empty:
+        return paths
     parts = paths.str.rpartition("/")
     return parts[0].where(parts[1] == "/", ".")
 
@@ -149,6 +151,8 @@ def tally_file(path: str | os.PathLike, min_gender_prob: float = 0.0, low_confid
 
 def _add_chunk(tally: Tally, chunk: pd.DataFrame, min_gender_prob: float, low_confidence: float) -> None:
     tally.rows += len(chunk)
+    if chunk.empty:
+        return
     status = _as_text(chunk["status"])
     face = _as_text(chunk["face"]).str.replace(".0", "", regex=False)
     first_row = face.isin(["", "0"])  # exactly one per image

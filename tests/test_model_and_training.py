@@ -78,7 +78,13 @@ def test_train_and_evaluate_cli(run_cli, tmp_path):
     assert code == 0, err
     assert "age MAE" in out
     code, out, err = run_cli(
-        "evaluate", data, "--model", tmp_path / "m" / "agebatch.keras", "--split", tmp_path / "m" / "split.csv", "--json"
+        "evaluate",
+        data,
+        "--model",
+        tmp_path / "m" / "agebatch.keras",
+        "--split",
+        tmp_path / "m" / "split.csv",
+        "--json",
     )
     assert code == 0, err
     result = json.loads(out)

@@ -1,0 +1,155 @@
+"""Reports from generated results files with known numbers."""
+
+import csv
+import json
+import shutil
+
+import pytest
+
+from agebatch import results
+from agebatch.report import ReportError, build_report, write_report
+
+HOSTILE = '<img src=x onerror=alert("x")>.jpg'
+
+
+def write_results(path, rows):
+    with open(path, "w", newline="", encoding="utf-8") as handle:
+        writer = csv.DictWriter(handle, fieldnames=results.ALL_COLUMNS)
+        writer.writeheader()
+        for row in rows:
+            writer.writerow(row)
+    return path
+
+
+def face(path, index, age, gender, prob=0.9, faces=1):
+    return {
+        "path": path,
+        "face": index,
+        "age": age,
+        "gender": gender,
+        "gender_prob": prob,
+        "status": "ok",
+        "faces": faces,
+        "error": "",
+    }
+
+
+@pytest.fixture
+def known(tmp_path):
+    rows = [
+        face("root/a/1.jpg", 0, 30.2, "male", faces=2),
+        face("root/a/1.jpg", 1, 5.0, "female", faces=2),
+        face("root/b/2.jpg", 0, 70.0, "female", prob=0.55),
+        face("root/b/c/3.jpg", 0, 40.9, "male"),
+        {"path": "root/b/4.jpg", "status": "no_face", "faces": 0},
+        {"path": f"root/{HOSTILE}", "status": "error", "error": "not a recognised image", "faces": 0},
+        {"path": "root/a/5.jpg", "status": "error", "error": "truncated image: the file is cut short", "faces": 0},
+    ]
+    return write_results(tmp_path / "r.csv", rows)
+
+
+def test_numbers(known):
+    data = build_report([known])
+    o = data["overall"]
+    assert (o["images"], o["faces"], o["images_without_face"], o["errors"]) == (6, 4, 1, 2)
+    assert o["gender_counts"] == {"male": 2, "female": 2}
+    assert o["gender_shares"]["female"] == 0.5
+    assert o["median_age"] == 30  # ages 5, 30.2, 40.9, 70 -> middle bins 30 and 40, lower middle
+    assert sum(o["age_histogram"]) == 4 and o["age_histogram"][70] == 1
+    groups = {g["group"]: g for g in o["age_groups"]}
+    assert groups["0-12"]["female"] == 1 and groups["25-34"]["male"] == 1 and groups["65+"]["female"] == 1
+    assert o["faces_per_image"] == {"0": 3, "1": 2, "2": 1}
+    assert o["low_confidence_faces"] == 1
+    assert o["errors_by_reason"] == {"not a recognised image": 1, "truncated image": 1}
+    folders = {f["folder"]: f for f in o["folders"]}
+    assert set(folders) == {"a", "b", TOP_LEVEL()}
+    assert folders["a"]["faces"] == 2 and folders["a"]["images"] == 2
+    assert folders["b"]["faces"] == 2 and folders["b"]["images"] == 3
+    deeper = {f["folder"]: f for f in build_report([known], depth=2)["overall"]["folders"]}
+    assert deeper["b/c"]["faces"] == 1 and deeper["b"]["faces"] == 1
+
+
+def TOP_LEVEL():
+    from agebatch.report import TOP_LEVEL as name
+
+    return name
+
+
+def test_min_gender_prob_leaves_low_confidence_out_of_splits(known):
+    o = build_report([known], min_gender_prob=0.6)["overall"]
+    assert o["gender_counts"] == {"male": 2, "female": 1}
+    assert o["excluded_from_gender_splits"] == 1
+    assert o["faces"] == 4  # still counted for age
+
+
+def test_json_format_via_cli(run_cli, known, tmp_path):
+    out = tmp_path / "report.json"
+    code, _, err = run_cli("report", known, "--out", out, "--format", "json")
+    assert code == 0, err
+    data = json.loads(out.read_text())
+    assert data["overall"]["faces"] == 4 and data["inputs"] == [str(known)]
+
+
+def test_html_is_self_contained_and_escaped(run_cli, known, tmp_path):
+    out = tmp_path / "report.html"
+    code, _, err = run_cli("report", known, "--out", out)
+    assert code == 0, err
+    page = out.read_text()
+    assert "<img src=x" not in page
+    assert "&lt;img src=x onerror=alert(&quot;x&quot;)&gt;.jpg" in page
+    assert page.count("plotly.js v") == 1  # library embedded once
+    assert "cdn." not in page.split("<body>")[1] and 'src="http' not in page
+    assert page.count('class="chart"') >= 6
+    assert "How to read this" in page
+    assert out.stat().st_size < 6_000_000
+
+
+def test_several_files_are_compared(known, tmp_path):
+    second = tmp_path / "second.csv"
+    shutil.copy(known, second)
+    data = build_report([known, second])
+    assert data["overall"]["faces"] == 8
+    assert [f["name"] for f in data["files"]] == ["r.csv", "second.csv"]
+    write_report(data, tmp_path / "c.html")
+    assert "Results files compared" in (tmp_path / "c.html").read_text()
+
+
+def test_empty_and_error_only_inputs(tmp_path):
+    empty = write_results(tmp_path / "empty.csv", [])
+    data = build_report([empty])
+    assert data["overall"]["images"] == 0 and data["overall"]["median_age"] is None
+    write_report(data, tmp_path / "e.html")
+    assert "No faces were found" in (tmp_path / "e.html").read_text()
+    errors = write_results(
+        tmp_path / "errors.csv", [{"path": "x.jpg", "status": "error", "error": "bad: x", "faces": 0}]
+    )
+    data = build_report([errors])
+    assert data["overall"]["errors"] == 1 and data["overall"]["faces"] == 0
+    write_report(data, tmp_path / "err.html")
+    zero_bytes = tmp_path / "zero.csv"
+    zero_bytes.write_text("")
+    assert build_report([zero_bytes])["overall"]["rows"] == 0
+
+
+def test_foreign_csv_names_missing_columns(run_cli, tmp_path):
+    other = tmp_path / "other.csv"
+    other.write_text("name,value\nx,1\n")
+    code, _, err = run_cli("report", other, "--out", tmp_path / "r.html")
+    assert code == 2
+    assert "missing column(s) path, face, age" in err
+    with pytest.raises(ReportError, match="not found"):
+        build_report([tmp_path / "nope.csv"])
+
+
+def test_jsonl_input(tmp_path):
+    path = tmp_path / "r.jsonl"
+    path.write_text(results.encode_rows([face("a/1.jpg", 0, 20.0, "female")], "jsonl"))
+    assert build_report([path])["overall"]["gender_counts"]["female"] == 1
+
+
+def test_existing_report_is_replaced_atomically(known, tmp_path):
+    out = tmp_path / "r.html"
+    out.write_text("old")
+    write_report(build_report([known]), out)
+    assert out.read_text().startswith("<!DOCTYPE html>")
+    assert not list(tmp_path.glob(".*.tmp"))
