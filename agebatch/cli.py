@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import signal
 import sys
 from enum import StrEnum
 from pathlib import Path
@@ -335,6 +336,7 @@ def main() -> None:
         reason = " ".join(str(exc).split())[:200]
         _fail_message(f"unexpected {type(exc).__name__}: {reason} (set AGEBATCH_DEBUG=1 for a traceback)")
         sys.exit(EXIT_UNEXPECTED)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the work is done: a late Ctrl-C must not turn it into a failure
     sys.exit(code if isinstance(code, int) else EXIT_OK)
 
 

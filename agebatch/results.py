@@ -234,7 +234,10 @@ class ResultsWriter:
             raise OutputError(f"output folder does not exist: {folder}")
         self._acquire_lock()
         try:
-            if self.resume and self.existed:
+            self._remove_stale_temporaries()
+            if self.resume:
+                if not self.out.exists():
+                    self._create_with_header()
                 self._open_append()
             else:
                 self._open_temporary()
@@ -264,6 +267,19 @@ class ResultsWriter:
             fcntl.flock(self._lock, fcntl.LOCK_UN)
             self._lock.close()
             self._lock = None
+
+    def _remove_stale_temporaries(self) -> None:
+        """Temporary files of earlier runs that were killed: with the lock held, nobody else owns them."""
+        for stale in self.out.parent.glob(f".{self.out.name}.*.tmp"):
+            stale.unlink(missing_ok=True)
+
+    def _create_with_header(self) -> None:
+        """A new results file holding just the header, created atomically so --resume can append to it."""
+        fd, name = tempfile.mkstemp(prefix=f".{self.out.name}.", suffix=".tmp", dir=self.out.parent)
+        with os.fdopen(fd, "w", encoding="utf-8", newline="") as handle:
+            handle.write(header(self.fmt))
+        _copy_mode(self.out, Path(name))
+        os.replace(name, self.out)
 
     def _open_append(self) -> None:
         check_existing(self.out, self.fmt)
