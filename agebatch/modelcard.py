@@ -114,6 +114,14 @@ def to_markdown(card: dict) -> str:
         lines.append(
             f"- gender accuracy gap between race groups: {100 * gap['gap']:.1f} points ({gap['best']} best, {gap['worst']} worst)"
         )
+    cal = card.get("calibration")
+    if cal:
+        vb, va, tb = cal["val_before"], cal["val_after"], cal["test_before"]
+        lines.append(
+            f"- calibration (fitted on the validation split, folded into the network): validation age MAE "
+            f"{vb['age_mae']:.2f} -> {va['age_mae']:.2f}, gender {_pct(vb['gender_accuracy'])} -> {_pct(va['gender_accuracy'])}; "
+            f"test before calibration: age MAE {tb['age_mae']:.2f}, gender {_pct(tb['gender_accuracy'])}"
+        )
     lines.append("")
     lines += _group_table("By age band", m.get("by_age_band", {}))
     lines += _group_table("By gender", m.get("by_gender", {}))

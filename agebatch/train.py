@@ -48,6 +48,7 @@ class TrainConfig:
     age_weight_power: float = 0.5
     dropout: float = 0.3
     max_images: int | None = None
+    calibrate: bool = True  # fit the age map and gender threshold on the validation split
     time_limit_minutes: float | None = None  # stop fine-tuning (keeping the best weights) after this
     cache_dir: str | None = None
     verbose: int | None = None  # None: a bar on a terminal, one line per epoch otherwise
@@ -174,7 +175,7 @@ def _callbacks(config, stopper: _StopOnInterrupt, checkpoint: Path, phase: str, 
         StopWhenInterrupted(),
         keras.callbacks.ModelCheckpoint(checkpoint, monitor="val_loss", save_best_only=True),
         keras.callbacks.EarlyStopping(monitor="val_loss", patience=config.patience, restore_best_weights=True),
-        keras.callbacks.ReduceLROnPlateau(monitor="val_loss", factor=0.3, patience=max(1, config.patience // 2 - 1)),
+        keras.callbacks.ReduceLROnPlateau(monitor="val_loss", factor=0.3, patience=max(1, config.patience // 2)),
     ]
 
 
@@ -246,18 +247,58 @@ def train(config: TrainConfig) -> TrainResult:
                 callbacks=_callbacks(config, stopper, checkpoint, phase, history, deadline),
             )
     final = inference_copy(model, config)
-    model_path = out / config.model_name
-    final.save(model_path)
     checkpoint.unlink(missing_ok=True)
-    from agebatch import curves, evaluate, modelcard  # noqa: PLC0415 - only needed once the model exists
+    return finalize(config, frame, skipped, images, final, history, time.time() - started, stopper.interrupted)
 
-    predictions = evaluate.predict_arrays(final, images[parts["test"]], config.batch_size)
+
+def finalize(
+    config: TrainConfig,
+    frame: pd.DataFrame,
+    skipped: list[str],
+    images,
+    model,
+    history: list[dict],
+    seconds: float,
+    interrupted: bool,
+) -> TrainResult:
+    """Calibrate on the validation split, save, score on the test split, write the card and curves.
+
+    Both the raw and the calibrated model are scored on the test split and both sets of figures go
+    into the card; the calibrated one is shipped when ``config.calibrate`` (it is fitted on validation
+    faces only, so the test figures stay honest).
+    """
+    from agebatch import calibration, curves, evaluate, modelcard
+
+    out = Path(config.out_dir)
+    parts = {name: frame.index[frame["split"] == name].to_numpy() for name in ("val", "test")}
     test = frame.loc[parts["test"]].reset_index(drop=True)
-    metrics = evaluate.score(test, predictions)
-    card = modelcard.build_card(config, frame, skipped, history, metrics, time.time() - started, stopper.interrupted)
+    raw_metrics = evaluate.score(test, evaluate.predict_arrays(model, images[parts["test"]], config.batch_size))
+    calibration_info = None
+    if config.calibrate and len(parts["val"]) >= 20:
+        val = frame.loc[parts["val"]].reset_index(drop=True)
+        val_pred = evaluate.predict_arrays(model, images[parts["val"]], config.batch_size)
+        coef = calibration.fit_age_map(val_pred["pred_age"].to_numpy(), val["age"].to_numpy())
+        shift = calibration.best_gender_shift(val_pred["pred_female"].to_numpy(), val["gender"].to_numpy())
+        model = calibration.calibrated_model(model, coef, shift)
+        calibrated_val = evaluate.score(val, evaluate.predict_arrays(model, images[parts["val"]], config.batch_size))
+        calibration_info = {
+            "age_knots": list(calibration.KNOTS),
+            "age_coefficients": [float(c) for c in coef],
+            "gender_logit_shift": shift,
+            "val_before": evaluate.score(val, val_pred)["overall"],
+            "val_after": calibrated_val["overall"],
+            "test_before": raw_metrics["overall"],
+        }
+        metrics = evaluate.score(test, evaluate.predict_arrays(model, images[parts["test"]], config.batch_size))
+    else:
+        metrics = raw_metrics
+    model_path = out / config.model_name
+    model.save(model_path)
+    card = modelcard.build_card(config, frame, skipped, history, metrics, seconds, interrupted)
+    card["calibration"] = calibration_info
     card_path = modelcard.write_card(card, out, Path(config.model_name).stem)
     curves.write_curves(history, out / f"{Path(config.model_name).stem}.curves")
-    return TrainResult(model_path, card_path, history, metrics, stopper.interrupted)
+    return TrainResult(model_path, card_path, history, metrics, interrupted)
 
 
 def smoke_config(config: TrainConfig) -> TrainConfig:
