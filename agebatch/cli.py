@@ -2,7 +2,7 @@
 
 Exit codes: 0 the run completed (per-file problems are rows, not failures); 1 unexpected internal
 error; 2 usage or setup error (bad argument, missing path, unusable model, unwritable output);
-130 interrupted (Ctrl-C / SIGINT).
+3 nothing to explain (``explain`` on an image without a face); 130 interrupted (Ctrl-C / SIGINT).
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ try:  # typer >= 0.20 vendors click
 except ImportError:  # pragma: no cover - older typer with click installed
     import click.exceptions as click_exceptions
 
-EXIT_OK, EXIT_UNEXPECTED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+EXIT_OK, EXIT_UNEXPECTED, EXIT_USAGE, EXIT_NO_FACE, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
 
 app = typer.Typer(
     name="agebatch",
@@ -34,7 +34,7 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
-    epilog="Exit codes: 0 done, 1 unexpected error, 2 usage or setup error, 130 interrupted.",
+    epilog="Exit codes: 0 done, 1 unexpected error, 2 usage or setup error, 3 no face to explain, 130 interrupted.",
 )
 
 
@@ -311,6 +311,123 @@ def evaluate(
     if html is not None:
         write_html(result, html)
     typer.echo(json.dumps(result, indent=2) if as_json else format_text(result))
+
+
+class Head(StrEnum):
+    age = "age"
+    gender = "gender"
+
+
+def _analyse(image: Path, predictor, detector: Detector, min_face: int, min_score: float):
+    from agebatch.images import ImageError
+    from agebatch.photo import analyse
+
+    if not image.is_file():
+        raise Fail(f"no such image: {image}")
+    try:
+        return analyse(image, predictor, detector.value, min_face, min_score)
+    except ImageError as exc:
+        raise Fail(f"{image}: {exc}") from exc
+
+
+@app.command()
+def predict(
+    images: Annotated[list[Path], typer.Argument(help="Photos to examine.", show_default=False)],
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
+    draw: Annotated[
+        Path | None, typer.Option(help="Save the (single) photo with boxes and labels drawn, as PNG/JPEG.")
+    ] = None,
+    detector: Annotated[
+        Detector, typer.Option(help="Face detector; 'none' treats the image as one face.")
+    ] = Detector.mtcnn,
+    min_face: Annotated[int, typer.Option(min=1)] = 40,
+    min_score: Annotated[float, typer.Option(min=0.0, max=1.0)] = 0.9,
+    model: Annotated[Path | None, typer.Option(help="Model file (.keras).")] = None,
+) -> None:
+    """Show the faces found in photos with box, age, gender and confidence."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from agebatch import drawing
+
+    if draw is not None and len(images) != 1:
+        raise Fail("--draw takes exactly one image")
+    predictor = _predictor(model, 64)
+    records = []
+    table = Table("image", "face", "box (x, y, w, h)", "age", "gender", "confidence")
+    for image in images:
+        result = _analyse(image, predictor, detector, min_face, min_score)
+        for f in result.faces:
+            box = [round(v) for v in (f.face.x, f.face.y, f.face.width, f.face.height)]
+            records.append(
+                {
+                    "path": str(image),
+                    "face": f.index,
+                    "box": box,
+                    "age": f.prediction.age,
+                    "gender": f.prediction.gender,
+                    "gender_prob": f.prediction.gender_prob,
+                    "face_score": round(f.face.score, 4),
+                }
+            )
+            table.add_row(
+                str(image),
+                str(f.index),
+                ", ".join(map(str, box)),
+                f"{f.prediction.age:.1f}",
+                f.prediction.gender,
+                f"{100 * f.prediction.gender_prob:.0f}%",
+            )
+        if not result.faces:
+            table.add_row(str(image), "-", "no face found", "", "", "")
+        if draw is not None:
+            from agebatch.photo import face_in_image
+
+            boxes = [face_in_image(f, result.scale) for f in result.faces]
+            picture = drawing.draw_boxes(
+                result.image,
+                [(b.x, b.y, b.width, b.height) for b in boxes],
+                [drawing.label(f.prediction) for f in result.faces],
+                [f.prediction.gender for f in result.faces],
+            )
+            try:
+                picture.save(draw)
+            except (OSError, ValueError) as exc:
+                raise Fail(f"cannot write {draw}: {exc}") from exc
+    if as_json:
+        typer.echo(json.dumps(records, indent=2))
+    else:
+        tty = sys.stdout.isatty()
+        Console(no_color=not tty, width=None if tty else 200).print(table)
+
+
+@app.command()
+def explain(
+    image: Annotated[Path, typer.Argument(help="Photo to explain.", show_default=False)],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Picture to write (PNG or JPEG).")],
+    head: Annotated[Head, typer.Option(help="Which estimate to explain.")] = Head.gender,
+    face: Annotated[int | None, typer.Option(help="Explain only this face (0 = largest).", min=0)] = None,
+    detector: Annotated[
+        Detector, typer.Option(help="Face detector; 'none' explains the whole image as one face.")
+    ] = Detector.mtcnn,
+    min_face: Annotated[int, typer.Option(min=1)] = 40,
+    model: Annotated[Path | None, typer.Option(help="Model file (.keras).")] = None,
+) -> None:
+    """Grad-CAM heat map of what drove the age or gender estimate, blended onto the photo."""
+    predictor = _predictor(model, 64)
+    from agebatch.explain import explain_photo
+
+    result = _analyse(image, predictor, detector, min_face, 0.9)
+    if not result.faces:
+        _fail_message(f"no face found in {image}; try --detector none for a face crop")
+        raise typer.Exit(EXIT_NO_FACE)
+    if face is not None and face >= len(result.faces):
+        raise Fail(f"--face {face}: {image} has {len(result.faces)} face(s), numbered from 0")
+    explanation = explain_photo(result, predictor.model, head.value, face, detector == Detector.none)
+    try:
+        explanation.picture.save(out)
+    except (OSError, ValueError) as exc:
+        raise Fail(f"cannot write {out}: {exc}") from exc
 
 
 def main() -> None:

@@ -49,6 +49,7 @@ class TrainConfig:
     age_weight_power: float = 0.5
     dropout: float = 0.3
     max_images: int | None = None
+    init_from: str | None = None  # continue from this saved training model (skips the heads phase)
     calibrate: bool = True  # fit the age map and gender threshold on the validation split
     time_limit_minutes: float | None = None  # stop fine-tuning (keeping the best weights) after this
     cache_dir: str | None = None
@@ -186,14 +187,19 @@ def _verbosity(config: TrainConfig) -> int:
     return 1 if sys.stdout.isatty() else 2
 
 
+def _copy_weights(source, target) -> None:
+    """Copy weights layer by layer (matched by name), e.g. from a checkpoint into a fresh network."""
+    for layer in target.layers:
+        if layer.weights:
+            layer.set_weights(source.get_layer(layer.name).get_weights())
+
+
 def inference_copy(trained, config: TrainConfig):
     """The trained network without augmentation layers: what scan loads, and smaller to run."""
     from agebatch.model import build_model
 
     clean = build_model(config.image_size, None, config.dropout, config.alpha, augment=False)
-    for layer in clean.layers:
-        if layer.weights:
-            layer.set_weights(trained.get_layer(layer.name).get_weights())
+    _copy_weights(trained, clean)
     return clean
 
 
@@ -224,8 +230,10 @@ def train(config: TrainConfig) -> TrainResult:
     }
 
     model = build_model(config.image_size, config.backbone_weights, config.dropout, config.alpha)
+    if config.init_from:
+        _copy_weights(keras.saving.load_model(config.init_from, compile=False), model)
     checkpoint = out / "checkpoint.keras"
-    history: list[dict] = []
+    history: list[dict] = list(config.extra.get("history_before", []))  # when continuing a run
     deadline = started + 60 * config.time_limit_minutes if config.time_limit_minutes else None
     verbose = _verbosity(config)
     with _StopOnInterrupt() as stopper:
@@ -233,6 +241,8 @@ def train(config: TrainConfig) -> TrainResult:
             ("heads", 0.0, config.head_learning_rate, config.head_epochs),
             ("fine-tune", config.fine_tune_fraction, config.learning_rate, config.epochs),
         ]
+        if config.init_from:
+            phases = phases[1:]
         for phase, fraction, rate, epochs in phases:
             if epochs <= 0 or stopper.interrupted:
                 continue

@@ -1,0 +1,55 @@
+"""One photo at a time: detect, crop and predict every face (``predict`` and ``explain`` build on this).
+
+``scan`` streams many files through a batched pipeline; here a single photo is examined in full, and the
+crops and boxes are kept so they can be drawn or explained.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import numpy as np
+from PIL import Image
+
+from agebatch import faces, images
+from agebatch.predictor import Prediction, Predictor, to_prediction
+
+
+@dataclass
+class FaceResult:
+    index: int
+    face: faces.Face  # in pixels of the EXIF-rotated, full-resolution image
+    crop: np.ndarray  # what the model saw, (size, size, 3) uint8
+    prediction: Prediction
+
+
+@dataclass
+class PhotoResult:
+    path: str
+    image: Image.Image  # upright RGB, possibly decoded at reduced scale
+    scale: float  # original pixels per pixel of ``image``
+    faces: list[FaceResult]
+
+
+def analyse(
+    path: str | os.PathLike, predictor: Predictor, detector: str = "mtcnn", min_face: int = 40, min_score: float = 0.9
+) -> PhotoResult:
+    """Every face in one photo with its prediction; raises ``images.ImageError`` for unusable files."""
+    whole = detector == "none"
+    decoded = images.decode(path, max_side=2 * predictor.image_size if whole else 2 * faces.DETECT_SIDE)
+    found = faces.make_detector(detector, min_face, min_score).detect(decoded.image)
+    crops = [np.asarray(faces.crop_face(decoded.image, f, predictor.image_size, whole), np.uint8) for f in found]
+    results = []
+    if crops:
+        ages, females = predictor.predict_array(np.stack(crops))
+        for index, (face, crop) in enumerate(zip(found, crops)):
+            results.append(
+                FaceResult(index, face.scaled(decoded.scale), crop, to_prediction(ages[index], females[index]))
+            )
+    return PhotoResult(str(path), decoded.image, decoded.scale, results)
+
+
+def face_in_image(result: FaceResult, scale: float) -> faces.Face:
+    """The face box in pixels of the (possibly reduced) decoded image."""
+    return result.face.scaled(1 / scale)
