@@ -1,0 +1,228 @@
+"""Scan throughput benchmark: one command, one run, every figure of issue 5 and their ratios.
+
+    python benchmarks/throughput.py [--model M] [--crops N] [--photos N] [--crops-dir DIR] [--json out.json]
+
+Prints and writes (JSON):
+1. model-only faces/s (128x128 faces already in memory, batch 64);
+2. crops end to end: faces/s of ``scan --detector none`` over 200x200 JPEG crops, with process start
+   (a real ``agebatch`` subprocess) and without it (in-process, model already loaded);
+3. photos end to end: photos/s of ``scan`` with the default detector on ~1 MP and ~12 MP JPEGs with
+   several faces each;
+4. attainable compute: GFLOP/s of a large float32 matrix product, the model's FLOPs per face, and
+   compute efficiency = faces/s x FLOPs per face / matrix GFLOP/s;
+5. peak resident memory of each scan subprocess (and of a 5x larger crops folder, for boundedness).
+Absolute timings drift on a shared machine; compare the ratios.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from agebatch import quiet  # noqa: E402
+
+quiet.load_tensorflow()
+
+FACE_SOURCE = REPO / "examples" / "sources" / "astronaut.png"
+
+
+def face_crops(count: int, folder: Path, source_dir: Path | None) -> Path:
+    """200x200 JPEG face crops: from a UTKFace-style folder if given, else varied crops of the example face."""
+    folder.mkdir(parents=True, exist_ok=True)
+    if source_dir:
+        files = sorted(p for p in source_dir.iterdir() if p.suffix.lower() in (".jpg", ".jpeg", ".png"))[:count]
+        for i, path in enumerate(files):
+            shutil.copy(path, folder / f"crop_{i:06d}.jpg")
+        return folder
+    base = Image.open(FACE_SOURCE).convert("RGB")
+    rng = np.random.default_rng(0)
+    for i in range(count):
+        x, y, s = int(rng.integers(150, 190)), int(rng.integers(20, 60)), int(rng.integers(130, 170))
+        crop = base.crop((x, y, x + s, y + s)).resize((200, 200)).rotate(float(rng.uniform(-8, 8)))
+        crop.save(folder / f"crop_{i:06d}.jpg", quality=90)
+    return folder
+
+
+def photos(count: int, size: tuple[int, int], folder: Path, faces_per_photo: int = 4) -> Path:
+    """Photos of ``size`` with several faces pasted on a textured background, saved as JPEG."""
+    folder.mkdir(parents=True, exist_ok=True)
+    head = Image.open(FACE_SOURCE).convert("RGB").crop((120, 0, 320, 240))
+    background = Image.open(REPO / "examples" / "sources" / "coffee.png").convert("RGB").resize(size)
+    rng = np.random.default_rng(1)
+    width, height = size
+    for i in range(count):
+        canvas = background.copy()
+        for k in range(faces_per_photo):
+            side = int(width * rng.uniform(0.08, 0.16))
+            x = int((k + 0.1) * width / faces_per_photo)
+            y = int(rng.uniform(0.1, 0.6) * height)
+            canvas.paste(head.resize((side, int(side * 1.2))), (x, y))
+        canvas.save(folder / f"photo_{i:04d}.jpg", quality=90)
+    return folder
+
+
+def model_flops(model) -> int:
+    """Multiply-adds x 2 of the convolution and dense layers (the model's arithmetic per face)."""
+    from keras import layers
+
+    total = 0
+
+    def walk(layer):
+        nonlocal total
+        if hasattr(layer, "layers") and layer.layers:
+            for inner in layer.layers:
+                walk(inner)
+            return
+        if isinstance(layer, (layers.Conv2D, layers.DepthwiseConv2D, layers.Dense)):
+            out_shape = layer.output.shape
+            kernel = layer.kernel.shape
+            if isinstance(layer, layers.DepthwiseConv2D):
+                macs = out_shape[1] * out_shape[2] * out_shape[3] * kernel[0] * kernel[1]
+            elif isinstance(layer, layers.Conv2D):
+                macs = out_shape[1] * out_shape[2] * kernel[0] * kernel[1] * kernel[2] * kernel[3]
+            else:
+                macs = int(np.prod(kernel))
+            total += 2 * int(macs)
+
+    walk(model)
+    return total
+
+
+def matmul_gflops(n: int = 2048, repeats: int = 5) -> dict:
+    """Best-of GFLOP/s of an n x n float32 matrix product, with NumPy and with TensorFlow (the model's engine)."""
+    import tensorflow as tf
+
+    a = np.random.default_rng(0).random((n, n), dtype=np.float32)
+    b = np.random.default_rng(1).random((n, n), dtype=np.float32)
+    flops = 2 * n**3
+    best_np = min(_timed(lambda: a @ b) for _ in range(repeats))
+    ta, tb = tf.constant(a), tf.constant(b)
+    tf.linalg.matmul(ta, tb).numpy()
+    best_tf = min(_timed(lambda: tf.linalg.matmul(ta, tb).numpy()) for _ in range(repeats))
+    return {"numpy": flops / best_np / 1e9, "tensorflow": flops / best_tf / 1e9}
+
+
+def _timed(fn) -> float:
+    started = time.perf_counter()
+    fn()
+    return time.perf_counter() - started
+
+
+def model_only(predictor, faces: int = 1024) -> float:
+    batch = np.random.default_rng(0).integers(0, 255, (faces, predictor.image_size, predictor.image_size, 3), np.uint8)
+    predictor.predict_array(batch[:128])  # trace and warm up
+    best = min(_timed(lambda: predictor.predict_array(batch)) for _ in range(3))
+    return faces / best
+
+
+def scan_subprocess(folder: Path, out: Path, model: Path, *extra: str) -> dict:
+    """Run the real CLI; wall time includes process start, and wait4 gives the child's peak RSS."""
+    command = [
+        sys.executable,
+        "-m",
+        "agebatch",
+        "scan",
+        str(folder),
+        "--out",
+        str(out),
+        "--quiet",
+        "--model",
+        str(model),
+        *extra,
+    ]
+    started = time.perf_counter()
+    process = subprocess.Popen(command, cwd=REPO, env=dict(os.environ, PYTHONPATH=str(REPO)))
+    _, status, usage = os.wait4(process.pid, 0)
+    seconds = time.perf_counter() - started
+    if os.waitstatus_to_exitcode(status) != 0:
+        raise RuntimeError(f"scan failed: {' '.join(command)}")
+    with open(out, encoding="utf-8") as handle:
+        rows = sum(1 for _ in handle) - 1
+    return {"seconds": seconds, "rows": rows, "peak_rss_mb": usage.ru_maxrss / 1024}
+
+
+def scan_in_process(folder: Path, out: Path, predictor, **options) -> dict:
+    from agebatch.scanner import ScanOptions, scan_to_file
+
+    started = time.perf_counter()
+    summary = scan_to_file([folder], out, predictor, ScanOptions(**options))
+    return {"seconds": time.perf_counter() - started, "images": summary.images, "faces": summary.faces}
+
+
+def main() -> None:
+    from agebatch.predictor import Predictor, default_model_path
+
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", type=Path, default=None)
+    parser.add_argument("--crops", type=int, default=2000)
+    parser.add_argument("--crops-dir", type=Path, default=None, help="take crops from this UTKFace-style folder")
+    parser.add_argument("--photos", type=int, default=24)
+    parser.add_argument("--json", type=Path, default=REPO / "benchmarks" / "last-run.json")
+    args = parser.parse_args()
+    model_path = args.model or default_model_path()
+    predictor = Predictor(model_path, batch_size=64)
+    figures: dict = {"model": str(model_path), "cpus": os.cpu_count()}
+    work = Path(tempfile.mkdtemp(prefix="agebatch-bench-"))
+    try:
+        crops = face_crops(args.crops, work / "crops", args.crops_dir)
+        big_crops = work / "crops5x"
+        for k in range(5):
+            shutil.copytree(crops, big_crops / f"copy{k}")
+        photos_1mp = photos(args.photos, (1280, 800), work / "photos_1mp")
+        photos_12mp = photos(max(4, args.photos // 4), (4000, 3000), work / "photos_12mp")
+
+        figures["matmul_gflops"] = matmul_gflops()
+        attainable = max(figures["matmul_gflops"].values())
+        figures["flops_per_face"] = model_flops(predictor.model)
+        figures["model_only_faces_per_s"] = model_only(predictor)
+
+        inproc = scan_in_process(crops, work / "c_in.csv", predictor, detector="none")
+        figures["crops_in_process_faces_per_s"] = inproc["faces"] / inproc["seconds"]
+        sub = scan_subprocess(crops, work / "c_sub.csv", model_path, "--detector", "none")
+        figures["crops_with_start_faces_per_s"] = sub["rows"] / sub["seconds"]
+        figures["crops_peak_rss_mb"] = sub["peak_rss_mb"]
+        sub5 = scan_subprocess(big_crops, work / "c5.csv", model_path, "--detector", "none")
+        figures["crops_5x_peak_rss_mb"] = sub5["peak_rss_mb"]
+        figures["crops_5x_faces_per_s"] = sub5["rows"] / sub5["seconds"]
+
+        for name, folder in (("1mp", photos_1mp), ("12mp", photos_12mp)):
+            run = scan_in_process(folder, work / f"p_{name}.csv", predictor)
+            figures[f"photos_{name}_per_s"] = run["images"] / run["seconds"]
+            figures[f"photos_{name}_faces_found"] = run["faces"]
+            figures[f"photos_{name}_count"] = run["images"]
+            sub = scan_subprocess(folder, work / f"p_{name}_sub.csv", model_path)
+            figures[f"photos_{name}_peak_rss_mb"] = sub["peak_rss_mb"]
+
+        figures["ratio_crops_to_model"] = figures["crops_in_process_faces_per_s"] / figures["model_only_faces_per_s"]
+        figures["ratio_crops_with_start_to_model"] = (
+            figures["crops_with_start_faces_per_s"] / figures["model_only_faces_per_s"]
+        )
+        figures["efficiency_model_only"] = (
+            figures["model_only_faces_per_s"] * figures["flops_per_face"] / (attainable * 1e9)
+        )
+        figures["efficiency_crops"] = (
+            figures["crops_in_process_faces_per_s"] * figures["flops_per_face"] / (attainable * 1e9)
+        )
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    args.json.write_text(json.dumps(figures, indent=2))
+    width = max(map(len, figures))
+    for key, value in figures.items():
+        print(f"{key:<{width}}  {value:.3f}" if isinstance(value, float) else f"{key:<{width}}  {value}")
+
+
+if __name__ == "__main__":
+    main()
