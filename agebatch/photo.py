@@ -33,7 +33,11 @@ class PhotoResult:
 
 
 def analyse(
-    path: str | os.PathLike, predictor: Predictor, detector: str = "mtcnn", min_face: int = 40, min_score: float = 0.9
+    path: str | os.PathLike,
+    predictor: Predictor,
+    detector: str = "mtcnn",
+    min_face: int = 40,
+    min_score: float = faces.DEFAULT_MIN_SCORE,
 ) -> PhotoResult:
     """Every face in one photo with its prediction; raises ``images.ImageError`` for unusable files."""
     whole = detector == "none"

@@ -31,7 +31,7 @@ class ScanOptions:
     follow_symlinks: bool = False
     detector: str = "mtcnn"
     min_face: int = 40
-    min_score: float = 0.9
+    min_score: float = faces.DEFAULT_MIN_SCORE
     batch_size: int = 64
     jobs: int | None = None  # decode/detect threads; None: one per core
 
