@@ -179,12 +179,15 @@ def test_sigkill_during_resume_runs_loses_and_duplicates_nothing(tmp_path, many_
 
 def test_sigint_stops_promptly_keeps_rows_and_exits_130(tmp_path, many_images, tiny_model_path):
     out = tmp_path / "results.csv"
+    # A shell without job control starts background jobs with SIGINT ignored, and Python then keeps it
+    # ignored; give the child the default disposition a terminal user's process has.
     process = subprocess.Popen(
         _scan_command(many_images, out),
         env=_env(tiny_model_path),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     assert _wait_for_rows(out, 5, process)
     process.send_signal(signal.SIGINT)
