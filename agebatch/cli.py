@@ -56,12 +56,18 @@ def _fail_message(message: str) -> None:
     progress.error_console().print(f"agebatch: error: {message}", markup=False)
 
 
-def _predictor(model: Path | None, batch_size: int):
+class Engine(StrEnum):
+    auto = "auto"
+    keras = "keras"
+    tflite = "tflite"
+
+
+def _predictor(model: Path | None, batch_size: int, engine: Engine = Engine.auto):
     from agebatch.predictor import ModelLoadError, Predictor
 
     quiet.load_tensorflow()
     try:
-        return Predictor(model, batch_size=batch_size)
+        return Predictor(model, batch_size=batch_size, engine=engine.value)
     except ModelLoadError as exc:
         raise Fail(str(exc)) from exc
 
@@ -100,6 +106,9 @@ def scan(
     model: Annotated[
         Path | None, typer.Option(help="Model file (.keras); default: the shipped model or $AGEBATCH_MODEL.")
     ] = None,
+    engine: Annotated[
+        Engine, typer.Option(help="Inference engine: tflite (fast, used when the model has a .tflite twin) or keras.")
+    ] = Engine.auto,
     excel_safe: Annotated[bool, typer.Option(help="Neutralise cells a spreadsheet would run as formulas.")] = False,
     wait: Annotated[
         bool, typer.Option(help="If another scan is writing --out, wait for it instead of failing.")
@@ -124,7 +133,7 @@ def scan(
     from agebatch.discovery import check_paths
 
     check_paths(paths)
-    predictor = _predictor(model, batch_size)
+    predictor = _predictor(model, batch_size, engine)
     show = progress.interactive(quiet)
     try:
         with progress.scan_progress(show) as update:

@@ -122,6 +122,12 @@ def to_markdown(card: dict) -> str:
             f"{vb['age_mae']:.2f} -> {va['age_mae']:.2f}, gender {_pct(vb['gender_accuracy'])} -> {_pct(va['gender_accuracy'])}; "
             f"test before calibration: age MAE {tb['age_mae']:.2f}, gender {_pct(tb['gender_accuracy'])}"
         )
+    lite = card.get("tflite")
+    if lite:
+        t = lite["test_metrics"]
+        lines.append(
+            f"- `{lite['file']}` (the engine scan uses): age MAE {t['age_mae']:.2f}, gender {_pct(t['gender_accuracy'])} on the same test faces"
+        )
     lines.append("")
     lines += _group_table("By age band", m.get("by_age_band", {}))
     lines += _group_table("By gender", m.get("by_gender", {}))

@@ -87,11 +87,29 @@ class Predictor:
     the latter re-creates its data pipeline on every call, which costs more than a small batch.
     """
 
-    def __init__(self, model_path: str | os.PathLike | None = None, batch_size: int = 64) -> None:
+    def __init__(self, model_path: str | os.PathLike | None = None, batch_size: int = 64, engine: str = "auto") -> None:
+        from agebatch.engines import ENGINES, TFLiteRunner, tflite_path_for
+
+        if engine not in ENGINES:
+            raise ModelLoadError(f"unknown engine {engine!r}; choose one of {', '.join(ENGINES)}")
         self.model_path = Path(model_path) if model_path is not None else default_model_path()
         self.model, self.image_size = load_model(self.model_path)
         self.batch_size = max(1, int(batch_size))
         self._run = None
+        self.engine = "keras"
+        lite = tflite_path_for(self.model_path)
+        if engine == "tflite" and not lite.is_file():
+            raise ModelLoadError(f"--engine tflite needs {lite} beside the model")
+        if engine in ("auto", "tflite") and lite.is_file():
+            try:
+                runner = TFLiteRunner(lite)
+            except (ValueError, RuntimeError) as exc:
+                if engine == "tflite":
+                    raise ModelLoadError(f"cannot load {lite}: {' '.join(str(exc).split())[:160]}") from exc
+            else:
+                if runner.image_size == self.image_size:
+                    self._run = runner
+                    self.engine = "tflite"
 
     def _compiled(self):
         if self._run is None:
@@ -102,7 +120,7 @@ class Predictor:
             @tf.function(reduce_retracing=True)
             def run(batch):
                 out = model(batch, training=False)
-                return out["age_output"], out["gender_output"]
+                return out["age_output"], out["gender_output"][:, 1]
 
             self._run = run
         return self._run
@@ -128,9 +146,9 @@ class Predictor:
         run = self._compiled()
         for start in range(0, len(faces), self.batch_size):
             batch = np.asarray(faces[start : start + self.batch_size], dtype=np.float32) / 255.0
-            age, gender = run(batch)
+            age, female = run(batch)
             ages.append(np.asarray(age).reshape(-1))
-            females.append(np.asarray(gender)[:, 1])
+            females.append(np.asarray(female).reshape(-1))
         if not ages:
             return np.empty(0, np.float32), np.empty(0, np.float32)
         return np.concatenate(ages), np.concatenate(females)

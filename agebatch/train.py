@@ -307,9 +307,29 @@ def finalize(
     model.save(model_path)
     card = modelcard.build_card(config, frame, skipped, history, metrics, seconds, interrupted)
     card["calibration"] = calibration_info
+    card["tflite"] = _export_and_score_tflite(model, model_path, test, images[parts["test"]])
     card_path = modelcard.write_card(card, out, Path(config.model_name).stem)
     curves.write_curves(history, out / f"{Path(config.model_name).stem}.curves")
     return TrainResult(model_path, card_path, history, metrics, interrupted)
+
+
+def _export_and_score_tflite(model, model_path: Path, test: pd.DataFrame, test_images) -> dict | None:
+    """Write the ``.tflite`` twin scan uses, and score it on the same test faces as the Keras model."""
+    from agebatch import engines, evaluate
+
+    try:
+        path = engines.export_tflite(model, engines.tflite_path_for(model_path))
+    except Exception as exc:  # conversion is an optimisation: a failure must not lose the trained model
+        log.warning("TFLite export failed, scan will use Keras: %s", exc)
+        return None
+    runner = engines.TFLiteRunner(path)
+    ages, females = [], []
+    for start in range(0, len(test_images), 64):
+        age, female = runner(np.asarray(test_images[start : start + 64], np.float32) / 255.0)
+        ages.append(age)
+        females.append(female)
+    predictions = pd.DataFrame({"pred_age": np.concatenate(ages), "pred_female": np.concatenate(females)})
+    return {"file": path.name, "test_metrics": evaluate.score(test, predictions)["overall"]}
 
 
 def smoke_config(config: TrainConfig) -> TrainConfig:

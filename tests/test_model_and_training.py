@@ -68,6 +68,8 @@ def test_smoke_training_writes_a_loadable_model_and_card(tmp_path):
     assert 6 <= n_test <= 14
     assert card["test_metrics"]["overall"]["n"] == n_test
     assert (tmp_path / "out" / "agebatch.card.md").read_text().startswith("# Model card")
+    assert (tmp_path / "out" / "agebatch.tflite").stat().st_size > 10_000
+    assert card["tflite"]["test_metrics"]["n"] == n_test
     for suffix in ("html", "png"):
         assert (tmp_path / "out" / f"agebatch.curves.{suffix}").stat().st_size > 1000
 
