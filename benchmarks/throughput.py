@@ -3,7 +3,8 @@
     python benchmarks/throughput.py [--model M] [--crops N] [--photos N] [--crops-dir DIR] [--json out.json]
 
 Prints and writes (JSON):
-1. model-only faces/s (128x128 faces already in memory, batch 64);
+1. model-only faces/s (128x128 faces already in memory, batch 64), with the scan's engine (the
+   LiteRT twin when present) and with Keras, and their ratio;
 2. crops end to end: faces/s of ``scan --detector none`` over 200x200 JPEG crops, with process start
    (a real ``agebatch`` subprocess) and without it (in-process, model already loaded);
 3. photos end to end: photos/s of ``scan`` with the default detector on ~1 MP and ~12 MP JPEGs with
@@ -187,7 +188,11 @@ def main() -> None:
         figures["matmul_gflops"] = matmul_gflops()
         attainable = max(figures["matmul_gflops"].values())
         figures["flops_per_face"] = model_flops(predictor.model)
+        figures["engine"] = predictor.engine
         figures["model_only_faces_per_s"] = model_only(predictor)
+        keras_predictor = Predictor(model_path, batch_size=64, engine="keras")
+        figures["model_only_keras_faces_per_s"] = model_only(keras_predictor)
+        figures["ratio_engine_to_keras"] = figures["model_only_faces_per_s"] / figures["model_only_keras_faces_per_s"]
 
         inproc = scan_in_process(crops, work / "c_in.csv", predictor, detector="none")
         figures["crops_in_process_faces_per_s"] = inproc["faces"] / inproc["seconds"]
