@@ -257,6 +257,10 @@ def train(config: TrainConfig) -> TrainResult:
                 shuffle=False,  # the dataset shuffles itself
                 callbacks=_callbacks(config, stopper, checkpoint, phase, history, deadline),
             )
+    if checkpoint.exists():
+        # EarlyStopping restores the best weights only when it is what stopped training; after Ctrl-C,
+        # the time limit or the last epoch, the best epoch is the one the checkpoint holds.
+        _copy_weights(keras.saving.load_model(checkpoint, compile=False), model)
     final = inference_copy(model, config)
     checkpoint.unlink(missing_ok=True)
     return finalize(config, frame, skipped, images, final, history, time.time() - started, stopper.interrupted)
