@@ -144,6 +144,18 @@ def to_markdown(card: dict) -> str:
             f"| {h.get('phase')} | {h.get('epoch')} | {h.get('val_age_output_mae', float('nan')):.2f} | "
             f"{_pct(h.get('val_gender_output_accuracy'))} | {h.get('seconds')} |"
         )
+    tta = card.get("flip_tta_measured")
+    if tta:
+        p, f = tta["plain"], tta["flip_averaged"]
+        lines += [
+            "",
+            "## Measured, not shipped",
+            "",
+            f"- averaging each face with its mirror image (test-time flip): age MAE {p['age_mae']:.2f} -> {f['age_mae']:.2f}, "
+            f"gender {_pct(p['gender_accuracy'])} -> {_pct(f['gender_accuracy'])}, at twice the inference cost",
+        ]
+    if card.get("notes"):
+        lines += ["", "## Notes", ""] + [f"- {x}" for x in card["notes"]]
     lines += ["", "## Limitations", ""] + [f"- {x}" for x in card["limitations"]]
     lines += ["", "## Versions", "", ", ".join(f"{k} {v}" for k, v in card["versions"].items()), ""]
     return "\n".join(lines)
