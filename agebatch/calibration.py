@@ -38,14 +38,19 @@ def apply_age_map(predicted: np.ndarray, coef: np.ndarray, knots=KNOTS) -> np.nd
     return _features(predicted, knots) @ coef
 
 
-def best_gender_shift(female_prob: np.ndarray, gender: np.ndarray) -> float:
-    """The shift of the female log-odds that maximises accuracy (0 when no shift helps)."""
+def best_gender_shift(female_prob: np.ndarray, gender: np.ndarray, min_gain: float = 0.005) -> float:
+    """The shift of the female log-odds that maximises accuracy, or 0 unless it gains ``min_gain``.
+
+    A validation split of ~1,700 faces measures accuracy to about +-0.7 points, so a smaller gain is
+    noise: on the shipped model a shift worth +0.2 points on validation cost 0.5 points on test.
+    """
     p = np.clip(np.asarray(female_prob, float), 1e-6, 1 - 1e-6)
     logit = np.log(p / (1 - p))
     candidates = np.linspace(-1.5, 1.5, 61)
     accuracy = [np.mean((logit + s >= 0).astype(int) == gender) for s in candidates]
     best = int(np.argmax(accuracy))
-    return float(candidates[best]) if accuracy[best] > np.mean((logit >= 0).astype(int) == gender) else 0.0
+    baseline = np.mean((logit >= 0).astype(int) == gender)
+    return float(candidates[best]) if accuracy[best] >= baseline + min_gain else 0.0
 
 
 def calibrated_model(model, age_coef: np.ndarray, gender_shift: float, knots=KNOTS):

@@ -21,6 +21,8 @@ def test_gender_shift_finds_a_biased_threshold():
     shift = calibration.best_gender_shift(prob, gender)
     assert 0.5 < shift < 1.1
     assert calibration.best_gender_shift(np.where(gender == 1, 0.9, 0.1), gender) == 0.0
+    noisy = 1 / (1 + np.exp(-(np.where(gender == 1, 1.0, -1.0) + rng.normal(0, 1, gender.size) - 0.02)))
+    assert calibration.best_gender_shift(noisy, gender) == 0.0  # a gain below min_gain is noise
 
 
 def test_calibrated_model_matches_numpy_and_saves(tmp_path):
