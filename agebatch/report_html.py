@@ -113,7 +113,7 @@ def _age_figure(series: dict[str, list[int]], title: str, default_bins: int) -> 
         for k, w in enumerate(widths)
     ]
     figure.update_layout(
-        title=title,
+        title=dict(text=title, x=0.5),
         barmode="group" if n > 1 else "relative",
         bargap=0.05,
         xaxis_title="estimated age (years)",
@@ -312,7 +312,7 @@ def _how_to_read(data: dict) -> str:
         bands = ", ".join(f"{_e(k)}: {v:.1f}" for k, v in (card.get("by_age_band") or {}).items() if v is not None)
         text += (
             f"<p>On its held-out test set of {_e(card.get('test_faces'))} faces the model ({_e(card.get('name'))}) is off by "
-            f"<b>{card['age_mae']:.1f} years</b> on average and names the gender correctly for "
+            f"<b>{card['age_mae']:.2f} years</b> on average and names the gender correctly for "
             f"<b>{_pct(card.get('gender_accuracy'))}</b> of faces."
         )
         if gap:

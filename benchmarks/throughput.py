@@ -129,12 +129,29 @@ def model_only(predictor, faces: int = 1024) -> float:
     return faces / best
 
 
+_LAUNCHER = """
+import atexit, sys
+PEAK_FILE = sys.argv[1]
+def record():
+    for line in open("/proc/self/status"):
+        if line.startswith("VmHWM:"):
+            open(PEAK_FILE, "w").write(line.split()[1])
+atexit.register(record)
+sys.argv = ["agebatch"] + sys.argv[2:]
+from agebatch.cli import main
+main()
+"""
+
+
 def scan_subprocess(folder: Path, out: Path, model: Path, *extra: str) -> dict:
-    """Run the real CLI; wall time includes process start, and wait4 gives the child's peak RSS."""
+    """Run the real CLI; wall time includes process start. Peak RSS is the child's own VmHWM, read at
+    its exit (ru_maxrss from wait4 would report the parent's peak, which Linux carries across exec)."""
+    peak_file = out.with_suffix(".rss")
     command = [
         sys.executable,
-        "-m",
-        "agebatch",
+        "-c",
+        _LAUNCHER,
+        str(peak_file),
         "scan",
         str(folder),
         "--out",
@@ -145,14 +162,13 @@ def scan_subprocess(folder: Path, out: Path, model: Path, *extra: str) -> dict:
         *extra,
     ]
     started = time.perf_counter()
-    process = subprocess.Popen(command, cwd=REPO, env=dict(os.environ, PYTHONPATH=str(REPO)))
-    _, status, usage = os.wait4(process.pid, 0)
+    result = subprocess.run(command, cwd=REPO, env=dict(os.environ, PYTHONPATH=str(REPO)))
     seconds = time.perf_counter() - started
-    if os.waitstatus_to_exitcode(status) != 0:
-        raise RuntimeError(f"scan failed: {' '.join(command)}")
+    if result.returncode != 0:
+        raise RuntimeError(f"scan failed: {' '.join(command[3:])}")
     with open(out, encoding="utf-8") as handle:
         rows = sum(1 for _ in handle) - 1
-    return {"seconds": seconds, "rows": rows, "peak_rss_mb": usage.ru_maxrss / 1024}
+    return {"seconds": seconds, "rows": rows, "peak_rss_mb": int(peak_file.read_text()) / 1024}
 
 
 def scan_in_process(folder: Path, out: Path, predictor, **options) -> dict:

@@ -1,0 +1,97 @@
+"""How long a report of N result rows takes, how big it is, and how much memory it needs.
+
+    python benchmarks/report_scale.py [--rows 1000000]
+
+Writes a synthetic results CSV (faces spread over 1,000 folders, 2% no-face and 1% error rows), then
+times ``build_report`` + ``write_report`` for HTML and JSON and reports the peak RSS of that step.
+"""
+
+from __future__ import annotations
+
+import argparse
+import resource
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from agebatch.report import build_report, write_report  # noqa: E402
+from agebatch.results import ALL_COLUMNS  # noqa: E402
+
+
+def synthetic(rows: int, path: Path) -> None:
+    rng = np.random.default_rng(0)
+    folder = rng.integers(0, 1000, rows)
+    status = rng.choice(["ok", "no_face", "error"], rows, p=[0.97, 0.02, 0.01])
+    ok = status == "ok"
+    frame = pd.DataFrame(
+        {
+            "path": [f"photos/site{f // 100}/cam{f}/img_{i}.jpg" for i, f in enumerate(folder)],
+            "face": np.where(ok, 0, -1),
+            "x": 10,
+            "y": 20,
+            "width": 80,
+            "height": 90,
+            "face_score": 0.99,
+            "age": np.where(ok, np.clip(rng.normal(35, 15, rows), 1, 100).round(1), np.nan),
+            "gender": np.where(ok, rng.choice(["male", "female"], rows), ""),
+            "gender_prob": np.where(ok, rng.uniform(0.5, 1.0, rows).round(4), np.nan),
+            "status": status,
+            "error": np.where(status == "error", "not a recognised image", ""),
+            "faces": ok.astype(int),
+            "female_prob": 0.5,
+            "file_size": 1000,
+            "file_mtime": 1.0,
+        }
+    )
+    frame["face"] = frame["face"].astype(object).where(ok, "")
+    frame[list(ALL_COLUMNS)].to_csv(path, index=False)
+
+
+def peak_rss_mb() -> float:
+    """This process's peak RSS (VmHWM; unlike ru_maxrss it does not inherit the parent's peak across exec)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--rows", type=int, default=1_000_000)
+    parser.add_argument("--csv", type=Path, help="report on this file instead of generating one")
+    args = parser.parse_args()
+    if args.csv is None:  # generate in a child process, so the peak RSS below is the report's alone
+        with tempfile.TemporaryDirectory() as folder:
+            csv_path = Path(folder) / "results.csv"
+            synthetic(args.rows, csv_path)
+            import subprocess
+
+            subprocess.run([sys.executable, __file__, "--rows", str(args.rows), "--csv", str(csv_path)], check=True)
+        return
+    csv_path = args.csv
+    with tempfile.TemporaryDirectory() as folder:
+        before = peak_rss_mb()
+        started = time.perf_counter()
+        data = build_report([csv_path], depth=2)
+        built = time.perf_counter()
+        html = write_report(data, Path(folder) / "report.html")
+        done = time.perf_counter()
+        write_report(data, Path(folder) / "report.json", fmt="json")
+        peak = peak_rss_mb()
+        print(f"rows: {args.rows:,} (CSV {csv_path.stat().st_size / 1e6:.0f} MB)")
+        print(f"aggregate: {built - started:.1f} s, render HTML: {done - built:.1f} s, total {done - started:.1f} s")
+        print(f"report.html: {html.stat().st_size / 1e6:.2f} MB; folders: {len(data['overall']['folders'])}")
+        print(f"peak RSS: {peak:.0f} MB (after imports: {before:.0f} MB)")
+
+
+if __name__ == "__main__":
+    main()
