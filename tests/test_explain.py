@@ -115,3 +115,24 @@ def test_explain_cli(run_cli, tmp_path):
     assert code == 2 and "has 1 face" in err
     code, _, _ = run_cli("explain", NO_FACE_PHOTOS[0], "--out", tmp_path / "whole.png", "--detector", "none")
     assert code == 0
+
+
+def test_shipped_model_heat_map_lies_on_the_face():
+    """With the trained model: the map has the photo's size, is not flat, and sits inside the face box."""
+    from agebatch.explain import explain_photo
+    from agebatch.photo import analyse
+    from agebatch.predictor import Predictor, default_model_path
+
+    if not default_model_path().is_file():
+        pytest.skip("the shipped model is not present")
+    predictor = Predictor()
+    result = analyse(FACE_PHOTO, predictor)
+    (face,) = result.faces
+    for head in ("gender", "age"):
+        heat = explain_photo(result, predictor.model, head=head).heat
+        assert heat.shape == (result.image.height, result.image.width)
+        assert heat.max() > 0 and heat.std() > 0.01
+        f = face.face
+        margin = 0.15 * f.width  # the crop is 1.13x the detector's box
+        inside = heat[int(f.y - margin) : int(f.y + f.height + margin), int(f.x - margin) : int(f.x + f.width + margin)]
+        assert inside.sum() > 0.8 * heat.sum()
