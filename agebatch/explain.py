@@ -109,7 +109,7 @@ def place_in_image(cam: np.ndarray, face: faces.Face, image_size: tuple[int, int
         return np.asarray(
             Image.fromarray(cam.astype(np.float32), mode="F").resize((width, height), Image.Resampling.BILINEAR)
         )
-    cx, cy, side, angle = faces._framing(face)
+    cx, cy, side, angle = faces.framing(face)
     side_px = max(1, round(side))
     patch = Image.fromarray(cam.astype(np.float32), mode="F").resize((side_px, side_px), Image.Resampling.BILINEAR)
     if angle:

@@ -127,7 +127,7 @@ def make_detector(name: str, min_face: int = 40, min_score: float = DEFAULT_MIN_
     raise ValueError(f"unknown detector {name!r} (choose mtcnn or none)")
 
 
-def _framing(face: Face) -> tuple[float, float, float, float]:
+def framing(face: Face) -> tuple[float, float, float, float]:
     """Centre (cx, cy), crop side and roll angle (degrees) of the UTKFace-style crop for ``face``."""
     marks = face.landmarks
     side = face.side * UTK_BOX_TO_CROP
@@ -157,7 +157,7 @@ def crop_face(image: Image.Image, face: Face, size: int, whole_image: bool = Fal
     """
     if whole_image:
         return image if image.size == (size, size) else image.resize((size, size), Image.Resampling.BILINEAR)
-    cx, cy, side, angle = _framing(face)
+    cx, cy, side, angle = framing(face)
     room = 1.5 if angle else 1.0
     half = side * room / 2
     box = (round(cx - half), round(cy - half), round(cx + half), round(cy + half))

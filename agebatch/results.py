@@ -19,7 +19,7 @@ import json
 import math
 import os
 import tempfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -372,9 +372,3 @@ def _copy_mode(existing: Path, new: Path) -> None:
         os.umask(umask)
         mode = 0o666 & ~umask
     os.chmod(new, mode)
-
-
-def iter_rows(path: str | os.PathLike) -> Iterator[dict]:
-    """Rows of a results file of either format (format from the extension, else sniffed)."""
-    fmt = "jsonl" if str(path).endswith((".jsonl", ".json")) else "csv"
-    yield from read_rows(path, fmt)
