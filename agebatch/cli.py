@@ -19,6 +19,7 @@ from typing import Annotated
 import typer
 
 from agebatch import progress, quiet
+from agebatch.faces import DEFAULT_MIN_SCORE
 
 try:  # typer >= 0.20 vendors click
     from typer._click import exceptions as click_exceptions
@@ -100,7 +101,9 @@ def scan(
         Detector, typer.Option(help="Face detector; 'none' treats each image as one face crop.")
     ] = Detector.mtcnn,
     min_face: Annotated[int, typer.Option(help="Ignore faces smaller than this many pixels.", min=1)] = 40,
-    min_score: Annotated[float, typer.Option(help="Detector confidence a face needs.", min=0.0, max=1.0)] = 0.8,
+    min_score: Annotated[
+        float, typer.Option(help="Detector confidence a face needs.", min=0.0, max=1.0)
+    ] = DEFAULT_MIN_SCORE,
     batch_size: Annotated[int, typer.Option(help="Faces per model batch.", min=1, max=4096)] = 64,
     jobs: Annotated[int | None, typer.Option(help="Decode/detect threads (default: one per core).", min=1)] = None,
     model: Annotated[
@@ -350,7 +353,7 @@ def predict(
         Detector, typer.Option(help="Face detector; 'none' treats the image as one face.")
     ] = Detector.mtcnn,
     min_face: Annotated[int, typer.Option(min=1)] = 40,
-    min_score: Annotated[float, typer.Option(min=0.0, max=1.0)] = 0.8,
+    min_score: Annotated[float, typer.Option(min=0.0, max=1.0)] = DEFAULT_MIN_SCORE,
     model: Annotated[Path | None, typer.Option(help="Model file (.keras).")] = None,
 ) -> None:
     """Show the faces found in photos with box, age, gender and confidence."""
@@ -426,7 +429,7 @@ def explain(
     predictor = _predictor(model, 64)
     from agebatch.explain import explain_photo
 
-    result = _analyse(image, predictor, detector, min_face, 0.8)
+    result = _analyse(image, predictor, detector, min_face, DEFAULT_MIN_SCORE)
     if not result.faces:
         _fail_message(f"no face found in {image}; try --detector none for a face crop")
         raise typer.Exit(EXIT_NO_FACE)

@@ -16,17 +16,29 @@ import pandas as pd
 from agebatch import dataset
 
 
-def predict_arrays(model, images: np.ndarray, batch_size: int = 64) -> pd.DataFrame:
-    """Run ``model`` over uint8 faces in chunks (bounded memory); columns ``pred_age, pred_female``."""
+def predict_with(run, images: np.ndarray, batch_size: int = 64) -> pd.DataFrame:
+    """Feed uint8 faces to ``run`` (float batch in [0, 1] -> ages, female probabilities) in chunks.
+
+    Chunks keep memory bounded; the result has columns ``pred_age, pred_female``.
+    """
     ages, females = [], []
-    for start in range(0, len(images), batch_size * 16):
-        chunk = np.asarray(images[start : start + batch_size * 16], dtype="float32") / 255.0
-        out = model.predict(chunk, batch_size=batch_size, verbose=0)
-        ages.append(np.asarray(out["age_output"]).reshape(-1))
-        females.append(np.asarray(out["gender_output"])[:, 1])
+    for start in range(0, len(images), batch_size):
+        age, female = run(np.asarray(images[start : start + batch_size], dtype="float32") / 255.0)
+        ages.append(np.asarray(age).reshape(-1))
+        females.append(np.asarray(female).reshape(-1))
     if not ages:
         return pd.DataFrame({"pred_age": [], "pred_female": []})
     return pd.DataFrame({"pred_age": np.concatenate(ages), "pred_female": np.concatenate(females)})
+
+
+def predict_arrays(model, images: np.ndarray, batch_size: int = 64) -> pd.DataFrame:
+    """``predict_with`` for a Keras model (chunks of 16 batches through ``model.predict``)."""
+
+    def run(chunk):
+        out = model.predict(chunk, batch_size=batch_size, verbose=0)
+        return out["age_output"], np.asarray(out["gender_output"])[:, 1]
+
+    return predict_with(run, images, batch_size * 16)
 
 
 def _metrics(true_age, pred_age, true_gender, pred_gender) -> dict:

@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 
 from agebatch.dataset import AGE_BANDS, age_band
+from agebatch.results import reason_group
 
 REQUIRED_COLUMNS = ("path", "face", "age", "gender", "gender_prob", "status", "error")
 MAX_AGE = 120
@@ -162,7 +163,7 @@ def _add_chunk(tally: Tally, chunk: pd.DataFrame, min_gender_prob: float, low_co
     tally.errors += int(errors.sum())
     if errors.any():
         reasons = _as_text(chunk.loc[errors, "error"])
-        tally.error_reasons.update(reasons.str.split(":").str[0].str.strip().replace("", "error"))
+        tally.error_reasons.update(reasons.map(reason_group))
         room = ERROR_LIST_CAP - len(tally.error_examples)
         if room > 0:
             sample = chunk.loc[errors, ["path", "error"]].head(room)

@@ -59,6 +59,11 @@ class FileKey:
     mtime: float
 
 
+def reason_group(error: str | None) -> str:
+    """The reason without file-specific detail (the part before the first colon), for counting errors by kind."""
+    return (error or "").split(":")[0].strip() or "error"
+
+
 def display_path(path: str) -> str:
     """Paths as text for the results: bytes that are not UTF-8 become ``\\xNN`` escapes, not a crash."""
     return os.fsencode(path).decode("utf-8", "backslashreplace")

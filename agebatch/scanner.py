@@ -56,7 +56,7 @@ class ScanSummary:
             self.no_face += 1
         else:
             self.errors += 1
-            self.error_reasons[reason_group(rows[0]["error"])] += 1
+            self.error_reasons[results.reason_group(rows[0]["error"])] += 1
 
     def line(self) -> str:
         text = (
@@ -68,11 +68,6 @@ class ScanSummary:
         if self.error_reasons:
             text += "; errors: " + ", ".join(f"{n} {r}" for r, n in self.error_reasons.most_common())
         return text
-
-
-def reason_group(error: str) -> str:
-    """The reason without file-specific detail, for counting errors by kind."""
-    return (error or "error").split(":")[0].strip()
 
 
 @dataclass

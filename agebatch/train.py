@@ -326,13 +326,7 @@ def _export_and_score_tflite(model, model_path: Path, test: pd.DataFrame, test_i
     except Exception as exc:  # conversion is an optimisation: a failure must not lose the trained model
         log.warning("TFLite export failed, scan will use Keras: %s", exc)
         return None
-    runner = engines.TFLiteRunner(path)
-    ages, females = [], []
-    for start in range(0, len(test_images), 64):
-        age, female = runner(np.asarray(test_images[start : start + 64], np.float32) / 255.0)
-        ages.append(age)
-        females.append(female)
-    predictions = pd.DataFrame({"pred_age": np.concatenate(ages), "pred_female": np.concatenate(females)})
+    predictions = evaluate.predict_with(engines.TFLiteRunner(path), test_images)
     return {"file": path.name, "test_metrics": evaluate.score(test, predictions)["overall"]}
 
 
