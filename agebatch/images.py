@@ -14,10 +14,17 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
 
-# Pillow's own default bomb limit (~89 MP warns, ~179 MP raises). We keep the raise and turn the
-# warning into an error too, so a 12 000 x 12 000 "photo" is a row, not a 2 GB allocation.
-Image.MAX_IMAGE_PIXELS = 120_000_000
+# The largest image we decode. Pillow raises by itself only above twice its MAX_IMAGE_PIXELS and
+# merely warns between; we check the size ourselves (below) because turning that warning into an
+# error with ``warnings.catch_warnings`` is not thread-safe, and scan decodes in a thread pool.
+# So a 12 000 x 12 000 "photo" is an error row, not a 430 MB allocation.
+MAX_PIXELS = 120_000_000
+Image.MAX_IMAGE_PIXELS = MAX_PIXELS
 ImageFile.LOAD_TRUNCATED_IMAGES = False
+# Pillow warns (rather than fails) about oddities it recovers from, such as corrupt EXIF tags; a scan
+# of thousands of files must not print them to stderr (cron mails it). Bad files still fail loudly.
+warnings.filterwarnings("ignore", category=UserWarning, module=r"PIL\.")
+warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
 
 SUPPORTED_FORMATS = {"JPEG", "PNG", "WEBP", "BMP", "TIFF", "GIF", "MPO"}
 
@@ -77,24 +84,25 @@ def decode(path: str | os.PathLike, max_side: int | None = None) -> DecodedImage
     Raises ``ImageError`` with a one-line reason for anything unusable.
     """
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(path) as opened:
-                if opened.format not in SUPPORTED_FORMATS:
-                    raise ImageError(f"unsupported image format {opened.format}")
-                full_size = opened.size
-                if max_side and opened.format == "JPEG" and max(full_size) > max_side:
-                    opened.draft("RGB", _draft_target(full_size, max_side))
-                opened.seek(0)  # first frame of animated GIF / multi-page TIFF
-                opened.load()
-                scale = full_size[0] / opened.size[0]
-                image = ImageOps.exif_transpose(opened) or opened
-                image = _to_rgb(image)
-                if image is opened:
-                    image = image.copy()
+        with Image.open(path) as opened:
+            if opened.format not in SUPPORTED_FORMATS:
+                raise ImageError(f"unsupported image format {opened.format}")
+            full_size = opened.size
+            if full_size[0] * full_size[1] > MAX_PIXELS:
+                raise ImageError(
+                    f"image too large (decompression bomb guard): {full_size[0]}x{full_size[1]} pixels"
+                    f" is more than {MAX_PIXELS // 1_000_000} MP"
+                )
+            if max_side and opened.format == "JPEG" and max(full_size) > max_side:
+                opened.draft("RGB", _draft_target(full_size, max_side))
+            opened.seek(0)  # first frame of animated GIF / multi-page TIFF
+            opened.load()
+            scale = full_size[0] / opened.size[0]
+            # Leaving the ``with`` only closes the file: the loaded pixels stay valid, so no copy.
+            image = _to_rgb(ImageOps.exif_transpose(opened) or opened)
     except ImageError:
         raise
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+    except Image.DecompressionBombError as exc:
         raise ImageError(f"image too large (decompression bomb guard): {_one_line(exc)}") from exc
     except UnidentifiedImageError as exc:
         raise ImageError("not a recognised image") from exc

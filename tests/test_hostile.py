@@ -93,7 +93,22 @@ def test_file_deleted_between_discovery_and_reading(tmp_path, tiny_predictor, mo
     assert "vanished" in frame["error"].iloc[1]
 
 
-# -- subprocesses: real signals -----------------------------------------------------------------
+# -- subprocesses: real signals, real stderr ---------------------------------------------------
+def test_quiet_scan_of_the_hostile_folder_prints_nothing_but_its_summary(hostile_scan, tmp_path, tiny_model_path):
+    """Cron mails whatever lands on stderr: no library warnings (corrupt EXIF, ...), no tracebacks."""
+    root, _, _, _ = hostile_scan
+    result = subprocess.run(
+        _scan_command(root, tmp_path / "quiet.csv", "--quiet"),
+        env=_env(tiny_model_path),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "Warning" not in result.stderr and "Traceback" not in result.stderr
+    assert len(result.stderr.strip().splitlines()) <= 1, result.stderr
+
+
 def _env(model):
     env = dict(os.environ, AGEBATCH_MODEL=str(model), PYTHONPATH=str(REPO))
     env.pop("AGEBATCH_DEBUG", None)

@@ -65,6 +65,8 @@ def test_transparency_is_composited_on_white(tmp_path):
         ("page.png", b"<html><body>hello</body></html>", "not a recognised image"),
         ("cut.jpg", jpeg_bytes()[:400], "truncated"),
         ("bomb.png", bomb_png(), "decompression bomb"),
+        # between our limit and Pillow's own (twice it), where Pillow would only warn
+        ("bomb-144mp.png", bomb_png(12000, 12000), "decompression bomb"),
     ],
 )
 def test_bad_files_raise_image_error_with_one_line_reason(tmp_path, name, data, reason):
