@@ -250,6 +250,9 @@ def train(
     backbone_weights: Annotated[str, typer.Option(help="imagenet, none, or a .weights.h5 path.")] = "imagenet",
     cache_dir: Annotated[Path | None, typer.Option(help="Cache decoded faces here between runs.")] = None,
     time_limit: Annotated[float | None, typer.Option(help="Stop fine-tuning after this many minutes.")] = None,
+    average_epochs: Annotated[
+        int, typer.Option(help="Extra epochs whose weights are averaged (kept only if validation improves).", min=0)
+    ] = 0,
     smoke: Annotated[
         bool, typer.Option(help="Tiny, fast configuration for tests: small network, 1+1 epochs, 64 images.")
     ] = False,
@@ -279,6 +282,7 @@ def train(
         backbone_weights=weights,
         cache_dir=str(cache_dir) if cache_dir else None,
         time_limit_minutes=time_limit,
+        average_epochs=average_epochs,
     )
     if smoke:
         config = smoke_config(config)

@@ -3,7 +3,10 @@
 Phase 1 trains only the heads on a frozen ImageNet backbone (fast, and it keeps large random-head
 gradients from wrecking the pretrained features). Phase 2 unfreezes the backbone (BatchNormalization
 stays in inference mode) and fine-tunes everything at a lower rate, with early stopping on the
-validation split that restores the best weights.
+validation split that restores the best weights. An optional phase 3 (stochastic weight averaging)
+trains a few more epochs at a constant rate and averages the weights they end with: the average sits
+nearer the middle of the flat region the runs wander in, which tends to generalise better than any
+single epoch. It is kept only if it beats the best single epoch on the validation split.
 """
 
 from __future__ import annotations
@@ -50,6 +53,8 @@ class TrainConfig:
     dropout: float = 0.3
     max_images: int | None = None
     init_from: str | None = None  # continue from this saved training model (skips the heads phase)
+    average_epochs: int = 0  # phase 3: average the weights of this many extra epochs (0: off)
+    average_learning_rate: float = 3e-5
     calibrate: bool = True  # fit the age map and gender threshold on the validation split
     time_limit_minutes: float | None = None  # stop fine-tuning (keeping the best weights) after this
     cache_dir: str | None = None
@@ -261,9 +266,67 @@ def train(config: TrainConfig) -> TrainResult:
         # EarlyStopping restores the best weights only when it is what stopped training; after Ctrl-C,
         # the time limit or the last epoch, the best epoch is the one the checkpoint holds.
         _copy_weights(keras.saving.load_model(checkpoint, compile=False), model)
+    if config.average_epochs > 0 and not stopper.interrupted:
+        with _StopOnInterrupt() as averaging_stopper:
+            config.extra["weight_averaging"] = average_weights(
+                model, data, config, averaging_stopper, checkpoint, history, verbose
+            )
     final = inference_copy(model, config)
     checkpoint.unlink(missing_ok=True)
     return finalize(config, frame, skipped, images, final, history, time.time() - started, stopper.interrupted)
+
+
+def average_weights(model, data: dict, config: TrainConfig, stopper, checkpoint: Path, history: list, verbose: int):
+    """Phase 3: train ``config.average_epochs`` more epochs and average the weights each ends with.
+
+    BatchNormalization runs in inference mode throughout, so its statistics never change and the
+    averaged network needs no re-estimation pass. The average replaces the current weights only if
+    its validation loss is lower; the returned record (both losses, the choice) goes into the card.
+    """
+    import keras
+
+    from agebatch.model import set_trainable_from
+
+    set_trainable_from(model, config.fine_tune_fraction)
+    _compile(model, config.average_learning_rate, config)
+    before = model.get_weights()
+    loss_before = float(model.evaluate(data["val"], verbose=0, return_dict=True)["loss"])
+    total: list[np.ndarray] = []
+    count = 0
+
+    class Accumulate(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            nonlocal total, count
+            weights = self.model.get_weights()
+            total = [w.astype("float64") for w in weights] if not total else [t + w for t, w in zip(total, weights)]
+            count += 1
+
+    log.info("phase average: %d epochs at learning rate %g", config.average_epochs, config.average_learning_rate)
+    callbacks = [c for c in _callbacks(config, stopper, checkpoint, "average", history, None)[:2]]
+    model.fit(
+        data["train"],
+        validation_data=data["val"],
+        epochs=config.average_epochs,
+        verbose=verbose,
+        shuffle=False,
+        callbacks=[*callbacks, Accumulate()],
+    )
+    if count == 0:
+        model.set_weights(before)
+        return {"epochs_averaged": 0, "val_loss_before": loss_before, "kept": False}
+    model.set_weights([(t / count).astype(w.dtype) for t, w in zip(total, before)])
+    loss_after = float(model.evaluate(data["val"], verbose=0, return_dict=True)["loss"])
+    kept = loss_after < loss_before
+    if not kept:
+        model.set_weights(before)
+    log.info(
+        "weight averaging over %d epochs: val loss %.4f -> %.4f (%s)",
+        count,
+        loss_before,
+        loss_after,
+        "kept" if kept else "discarded",
+    )
+    return {"epochs_averaged": count, "val_loss_before": loss_before, "val_loss_after": loss_after, "kept": kept}
 
 
 def finalize(
@@ -311,6 +374,8 @@ def finalize(
     model.save(model_path)
     card = modelcard.build_card(config, frame, skipped, history, metrics, seconds, interrupted)
     card["calibration"] = calibration_info
+    if "weight_averaging" in config.extra:
+        card["weight_averaging"] = config.extra["weight_averaging"]
     card["tflite"] = _export_and_score_tflite(model, model_path, test, images[parts["test"]])
     card_path = modelcard.write_card(card, out, Path(config.model_name).stem)
     curves.write_curves(history, out / f"{Path(config.model_name).stem}.curves")

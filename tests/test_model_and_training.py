@@ -114,3 +114,17 @@ def test_shared_dataset_names_parse_with_known_malformed():
     assert len(frame) > 20000
     assert "39_1_20170116174525125.jpg.chip.jpg" in skipped
     assert len(skipped) == 5
+
+
+def test_weight_averaging_phase_is_recorded_and_decided_on_validation(tmp_path):
+    from agebatch.train import TrainConfig, smoke_config, train
+
+    data = utk_folder(tmp_path / "utk", count=40)
+    config = smoke_config(TrainConfig(data_dir=str(data), out_dir=str(tmp_path / "out"), verbose=0))
+    config.average_epochs = 2
+    result = train(config)
+    card = json.loads(result.card_path.read_text())
+    record = card["weight_averaging"]
+    assert record["epochs_averaged"] == 2
+    assert record["kept"] == (record["val_loss_after"] < record["val_loss_before"])
+    assert [row["phase"] for row in card["history"]] == ["heads", "fine-tune", "average", "average"]
