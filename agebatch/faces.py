@@ -169,3 +169,20 @@ def crop_face(image: Image.Image, face: Face, size: int, whole_image: bool = Fal
         offset = (outer - size) // 2
         region = region.crop((offset, offset, offset + size, offset + size))
     return region
+
+
+def decode_side(whole_image: bool, image_size: int) -> int:
+    """How many pixels (longer side) a photo needs once decoded: for detection ~DETECT_SIDE, for a
+    whole-image "face" a little more than the model's input. Big JPEGs are decoded at reduced scale."""
+    return 2 * image_size if whole_image else 2 * DETECT_SIDE
+
+
+def find_faces(image: Image.Image, detector: Detector, size: int) -> tuple[list[Face], list[np.ndarray]]:
+    """Detect the faces in ``image`` and cut the model's ``size`` x ``size`` uint8 crop of each.
+
+    The one path from a decoded picture to model input, shared by ``scan`` and ``predict``/``explain``.
+    """
+    whole_image = isinstance(detector, WholeImageDetector)
+    found = detector.detect(image)
+    crops = [np.asarray(crop_face(image, face, size, whole_image), dtype=np.uint8) for face in found]
+    return found, crops

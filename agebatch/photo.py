@@ -40,10 +40,10 @@ def analyse(
     min_score: float = faces.DEFAULT_MIN_SCORE,
 ) -> PhotoResult:
     """Every face in one photo with its prediction; raises ``images.ImageError`` for unusable files."""
-    whole = detector == "none"
-    decoded = images.decode(path, max_side=2 * predictor.image_size if whole else 2 * faces.DETECT_SIDE)
-    found = faces.make_detector(detector, min_face, min_score).detect(decoded.image)
-    crops = [np.asarray(faces.crop_face(decoded.image, f, predictor.image_size, whole), np.uint8) for f in found]
+    decoded = images.decode(path, max_side=faces.decode_side(detector == "none", predictor.image_size))
+    found, crops = faces.find_faces(
+        decoded.image, faces.make_detector(detector, min_face, min_score), predictor.image_size
+    )
     results = []
     if crops:
         ages, females = predictor.predict_array(np.stack(crops))
