@@ -98,8 +98,10 @@ def decode(path: str | os.PathLike, max_side: int | None = None) -> DecodedImage
             opened.seek(0)  # first frame of animated GIF / multi-page TIFF
             opened.load()
             scale = full_size[0] / opened.size[0]
-            # Leaving the ``with`` only closes the file: the loaded pixels stay valid, so no copy.
-            image = _to_rgb(ImageOps.exif_transpose(opened) or opened)
+            # Rotated in place: exif_transpose would otherwise copy every upright image. Leaving the
+            # ``with`` only closes the file; the loaded pixels stay valid.
+            ImageOps.exif_transpose(opened, in_place=True)
+            image = _to_rgb(opened)
     except ImageError:
         raise
     except Image.DecompressionBombError as exc:

@@ -3,6 +3,11 @@
 Decoding and detection run in a thread pool a window ahead of the model; Pillow and TensorFlow both
 release the GIL, so the model's batches overlap with the next images' decoding. Only that window is
 held in memory (faces as 128x128 arrays), so memory does not grow with the size of the folder.
+
+When inference alone keeps every core busy (pre-cropped faces, ``--detector none``), overlapping
+cannot hide decoding: it is extra work on the same cores. benchmarks/throughput.py measures that
+cost per crop and the ceiling it sets. (Pausing the pool while the model runs was measured too:
+no faster, so the pipeline stays this simple.)
 """
 
 from __future__ import annotations
@@ -85,10 +90,7 @@ class _Pipeline:
     def __init__(self, options: ScanOptions, image_size: int) -> None:
         self.options = options
         self.image_size = image_size
-        self.whole_image = options.detector == "none"
-        # Detection needs ~DETECT_SIDE pixels, crops need more than the model's input: decode big
-        # JPEGs at the smallest draft scale that keeps both.
-        self.decode_side = 2 * image_size if self.whole_image else 2 * faces.DETECT_SIDE
+        self.decode_side = faces.decode_side(options.detector == "none", image_size)
         self._local = threading.local()
 
     def detector(self) -> faces.Detector:
@@ -107,11 +109,8 @@ class _Pipeline:
             work.error = str(exc)
             return work
         try:
-            found = self.detector().detect(decoded.image)
-            for face in found:
-                crop = faces.crop_face(decoded.image, face, self.image_size, self.whole_image)
-                work.crops.append(np.asarray(crop, dtype=np.uint8))
-                work.faces.append(face.scaled(decoded.scale))
+            found, work.crops = faces.find_faces(decoded.image, self.detector(), self.image_size)
+            work.faces = [face.scaled(decoded.scale) for face in found]
         except Exception as exc:  # a detector failure on one odd image must not end the run
             work.faces, work.crops = [], []
             work.error = f"face detection failed: {' '.join(str(exc).split())[:160] or type(exc).__name__}"

@@ -1,6 +1,7 @@
 """Scan throughput benchmark: one command, one run, every figure of issue 5 and their ratios.
 
-    python benchmarks/throughput.py [--model M] [--crops N] [--photos N] [--crops-dir DIR] [--json out.json]
+    python benchmarks/throughput.py [--model M] [--crops N] [--photos N] [--crops-dir DIR]
+                                    [--memory-images N] [--json out.json]
 
 Prints and writes (JSON):
 1. model-only faces/s (128x128 faces already in memory, batch 64), with the scan's engine (the
@@ -11,7 +12,10 @@ Prints and writes (JSON):
    several faces each;
 4. attainable compute: GFLOP/s of a large float32 matrix product, the model's FLOPs per face, and
    compute efficiency = faces/s x FLOPs per face / matrix GFLOP/s;
-5. peak resident memory of each scan subprocess (and of a 5x larger crops folder, for boundedness).
+5. peak resident memory of each scan subprocess (and of a 5x larger crops folder, for boundedness;
+   ``--memory-images 100000`` adds a folder of that many crops, hard-linked, against 1,000);
+6. pipeline only: faces/s of the crops scan with a model that costs nothing (decode, resize, rows,
+   CSV), and the ceiling it puts on the crops/model-only ratio when inference already uses every core.
 Absolute timings drift on a shared machine; compare the ratios.
 """
 
@@ -122,6 +126,36 @@ def _timed(fn) -> float:
     return time.perf_counter() - started
 
 
+class NullPredictor:
+    """Stands in for the model: answers instantly, so a scan with it costs only everything else."""
+
+    image_size = 128
+
+    def predict_array(self, faces: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        return np.full(len(faces), 30.0), np.full(len(faces), 0.5)
+
+
+def pipeline_only(folder: Path, out: Path) -> float:
+    """Faces/s of scan --detector none with a model that costs nothing: discovery, decoding,
+    resizing, threads, rows and CSV writing alone, on all cores.
+
+    When inference already keeps every core busy the two costs add up per face, so the ceiling of
+    crops/model-only is 1 / (1 + model_only / pipeline_only): decoding can overlap inference but not hide.
+    """
+    return max(scan_in_process(folder, out, NullPredictor(), detector="none")["faces_per_s"] for _ in range(3))
+
+
+def linked_copies(source: Path, folder: Path, count: int) -> Path:
+    """A folder of ``count`` images made of hard links to ``source``'s files: a huge folder, no disk."""
+    files = sorted(source.iterdir())
+    for i in range(count):
+        sub = folder / f"part{i // 1000:04d}"
+        if i % 1000 == 0:
+            sub.mkdir(parents=True)
+        os.link(files[i % len(files)], sub / f"img_{i:07d}.jpg")
+    return folder
+
+
 def model_only(predictor, faces: int = 1024) -> float:
     batch = np.random.default_rng(0).integers(0, 255, (faces, predictor.image_size, predictor.image_size, 3), np.uint8)
     predictor.predict_array(batch[:128])  # trace and warm up
@@ -176,7 +210,13 @@ def scan_in_process(folder: Path, out: Path, predictor, **options) -> dict:
 
     started = time.perf_counter()
     summary = scan_to_file([folder], out, predictor, ScanOptions(**options))
-    return {"seconds": time.perf_counter() - started, "images": summary.images, "faces": summary.faces}
+    seconds = time.perf_counter() - started
+    return {
+        "seconds": seconds,
+        "images": summary.images,
+        "faces": summary.faces,
+        "faces_per_s": summary.faces / seconds,
+    }
 
 
 def main() -> None:
@@ -187,6 +227,12 @@ def main() -> None:
     parser.add_argument("--crops", type=int, default=2000)
     parser.add_argument("--crops-dir", type=Path, default=None, help="take crops from this UTKFace-style folder")
     parser.add_argument("--photos", type=int, default=24)
+    parser.add_argument(
+        "--memory-images",
+        type=int,
+        default=0,
+        help="also scan a folder of this many crops (hard links) and compare its peak RSS with 1,000",
+    )
     parser.add_argument("--json", type=Path, default=REPO / "benchmarks" / "last-run.json")
     args = parser.parse_args()
     model_path = args.model or default_model_path()
@@ -227,7 +273,28 @@ def main() -> None:
             sub = scan_subprocess(folder, work / f"p_{name}_sub.csv", model_path)
             figures[f"photos_{name}_peak_rss_mb"] = sub["peak_rss_mb"]
 
+        if args.memory_images:
+            small = scan_subprocess(
+                linked_copies(crops, work / "m_small", 1000), work / "m1.csv", model_path, "--detector", "none"
+            )
+            large = scan_subprocess(
+                linked_copies(crops, work / "m_large", args.memory_images),
+                work / "m2.csv",
+                model_path,
+                "--detector",
+                "none",
+            )
+            figures["memory_1000_peak_rss_mb"] = small["peak_rss_mb"]
+            figures[f"memory_{args.memory_images}_peak_rss_mb"] = large["peak_rss_mb"]
+            figures[f"memory_{args.memory_images}_rows"] = large["rows"]
+            figures[f"memory_{args.memory_images}_faces_per_s"] = large["rows"] / large["seconds"]
+
+        figures["pipeline_only_faces_per_s"] = pipeline_only(crops, work / "c_null.csv")
+        figures["ratio_crops_ceiling"] = 1 / (
+            1 + figures["model_only_faces_per_s"] / figures["pipeline_only_faces_per_s"]
+        )
         figures["ratio_crops_to_model"] = figures["crops_in_process_faces_per_s"] / figures["model_only_faces_per_s"]
+        figures["ratio_crops_to_ceiling"] = figures["ratio_crops_to_model"] / figures["ratio_crops_ceiling"]
         figures["ratio_crops_with_start_to_model"] = (
             figures["crops_with_start_faces_per_s"] / figures["model_only_faces_per_s"]
         )
