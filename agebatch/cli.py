@@ -250,6 +250,12 @@ def train(
     backbone_weights: Annotated[str, typer.Option(help="imagenet, none, or a .weights.h5 path.")] = "imagenet",
     cache_dir: Annotated[Path | None, typer.Option(help="Cache decoded faces here between runs.")] = None,
     time_limit: Annotated[float | None, typer.Option(help="Stop fine-tuning after this many minutes.")] = None,
+    age_loss_weight: Annotated[
+        float, typer.Option(help="Weight of the age loss (MSE, years^2) against gender cross-entropy.", min=0.0)
+    ] = 0.05,
+    color_jitter: Annotated[
+        float, typer.Option(help="Random brightness/contrast strength in augmentation (0: off).", min=0.0)
+    ] = 0.0,
     average_epochs: Annotated[
         int, typer.Option(help="Extra epochs whose weights are averaged (kept only if validation improves).", min=0)
     ] = 0,
@@ -282,6 +288,8 @@ def train(
         backbone_weights=weights,
         cache_dir=str(cache_dir) if cache_dir else None,
         time_limit_minutes=time_limit,
+        age_loss_weight=age_loss_weight,
+        color_jitter=color_jitter,
         average_epochs=average_epochs,
     )
     if smoke:

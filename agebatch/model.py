@@ -52,11 +52,14 @@ def build_model(
     dropout: float = 0.3,
     alpha: float = 1.0,
     augment: bool = True,
+    color_jitter: float = 0.0,
 ) -> keras.Model:
     """The full network: [augmentation] -> rescale -> MobileNetV2 -> pooling -> dropout -> two heads.
 
     Augmentation layers are part of the model so they run only in training (Keras disables them at
     inference) and need no separate pipeline code; they are cheap next to the backbone.
+    ``color_jitter`` > 0 adds random brightness and contrast of that strength (photos in the wild are
+    lit far more variously than UTKFace's crops).
     The backbone is always called with ``training=False`` so its BatchNormalization layers keep their
     ImageNet statistics while the weights are fine-tuned (see the Keras transfer-learning guide).
     """
@@ -67,6 +70,9 @@ def build_model(
         x = layers.RandomRotation(0.05, fill_mode="reflect", name="aug_rotate")(x)
         x = layers.RandomZoom((-0.1, 0.1), fill_mode="reflect", name="aug_zoom")(x)
         x = layers.RandomTranslation(0.05, 0.05, fill_mode="reflect", name="aug_shift")(x)
+        if color_jitter > 0:
+            x = layers.RandomBrightness(color_jitter, value_range=(0.0, 1.0), name="aug_brightness")(x)
+            x = layers.RandomContrast(color_jitter, value_range=(0.0, 1.0), name="aug_contrast")(x)
     x = layers.Rescaling(2.0, offset=-1.0, name="to_minus1_1")(x)
     base = build_backbone(image_size, backbone_weights, alpha)
     x = base(x, training=False)

@@ -51,6 +51,7 @@ class TrainConfig:
     balance_gender: bool = True
     age_weight_power: float = 0.5
     dropout: float = 0.3
+    color_jitter: float = 0.0  # random brightness/contrast strength in augmentation (0: off)
     max_images: int | None = None
     init_from: str | None = None  # continue from this saved training model (skips the heads phase)
     average_epochs: int = 0  # phase 3: average the weights of this many extra epochs (0: off)
@@ -234,7 +235,9 @@ def train(config: TrainConfig) -> TrainResult:
         for name, idx in parts.items()
     }
 
-    model = build_model(config.image_size, config.backbone_weights, config.dropout, config.alpha)
+    model = build_model(
+        config.image_size, config.backbone_weights, config.dropout, config.alpha, color_jitter=config.color_jitter
+    )
     if config.init_from:
         _copy_weights(keras.saving.load_model(config.init_from, compile=False), model)
     checkpoint = out / "checkpoint.keras"

@@ -21,6 +21,25 @@ def test_model_shapes_and_outputs():
     np.testing.assert_allclose(np.asarray(out[GENDER_OUTPUT]).sum(axis=1), 1.0, rtol=1e-5)
 
 
+def test_colour_jitter_changes_training_inputs_only():
+    from agebatch.model import AGE_OUTPUT, build_model
+    from agebatch.train import TrainConfig, inference_copy
+
+    model = build_model(64, None, dropout=0.0, alpha=0.35, color_jitter=0.3)
+    names = {layer.name for layer in model.layers}
+    assert {"aug_brightness", "aug_contrast"} <= names
+    faces = np.full((8, 64, 64, 3), 0.5, dtype="float32")
+    trained = np.asarray(model(faces, training=True)[AGE_OUTPUT])
+    assert np.ptp(trained) > 0  # identical flat faces: only the jitter can make outputs differ
+    clean = inference_copy(model, TrainConfig(data_dir=".", image_size=64, alpha=0.35, dropout=0.0))
+    assert not any(layer.name.startswith("aug_") for layer in clean.layers)
+    np.testing.assert_allclose(
+        np.asarray(clean(faces, training=False)[AGE_OUTPUT]),
+        np.asarray(model(faces, training=False)[AGE_OUTPUT]),
+        rtol=1e-5,
+    )
+
+
 def test_set_trainable_keeps_batch_norm_frozen():
     from keras import layers
 
