@@ -66,7 +66,6 @@ class Engine(StrEnum):
 def _predictor(model: Path | None, batch_size: int, engine: Engine = Engine.auto):
     from agebatch.predictor import ModelLoadError, Predictor
 
-    quiet.load_tensorflow()
     try:
         return Predictor(model, batch_size=batch_size, engine=engine.value)
     except ModelLoadError as exc:

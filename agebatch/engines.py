@@ -4,10 +4,18 @@
 (``--engine auto``), because on a CPU it runs the same float32 network about 1.7-2x faster (see
 benchmarks/) with outputs equal to the Keras model's within 1e-4. The Keras model stays the
 reference: Grad-CAM, evaluation and training use it.
+
+The twin carries a record of which Keras file it was made from (``agebatch.tflite.json``: the
+SHA-256 of the ``.keras`` file). When it matches, a scan never loads Keras or TensorFlow at all
+(unless the face detector needs them): a ``--detector none`` scan starts in a fraction of the time
+and needs a fraction of the memory. A twin without a matching record is checked against the loaded
+Keras model instead.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import tempfile
 import warnings
@@ -21,6 +29,36 @@ ENGINES = ("auto", "keras", "tflite")
 def tflite_path_for(model_path: str | os.PathLike) -> Path:
     path = Path(model_path)
     return path.with_name(path.name.removesuffix(".keras") + ".tflite")
+
+
+def twin_record_path(tflite_path: str | os.PathLike) -> Path:
+    path = Path(tflite_path)
+    return path.with_name(path.name + ".json")
+
+
+def file_sha256(path: str | os.PathLike) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def write_twin_record(keras_path: str | os.PathLike, tflite_path: str | os.PathLike) -> Path:
+    """Record that ``tflite_path`` was exported from exactly this ``keras_path`` file."""
+    record = {"keras_file": Path(keras_path).name, "keras_sha256": file_sha256(keras_path)}
+    target = twin_record_path(tflite_path)
+    target.write_text(json.dumps(record, indent=1) + "\n")
+    return target
+
+
+def twin_matches(keras_path: str | os.PathLike, tflite_path: str | os.PathLike) -> bool:
+    """True when the twin's record names this very Keras file (by content), so Keras need not load."""
+    try:
+        record = json.loads(twin_record_path(tflite_path).read_text())
+        return record.get("keras_sha256") == file_sha256(keras_path)
+    except (OSError, ValueError, AttributeError):
+        return False
 
 
 def export_tflite(model, path: str | os.PathLike) -> Path:

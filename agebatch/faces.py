@@ -86,6 +86,9 @@ class MtcnnDetector:
 
     def _net(self):
         if self._mtcnn is None:
+            from agebatch import quiet
+
+            quiet.load_tensorflow()  # mtcnn imports TensorFlow: keep its start-up notices quiet
             from mtcnn import MTCNN
 
             self._mtcnn = MTCNN(device="CPU:0")

@@ -50,18 +50,26 @@ def default_model_path() -> Path:
     return Path(__file__).resolve().parent.parent / "models" / DEFAULT_MODEL_NAME
 
 
-def load_model(path: str | os.PathLike | None = None):
-    """Load and check a model; returns ``(model, image_size)`` or raises ``ModelLoadError``."""
-    from agebatch.model import ModelInterfaceError, check_interface
-
-    path = Path(path) if path is not None else default_model_path()
+def check_model_file(path: Path) -> None:
+    """The cheap checks, without loading anything: exists, is a file, is a .keras archive."""
     if not path.exists():
         raise ModelLoadError(f"model file not found: {path}")
     if not path.is_file():
         raise ModelLoadError(f"model path is not a file: {path}")
     if path.suffix != ".keras" or not zipfile.is_zipfile(path):
         raise ModelLoadError(f"not a Keras model file (.keras zip archive): {path}")
+
+
+def load_model(path: str | os.PathLike | None = None):
+    """Load and check a model; returns ``(model, image_size)`` or raises ``ModelLoadError``."""
+    path = Path(path) if path is not None else default_model_path()
+    check_model_file(path)
+    from agebatch import quiet
+
+    quiet.load_tensorflow()  # before anything imports Keras, so its start-up notices stay quiet
     import keras
+
+    from agebatch.model import ModelInterfaceError, check_interface
 
     try:
         model = keras.saving.load_model(path, compile=False, safe_mode=True)
@@ -88,28 +96,42 @@ class Predictor:
     """
 
     def __init__(self, model_path: str | os.PathLike | None = None, batch_size: int = 64, engine: str = "auto") -> None:
-        from agebatch.engines import ENGINES, TFLiteRunner, tflite_path_for
+        from agebatch.engines import ENGINES, TFLiteRunner, tflite_path_for, twin_matches
 
         if engine not in ENGINES:
             raise ModelLoadError(f"unknown engine {engine!r}; choose one of {', '.join(ENGINES)}")
         self.model_path = Path(model_path) if model_path is not None else default_model_path()
-        self.model, self.image_size = load_model(self.model_path)
+        check_model_file(self.model_path)
         self.batch_size = max(1, int(batch_size))
+        self._model = None
         self._run = None
         self.engine = "keras"
         lite = tflite_path_for(self.model_path)
         if engine == "tflite" and not lite.is_file():
             raise ModelLoadError(f"--engine tflite needs {lite} beside the model")
+        runner = None
         if engine in ("auto", "tflite") and lite.is_file():
             try:
                 runner = TFLiteRunner(lite)
             except (ValueError, RuntimeError) as exc:
                 if engine == "tflite":
                     raise ModelLoadError(f"cannot load {lite}: {' '.join(str(exc).split())[:160]}") from exc
-            else:
-                if runner.image_size == self.image_size:
-                    self._run = runner
-                    self.engine = "tflite"
+        if runner is not None and twin_matches(self.model_path, lite):
+            self.image_size = runner.image_size  # Keras loads only if someone asks for .model
+        else:
+            self._model, self.image_size = load_model(self.model_path)
+            if runner is not None and runner.image_size != self.image_size:
+                runner = None
+        if runner is not None:
+            self._run = runner
+            self.engine = "tflite"
+
+    @property
+    def model(self):
+        """The Keras model (the reference; Grad-CAM needs it), loaded on first use."""
+        if self._model is None:
+            self._model, _ = load_model(self.model_path)
+        return self._model
 
     def _compiled(self):
         if self._run is None:

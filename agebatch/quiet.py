@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import os
 import sys
+import threading
 from contextlib import contextmanager
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
@@ -31,11 +32,18 @@ def native_stderr_silenced():
         os.close(saved)
 
 
+_loading = threading.Lock()
+
+
 def load_tensorflow() -> None:
-    """Import TensorFlow (and Keras) once, silently; later imports are free."""
-    if "tensorflow" in sys.modules:
+    """Import TensorFlow (and Keras) once, silently; later imports are free.
+
+    Locked: two threads silencing fd 2 at once could restore it in the wrong order and leave the
+    process mute.
+    """
+    if "keras" in sys.modules and "tensorflow" in sys.modules:
         return
-    with native_stderr_silenced():
+    with _loading, native_stderr_silenced():
         import keras  # noqa: F401
         import tensorflow  # noqa: F401
     logging.getLogger("tensorflow").setLevel(logging.ERROR)

@@ -161,6 +161,10 @@ def iter_scan(
     ``skip(key)`` lets ``--resume`` leave out images already in the output.
     """
     options = options or ScanOptions()
+    if options.detector != "none":
+        from agebatch import quiet
+
+        quiet.load_tensorflow()  # the detector needs it: import once here, not in every worker thread
     pipeline = _Pipeline(options, predictor.image_size)
     jobs = options.jobs or os.cpu_count() or 1
     window = max(2 * options.batch_size, 4 * jobs)

@@ -394,6 +394,7 @@ def _export_and_score_tflite(model, model_path: Path, test: pd.DataFrame, test_i
     except Exception as exc:  # conversion is an optimisation: a failure must not lose the trained model
         log.warning("TFLite export failed, scan will use Keras: %s", exc)
         return None
+    engines.write_twin_record(model_path, path)
     predictions = evaluate.predict_with(engines.TFLiteRunner(path), test_images)
     return {"file": path.name, "test_metrics": evaluate.score(test, predictions)["overall"]}
 
