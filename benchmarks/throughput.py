@@ -14,8 +14,10 @@ Prints and writes (JSON):
    compute efficiency = faces/s x FLOPs per face / matrix GFLOP/s;
 5. peak resident memory of each scan subprocess (and of a 5x larger crops folder, for boundedness;
    ``--memory-images 100000`` adds a folder of that many crops, hard-linked, against 1,000);
-6. pipeline only: faces/s of the crops scan with a model that costs nothing (decode, resize, rows,
-   CSV), and the ceiling it puts on the crops/model-only ratio when inference already uses every core.
+6. the limit of 2 / 1 when inference already uses every core: one core's milliseconds per crop for
+   decoding and resizing (and the bound that puts on 2 / 1 even with perfect parallelism), and
+   pipeline only, faces/s of the crops scan with a model that costs nothing (decode, resize, rows,
+   CSV on all cores) with the ceiling that puts on 2 / 1.
 Absolute timings drift on a shared machine; compare the ratios.
 """
 
@@ -143,6 +145,19 @@ def pipeline_only(folder: Path, out: Path) -> float:
     crops/model-only is 1 / (1 + model_only / pipeline_only): decoding can overlap inference but not hide.
     """
     return max(scan_in_process(folder, out, NullPredictor(), detector="none")["faces_per_s"] for _ in range(3))
+
+
+def decode_cost(folder: Path, image_size: int, limit: int = 500) -> float:
+    """Seconds of one core per crop for scan's own per-image work (decode, EXIF, resize), in one thread.
+
+    Even spread perfectly over C cores with no overhead, this bounds crops/model-only at
+    1 / (1 + model_faces_per_s x this / C).
+    """
+    from agebatch.scanner import ScanOptions, _Pipeline, _Work
+
+    pipeline = _Pipeline(ScanOptions(detector="none"), image_size)
+    files = sorted(str(p) for p in folder.iterdir())[:limit]
+    return min(_timed(lambda: [pipeline.process(_Work(f, None)) for f in files]) for _ in range(3)) / len(files)
 
 
 def linked_copies(source: Path, folder: Path, count: int) -> Path:
@@ -289,6 +304,11 @@ def main() -> None:
             figures[f"memory_{args.memory_images}_rows"] = large["rows"]
             figures[f"memory_{args.memory_images}_faces_per_s"] = large["rows"] / large["seconds"]
 
+        figures["decode_ms_per_crop_one_core"] = 1000 * decode_cost(crops, predictor.image_size)
+        figures["ratio_crops_bound_perfect_parallel"] = 1 / (
+            1
+            + figures["model_only_faces_per_s"] * figures["decode_ms_per_crop_one_core"] / 1000 / (os.cpu_count() or 1)
+        )
         figures["pipeline_only_faces_per_s"] = pipeline_only(crops, work / "c_null.csv")
         figures["ratio_crops_ceiling"] = 1 / (
             1 + figures["model_only_faces_per_s"] / figures["pipeline_only_faces_per_s"]
