@@ -63,6 +63,17 @@ class Engine(StrEnum):
     tflite = "tflite"
 
 
+# Options that scan, predict and explain share, declared once.
+DetectorOption = Annotated[
+    Detector, typer.Option(help="Face detector; 'none' treats each image as one face crop (e.g. UTKFace).")
+]
+MinFaceOption = Annotated[int, typer.Option(help="Ignore faces smaller than this many pixels.", min=1)]
+MinScoreOption = Annotated[float, typer.Option(help="Detector confidence a face needs.", min=0.0, max=1.0)]
+ModelOption = Annotated[
+    Path | None, typer.Option(help="Model file (.keras); default: the shipped model or $AGEBATCH_MODEL.")
+]
+
+
 def _predictor(model: Path | None, batch_size: int, engine: Engine = Engine.auto):
     from agebatch.predictor import ModelLoadError, Predictor
 
@@ -96,18 +107,12 @@ def scan(
     follow_symlinks: Annotated[
         bool, typer.Option(help="Follow symbolic links to folders (loops are detected).")
     ] = False,
-    detector: Annotated[
-        Detector, typer.Option(help="Face detector; 'none' treats each image as one face crop.")
-    ] = Detector.mtcnn,
-    min_face: Annotated[int, typer.Option(help="Ignore faces smaller than this many pixels.", min=1)] = 40,
-    min_score: Annotated[
-        float, typer.Option(help="Detector confidence a face needs.", min=0.0, max=1.0)
-    ] = DEFAULT_MIN_SCORE,
+    detector: DetectorOption = Detector.mtcnn,
+    min_face: MinFaceOption = 40,
+    min_score: MinScoreOption = DEFAULT_MIN_SCORE,
     batch_size: Annotated[int, typer.Option(help="Faces per model batch.", min=1, max=4096)] = 64,
     jobs: Annotated[int | None, typer.Option(help="Decode/detect threads (default: one per core).", min=1)] = None,
-    model: Annotated[
-        Path | None, typer.Option(help="Model file (.keras); default: the shipped model or $AGEBATCH_MODEL.")
-    ] = None,
+    model: ModelOption = None,
     engine: Annotated[
         Engine, typer.Option(help="Inference engine: tflite (fast, used when the model has a .tflite twin) or keras.")
     ] = Engine.auto,
@@ -308,7 +313,7 @@ def train(
 @app.command()
 def evaluate(
     data_dir: Annotated[Path, typer.Argument(help="UTKFace-style folder with labels in file names.")],
-    model: Annotated[Path | None, typer.Option(help="Model file; default: the shipped model.")] = None,
+    model: ModelOption = None,
     split_file: Annotated[
         Path | None, typer.Option("--split", help="split.csv from training: score only its test part.")
     ] = None,
@@ -360,12 +365,10 @@ def predict(
     draw: Annotated[
         Path | None, typer.Option(help="Save the (single) photo with boxes and labels drawn, as PNG/JPEG.")
     ] = None,
-    detector: Annotated[
-        Detector, typer.Option(help="Face detector; 'none' treats the image as one face.")
-    ] = Detector.mtcnn,
-    min_face: Annotated[int, typer.Option(min=1)] = 40,
-    min_score: Annotated[float, typer.Option(min=0.0, max=1.0)] = DEFAULT_MIN_SCORE,
-    model: Annotated[Path | None, typer.Option(help="Model file (.keras).")] = None,
+    detector: DetectorOption = Detector.mtcnn,
+    min_face: MinFaceOption = 40,
+    min_score: MinScoreOption = DEFAULT_MIN_SCORE,
+    model: ModelOption = None,
 ) -> None:
     """Show the faces found in photos with box, age, gender and confidence."""
     from rich.console import Console
@@ -430,17 +433,16 @@ def explain(
     out: Annotated[Path, typer.Option("--out", "-o", help="Picture to write (PNG or JPEG).")],
     head: Annotated[Head, typer.Option(help="Which estimate to explain.")] = Head.gender,
     face: Annotated[int | None, typer.Option(help="Explain only this face (0 = largest).", min=0)] = None,
-    detector: Annotated[
-        Detector, typer.Option(help="Face detector; 'none' explains the whole image as one face.")
-    ] = Detector.mtcnn,
-    min_face: Annotated[int, typer.Option(min=1)] = 40,
-    model: Annotated[Path | None, typer.Option(help="Model file (.keras).")] = None,
+    detector: DetectorOption = Detector.mtcnn,
+    min_face: MinFaceOption = 40,
+    min_score: MinScoreOption = DEFAULT_MIN_SCORE,
+    model: ModelOption = None,
 ) -> None:
     """Grad-CAM heat map of what drove the age or gender estimate, blended onto the photo."""
     predictor = _predictor(model, 64)
     from agebatch.explain import explain_photo
 
-    result = _analyse(image, predictor, detector, min_face, DEFAULT_MIN_SCORE)
+    result = _analyse(image, predictor, detector, min_face, min_score)
     if not result.faces:
         _fail_message(f"no face found in {image}; try --detector none for a face crop")
         raise typer.Exit(EXIT_NO_FACE)
