@@ -263,6 +263,10 @@ def train(
     average_epochs: Annotated[
         int, typer.Option(help="Extra epochs whose weights are averaged (kept only if validation improves).", min=0)
     ] = 0,
+    refit_age_head: Annotated[
+        bool,
+        typer.Option(help="Finally refit the age head on frozen features, unweighted (kept if validation improves)."),
+    ] = False,
     smoke: Annotated[
         bool, typer.Option(help="Tiny, fast configuration for tests: small network, 1+1 epochs, 64 images.")
     ] = False,
@@ -295,6 +299,7 @@ def train(
         age_loss_weight=age_loss_weight,
         color_jitter=color_jitter,
         average_epochs=average_epochs,
+        refit_age_head=refit_age_head,
     )
     if smoke:
         config = smoke_config(config)

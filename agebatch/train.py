@@ -55,6 +55,7 @@ class TrainConfig:
     max_images: int | None = None
     init_from: str | None = None  # continue from this saved training model (skips the heads phase)
     average_epochs: int = 0  # phase 3: average the weights of this many extra epochs (0: off)
+    refit_age_head: bool = False  # last: refit the age head on frozen features, unweighted (kept if val improves)
     average_learning_rate: float = 3e-5
     calibrate: bool = True  # fit the age map and gender threshold on the validation split
     time_limit_minutes: float | None = None  # stop fine-tuning (keeping the best weights) after this
@@ -276,6 +277,8 @@ def train(config: TrainConfig) -> TrainResult:
             )
     final = inference_copy(model, config)
     checkpoint.unlink(missing_ok=True)
+    if config.refit_age_head and not stopper.interrupted:
+        config.extra["age_head_refit"] = refit_age_head(final, images, frame, config)
     return finalize(config, frame, skipped, images, final, history, time.time() - started, stopper.interrupted)
 
 
@@ -332,6 +335,57 @@ def average_weights(model, data: dict, config: TrainConfig, stopper, checkpoint:
     return {"epochs_averaged": count, "val_loss_before": loss_before, "val_loss_after": loss_after, "kept": kept}
 
 
+def refit_age_head(model, images, frame: pd.DataFrame, config: TrainConfig) -> dict:
+    """Refit the age head alone on the trained network's frozen features, without sample weights.
+
+    Fine-tuning needs augmentation and the age-band weights to shape the backbone; the final linear
+    map from features to age is better fitted without them (benchmarks/weights_ablation.py: unweighted
+    heads on frozen features score a lower overall MAE, the weighted ones a flatter MAE across bands).
+    Features are computed once, so this costs about one inference pass over the training part. The
+    new head replaces the old one only if its validation MAE is lower; the record goes into the card.
+    """
+    import keras
+    from keras import layers
+
+    from agebatch.model import AGE_OUTPUT
+
+    extractor = keras.Model(model.inputs, model.get_layer("pool").output)
+
+    def features(part: str) -> tuple[np.ndarray, np.ndarray]:
+        index = frame.index[frame["split"] == part].to_numpy()
+        chunks = [
+            extractor.predict_on_batch(np.asarray(images[index[i : i + 256]], dtype="float32") / 255.0)
+            for i in range(0, len(index), 256)
+        ]
+        return np.concatenate(chunks), frame.loc[index, "age"].to_numpy("float32")
+
+    (x_train, y_train), (x_val, y_val) = features("train"), features("val")
+    old = model.get_layer(AGE_OUTPUT)
+    mae_before = float(np.mean(np.abs(x_val @ old.kernel.numpy()[:, 0] + old.bias.numpy()[0] - y_val)))
+    keras.utils.set_random_seed(config.seed)
+    inputs = keras.Input((x_train.shape[1],))
+    head = layers.Dense(1)
+    refit = keras.Model(inputs, head(layers.Dropout(config.dropout)(inputs)))
+    head.set_weights(old.get_weights())  # start from the trained head
+    refit.compile(optimizer=keras.optimizers.Adam(1e-3), loss="mse", metrics=["mae"])
+    refit.fit(
+        x_train,
+        y_train,
+        validation_data=(x_val, y_val),
+        epochs=100,
+        batch_size=256,
+        verbose=0,
+        callbacks=[keras.callbacks.EarlyStopping(monitor="val_mae", patience=5, restore_best_weights=True)],
+    )
+    kernel, bias = head.get_weights()
+    mae_after = float(np.mean(np.abs(x_val @ kernel[:, 0] + bias[0] - y_val)))
+    kept = mae_after < mae_before
+    if kept:
+        old.set_weights([kernel, bias])
+    log.info("age head refit: val MAE %.3f -> %.3f (%s)", mae_before, mae_after, "kept" if kept else "discarded")
+    return {"val_mae_before": mae_before, "val_mae_after": mae_after, "kept": kept}
+
+
 def finalize(
     config: TrainConfig,
     frame: pd.DataFrame,
@@ -377,8 +431,9 @@ def finalize(
     model.save(model_path)
     card = modelcard.build_card(config, frame, skipped, history, metrics, seconds, interrupted)
     card["calibration"] = calibration_info
-    if "weight_averaging" in config.extra:
-        card["weight_averaging"] = config.extra["weight_averaging"]
+    for step in ("weight_averaging", "age_head_refit"):
+        if step in config.extra:
+            card[step] = config.extra[step]
     card["tflite"] = _export_and_score_tflite(model, model_path, test, images[parts["test"]])
     card_path = modelcard.write_card(card, out, Path(config.model_name).stem)
     curves.write_curves(history, out / f"{Path(config.model_name).stem}.curves")
