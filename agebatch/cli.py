@@ -69,16 +69,22 @@ DetectorOption = Annotated[
 ]
 MinFaceOption = Annotated[int, typer.Option(help="Ignore faces smaller than this many pixels.", min=1)]
 MinScoreOption = Annotated[float, typer.Option(help="Detector confidence a face needs.", min=0.0, max=1.0)]
+FlipAverageOption = Annotated[
+    bool,
+    typer.Option(
+        help="Also run each face mirrored and average the two: slightly more accurate, half the speed.",
+    ),
+]
 ModelOption = Annotated[
     Path | None, typer.Option(help="Model file (.keras); default: the shipped model or $AGEBATCH_MODEL.")
 ]
 
 
-def _predictor(model: Path | None, batch_size: int, engine: Engine = Engine.auto):
+def _predictor(model: Path | None, batch_size: int, engine: Engine = Engine.auto, flip_average: bool = False):
     from agebatch.predictor import ModelLoadError, Predictor
 
     try:
-        return Predictor(model, batch_size=batch_size, engine=engine.value)
+        return Predictor(model, batch_size=batch_size, engine=engine.value, flip_average=flip_average)
     except ModelLoadError as exc:
         raise Fail(str(exc)) from exc
 
@@ -116,6 +122,7 @@ def scan(
     engine: Annotated[
         Engine, typer.Option(help="Inference engine: tflite (fast, used when the model has a .tflite twin) or keras.")
     ] = Engine.auto,
+    flip_average: FlipAverageOption = False,
     excel_safe: Annotated[bool, typer.Option(help="Neutralise cells a spreadsheet would run as formulas.")] = False,
     wait: Annotated[
         bool, typer.Option(help="If another scan is writing --out, wait for it instead of failing.")
@@ -140,7 +147,7 @@ def scan(
     from agebatch.discovery import check_paths
 
     check_paths(paths)
-    predictor = _predictor(model, batch_size, engine)
+    predictor = _predictor(model, batch_size, engine, flip_average)
     show = progress.interactive(quiet)
     try:
         with progress.scan_progress(show) as update:
@@ -325,6 +332,7 @@ def evaluate(
     as_json: Annotated[bool, typer.Option("--json", help="Print all figures as JSON.")] = False,
     html: Annotated[Path | None, typer.Option(help="Also write an HTML report with plots.")] = None,
     limit: Annotated[int | None, typer.Option(help="Score at most this many images.", min=1)] = None,
+    flip_average: FlipAverageOption = False,
 ) -> None:
     """Score a model on labelled faces: age MAE, RMSE, gender accuracy, per age band, gender and race."""
     quiet.load_tensorflow()
@@ -336,7 +344,9 @@ def evaluate(
     if split_file is not None and not split_file.is_file():
         raise Fail(f"split file not found: {split_file}")
     try:
-        result = evaluate_folder(model or default_model_path(), data_dir, split_file, limit=limit)
+        result = evaluate_folder(
+            model or default_model_path(), data_dir, split_file, limit=limit, flip_average=flip_average
+        )
     except ModelLoadError as exc:
         raise Fail(str(exc)) from exc
     except ValueError as exc:
@@ -374,6 +384,7 @@ def predict(
     min_face: MinFaceOption = 40,
     min_score: MinScoreOption = DEFAULT_MIN_SCORE,
     model: ModelOption = None,
+    flip_average: FlipAverageOption = False,
 ) -> None:
     """Show the faces found in photos with box, age, gender and confidence."""
     from rich.console import Console
@@ -383,7 +394,7 @@ def predict(
 
     if draw is not None and len(images) != 1:
         raise Fail("--draw takes exactly one image")
-    predictor = _predictor(model, 64)
+    predictor = _predictor(model, 64, flip_average=flip_average)
     records = []
     table = Table("image", "face", "box (x, y, w, h)", "age", "gender", "confidence")
     for image in images:

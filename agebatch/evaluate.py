@@ -31,14 +31,15 @@ def predict_with(run, images: np.ndarray, batch_size: int = 64) -> pd.DataFrame:
     return pd.DataFrame({"pred_age": np.concatenate(ages), "pred_female": np.concatenate(females)})
 
 
-def predict_arrays(model, images: np.ndarray, batch_size: int = 64) -> pd.DataFrame:
+def predict_arrays(model, images: np.ndarray, batch_size: int = 64, flip_average: bool = False) -> pd.DataFrame:
     """``predict_with`` for a Keras model (chunks of 16 batches through ``model.predict``)."""
+    from agebatch.predictor import flip_averaged
 
     def run(chunk):
         out = model.predict(chunk, batch_size=batch_size, verbose=0)
         return out["age_output"], np.asarray(out["gender_output"])[:, 1]
 
-    return predict_with(run, images, batch_size * 16)
+    return predict_with(flip_averaged(run) if flip_average else run, images, batch_size * 16)
 
 
 def _metrics(true_age, pred_age, true_gender, pred_gender) -> dict:
@@ -109,6 +110,7 @@ def evaluate_folder(
     split: str = "test",
     batch_size: int = 64,
     limit: int | None = None,
+    flip_average: bool = False,
 ) -> dict:
     """Score a saved model on a UTKFace-style folder, or on one part of a saved split of it."""
     from agebatch.predictor import load_model
@@ -126,7 +128,8 @@ def evaluate_folder(
     if frame.empty:
         raise ValueError(f"no labelled images to evaluate in {data_dir}")
     images = dataset.load_images(data_dir, list(frame["file"]), image_size)
-    result = score(frame, predict_arrays(model, images, batch_size))
+    result = score(frame, predict_arrays(model, images, batch_size, flip_average))
+    result["flip_average"] = flip_average
     result["model"] = str(model_path)
     result["data"] = str(data_dir)
     result["split"] = split if split_file is not None else "all"
@@ -137,7 +140,8 @@ def format_text(result: dict) -> str:
     """A readable summary for the terminal (the same figures ``--json`` prints)."""
     o = result["overall"]
     lines = [
-        f"{o['n']} faces ({result.get('split', '')}) from {result.get('data', '')}",
+        f"{o['n']} faces ({result.get('split', '')}) from {result.get('data', '')}"
+        + (", each also mirrored (flip-averaged)" if result.get("flip_average") else ""),
         f"age:    MAE {o['age_mae']:.2f} y, RMSE {o['age_rmse']:.2f} y, within 5 y {100 * o['age_within_5']:.1f}%",
         f"gender: accuracy {100 * o['gender_accuracy']:.1f}%  confusion (rows true m/f, cols predicted) {result['confusion']}",
     ]

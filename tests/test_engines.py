@@ -107,3 +107,49 @@ def test_scan_cli_engine_option(run_cli, twin_models, tmp_path):
     )
     assert code == 0, err
     assert out == "" and err == ""
+
+
+def test_flip_average_is_the_mean_of_the_face_and_its_mirror(twin_models):
+    from agebatch.predictor import Predictor
+
+    faces = np.random.default_rng(1).integers(0, 255, (5, 64, 64, 3), np.uint8)
+    for engine in ("keras", "tflite"):
+        plain = Predictor(twin_models, engine=engine)
+        averaged = Predictor(twin_models, engine=engine, flip_average=True)
+        ages, females = plain.predict_array(faces)
+        ages_m, females_m = plain.predict_array(faces[:, :, ::-1, :])
+        got_ages, got_females = averaged.predict_array(faces)
+        np.testing.assert_allclose(got_ages, (ages + ages_m) / 2, rtol=1e-5, atol=1e-4)
+        np.testing.assert_allclose(got_females, (females + females_m) / 2, atol=1e-5)
+
+
+def test_flip_averaged_feeds_the_mirror_image():
+    from agebatch.evaluate import predict_with
+    from agebatch.predictor import flip_averaged
+
+    def left_and_right_edges(batch):  # a "model" that sees which side of the face is where
+        return batch[:, 0, 0, 0] * 100, batch[:, 0, -1, 0]
+
+    faces = np.zeros((2, 4, 4, 3), np.uint8)
+    faces[:, :, 0] = 255  # left column white, right column black
+    plain = predict_with(left_and_right_edges, faces)
+    averaged = predict_with(flip_averaged(left_and_right_edges), faces)
+    assert list(plain["pred_age"]) == [100, 100] and list(plain["pred_female"]) == [0, 0]
+    assert list(averaged["pred_age"]) == [50, 50] and list(averaged["pred_female"]) == [0.5, 0.5]
+
+
+def test_evaluate_cli_flip_average(run_cli, tmp_path, twin_models):
+    import json
+
+    from tests.imagegen import utk_folder
+
+    data = utk_folder(tmp_path / "utk", count=12)
+    results = {}
+    for extra in ((), ("--flip-average",)):
+        code, out, err = run_cli("evaluate", data, "--model", twin_models, "--json", *extra)
+        assert code == 0, err
+        results[bool(extra)] = json.loads(out)
+    assert results[True]["flip_average"] is True and results[False]["flip_average"] is False
+    assert results[True]["overall"]["n"] == results[False]["overall"]["n"] == 12
+    code, out, _ = run_cli("evaluate", data, "--model", twin_models, "--flip-average")
+    assert code == 0 and "mirrored" in out.splitlines()[0]
