@@ -97,13 +97,7 @@ def test_file_deleted_between_discovery_and_reading(tmp_path, tiny_predictor, mo
 def test_quiet_scan_of_the_hostile_folder_prints_nothing_but_its_summary(hostile_scan, tmp_path, tiny_model_path):
     """Cron mails whatever lands on stderr: no library warnings (corrupt EXIF, ...), no tracebacks."""
     root, _, _, _ = hostile_scan
-    result = subprocess.run(
-        _scan_command(root, tmp_path / "quiet.csv", "--quiet"),
-        env=_env(tiny_model_path),
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    result = _run_scan(root, tmp_path / "quiet.csv", tiny_model_path, "--quiet")
     assert result.returncode == 0, result.stderr
     assert "Warning" not in result.stderr and "Traceback" not in result.stderr
     assert len(result.stderr.strip().splitlines()) <= 1, result.stderr
@@ -132,6 +126,13 @@ def _scan_command(folder, out, *extra):
         "1",
         *extra,
     ]
+
+
+def _run_scan(folder, out, model, *extra):
+    """A real ``agebatch scan`` subprocess to completion (stdout/stderr captured as text)."""
+    return subprocess.run(
+        _scan_command(folder, out, *extra), env=_env(model), capture_output=True, text=True, timeout=300
+    )
 
 
 @pytest.fixture(scope="module")
@@ -176,13 +177,7 @@ def test_sigkill_during_resume_runs_loses_and_duplicates_nothing(tmp_path, many_
                 process.send_signal(signal.SIGKILL)
                 kills += 1
         process.wait()
-    final = subprocess.run(
-        _scan_command(many_images, out, "--resume"),
-        env=_env(tiny_model_path),
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    final = _run_scan(many_images, out, tiny_model_path, "--resume")
     assert final.returncode == 0, final.stderr
     rows = read_csv(out)
     paths = [r["path"] for r in rows]
@@ -213,13 +208,7 @@ def test_sigint_stops_promptly_keeps_rows_and_exits_130(tmp_path, many_images, t
     assert "--resume" in stderr and "Traceback" not in stderr
     rows = read_csv(out)
     assert 0 < len(rows) < N_IMAGES
-    resumed = subprocess.run(
-        _scan_command(many_images, out, "--resume"),
-        env=_env(tiny_model_path),
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    resumed = _run_scan(many_images, out, tiny_model_path, "--resume")
     assert resumed.returncode == 0
     assert len({r["path"] for r in read_csv(out)}) == len(read_csv(out)) == N_IMAGES
 
