@@ -11,6 +11,7 @@ import os
 from pathlib import Path
 
 import keras
+import numpy as np
 from keras import layers
 
 AGE_OUTPUT = "age_output"
@@ -81,6 +82,20 @@ def build_model(
     age = layers.Dense(1, name=AGE_OUTPUT, bias_initializer=keras.initializers.Constant(MEAN_AGE))(x)
     gender = layers.Dense(2, activation="softmax", name=GENDER_OUTPUT)(x)
     return keras.Model(inputs, {AGE_OUTPUT: age, GENDER_OUTPUT: gender}, name="agebatch")
+
+
+def pooled_features(model: keras.Model, faces, index: np.ndarray | None = None, batch_size: int = 256) -> np.ndarray:
+    """The pooled backbone features the heads see, for uint8 ``faces`` (or the rows ``index`` of them).
+
+    Chunked, so a memory-mapped array of all faces is never read into memory at once.
+    """
+    extractor = keras.Model(model.inputs, model.get_layer("pool").output)
+    rows = np.arange(len(faces)) if index is None else np.asarray(index)
+    chunks = [
+        extractor.predict_on_batch(np.asarray(faces[rows[i : i + batch_size]], dtype="float32") / 255.0)
+        for i in range(0, len(rows), batch_size)
+    ]
+    return np.concatenate(chunks) if chunks else np.empty((0, extractor.output.shape[-1]), "float32")
 
 
 def backbone_of(model: keras.Model) -> keras.Model:

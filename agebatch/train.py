@@ -347,17 +347,11 @@ def refit_age_head(model, images, frame: pd.DataFrame, config: TrainConfig) -> d
     import keras
     from keras import layers
 
-    from agebatch.model import AGE_OUTPUT
-
-    extractor = keras.Model(model.inputs, model.get_layer("pool").output)
+    from agebatch.model import AGE_OUTPUT, pooled_features
 
     def features(part: str) -> tuple[np.ndarray, np.ndarray]:
         index = frame.index[frame["split"] == part].to_numpy()
-        chunks = [
-            extractor.predict_on_batch(np.asarray(images[index[i : i + 256]], dtype="float32") / 255.0)
-            for i in range(0, len(index), 256)
-        ]
-        return np.concatenate(chunks), frame.loc[index, "age"].to_numpy("float32")
+        return pooled_features(model, images, index), frame.loc[index, "age"].to_numpy("float32")
 
     (x_train, y_train), (x_val, y_val) = features("train"), features("val")
     old = model.get_layer(AGE_OUTPUT)

@@ -27,21 +27,6 @@ from agebatch import quiet  # noqa: E402
 quiet.load_tensorflow()
 
 
-def pooled_features(model_path: Path, faces: np.ndarray, batch: int = 128) -> np.ndarray:
-    """The trained backbone's pooled 1280-d features (what the heads see), for every face."""
-    import keras
-
-    from agebatch.predictor import load_model
-
-    model, _ = load_model(model_path)
-    extractor = keras.Model(model.inputs, model.get_layer("pool").output)
-    chunks = [
-        extractor.predict_on_batch(np.asarray(faces[i : i + batch], dtype="float32") / 255.0)
-        for i in range(0, len(faces), batch)
-    ]
-    return np.concatenate(chunks)
-
-
 def fit_heads(features, ages, genders, age_weights, gender_weights, val, seed: int = 0):
     """Fresh linear heads (as in the model) on frozen features; early stopping on the validation part."""
     import keras
@@ -80,7 +65,8 @@ def main() -> None:
     import pandas as pd
 
     from agebatch import dataset, evaluate
-    from agebatch.predictor import default_model_path
+    from agebatch.model import pooled_features
+    from agebatch.predictor import default_model_path, load_model
     from agebatch.train import age_weights, gender_weights
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -93,7 +79,8 @@ def main() -> None:
 
     frame = dataset.load_split(args.split)
     faces = dataset.cached_images(args.data_dir, list(frame["file"]), 128, args.cache_dir)
-    features = pooled_features(args.model or default_model_path(), faces)
+    model, _ = load_model(args.model or default_model_path())
+    features = pooled_features(model, faces)
     part = {name: frame.index[frame["split"] == name].to_numpy() for name in ("train", "val", "test")}
     ages = frame["age"].to_numpy("float32")
     genders = frame["gender"].to_numpy()

@@ -40,6 +40,16 @@ def test_colour_jitter_changes_training_inputs_only():
     )
 
 
+def test_pooled_features_of_all_faces_or_chosen_rows():
+    from agebatch.model import build_model, pooled_features
+
+    model = build_model(64, None, alpha=0.35, augment=False)
+    faces = np.random.default_rng(0).integers(0, 255, (7, 64, 64, 3), np.uint8)
+    every = pooled_features(model, faces, batch_size=3)
+    assert every.shape == (7, model.get_layer("pool").output.shape[-1])
+    np.testing.assert_allclose(pooled_features(model, faces, np.array([5, 1])), every[[5, 1]], rtol=1e-4, atol=1e-5)
+
+
 def test_set_trainable_keeps_batch_norm_frozen():
     from keras import layers
 
