@@ -26,6 +26,8 @@ ImageFile.LOAD_TRUNCATED_IMAGES = False
 warnings.filterwarnings("ignore", category=UserWarning, module=r"PIL\.")
 warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
 
+TOO_LARGE = "image too large (decompression bomb guard)"
+
 SUPPORTED_FORMATS = {"JPEG", "PNG", "WEBP", "BMP", "TIFF", "GIF", "MPO"}
 
 
@@ -90,8 +92,7 @@ def decode(path: str | os.PathLike, max_side: int | None = None) -> DecodedImage
             full_size = opened.size
             if full_size[0] * full_size[1] > MAX_PIXELS:
                 raise ImageError(
-                    f"image too large (decompression bomb guard): {full_size[0]}x{full_size[1]} pixels"
-                    f" is more than {MAX_PIXELS // 1_000_000} MP"
+                    f"{TOO_LARGE}: {full_size[0]}x{full_size[1]} pixels is more than {MAX_PIXELS // 1_000_000} MP"
                 )
             if max_side and opened.format == "JPEG" and max(full_size) > max_side:
                 opened.draft("RGB", _draft_target(full_size, max_side))
@@ -105,7 +106,7 @@ def decode(path: str | os.PathLike, max_side: int | None = None) -> DecodedImage
     except ImageError:
         raise
     except Image.DecompressionBombError as exc:
-        raise ImageError(f"image too large (decompression bomb guard): {_one_line(exc)}") from exc
+        raise ImageError(f"{TOO_LARGE}: {_one_line(exc)}") from exc
     except UnidentifiedImageError as exc:
         raise ImageError("not a recognised image") from exc
     except FileNotFoundError as exc:

@@ -149,7 +149,7 @@ def to_markdown(card: dict) -> str:
         p, f = tta["plain"], tta["flip_averaged"]
         lines += [
             "",
-            "## Measured, not shipped",
+            "## Optional: flip averaging (`--flip-average`, off by default)",
             "",
             f"- averaging each face with its mirror image (test-time flip): age MAE {p['age_mae']:.2f} -> {f['age_mae']:.2f}, "
             f"gender {_pct(p['gender_accuracy'])} -> {_pct(f['gender_accuracy'])}, at twice the inference cost",

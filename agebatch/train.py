@@ -308,7 +308,8 @@ def average_weights(model, data: dict, config: TrainConfig, stopper, checkpoint:
             count += 1
 
     log.info("phase average: %d epochs at learning rate %g", config.average_epochs, config.average_learning_rate)
-    callbacks = [c for c in _callbacks(config, stopper, checkpoint, "average", history, None)[:2]]
+    # Only the bookkeeping callbacks (Record, StopWhenInterrupted): no checkpoint, early stop or rate change.
+    callbacks = _callbacks(config, stopper, checkpoint, "average", history, None)[:2]
     model.fit(
         data["train"],
         validation_data=data["val"],
