@@ -63,6 +63,11 @@ class Engine(StrEnum):
     tflite = "tflite"
 
 
+class Schedule(StrEnum):
+    plateau = "plateau"
+    cosine = "cosine"
+
+
 # Options that scan, predict and explain share, declared once.
 DetectorOption = Annotated[
     Detector, typer.Option(help="Face detector; 'none' treats each image as one face crop (e.g. UTKFace).")
@@ -258,6 +263,10 @@ def train(
     seed: Annotated[int, typer.Option()] = 42,
     patience: Annotated[int, typer.Option(help="Early-stopping patience (epochs).", min=1)] = 4,
     learning_rate: Annotated[float, typer.Option(help="Fine-tuning learning rate.")] = 1e-4,
+    schedule: Annotated[
+        Schedule,
+        typer.Option(help="Fine-tuning rate: cut when validation stalls (plateau) or cosine decay over --epochs."),
+    ] = Schedule.plateau,
     backbone_weights: Annotated[str, typer.Option(help="imagenet, none, or a .weights.h5 path.")] = "imagenet",
     cache_dir: Annotated[Path | None, typer.Option(help="Cache decoded faces here between runs.")] = None,
     time_limit: Annotated[float | None, typer.Option(help="Stop fine-tuning after this many minutes.")] = None,
@@ -300,6 +309,7 @@ def train(
         seed=seed,
         patience=patience,
         learning_rate=learning_rate,
+        schedule=schedule.value,
         backbone_weights=weights,
         cache_dir=str(cache_dir) if cache_dir else None,
         time_limit_minutes=time_limit,
