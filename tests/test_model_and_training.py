@@ -105,9 +105,14 @@ def test_smoke_training_writes_a_loadable_model_and_card(tmp_path):
 
 def test_train_and_evaluate_cli(run_cli, tmp_path):
     data = utk_folder(tmp_path / "utk", count=40)
-    code, out, err = run_cli("train", data, "--out", tmp_path / "m", "--smoke")
+    code, out, err = run_cli("train", data, "--out", tmp_path / "m", "--smoke", "--schedule", "cosine")
     assert code == 0, err
     assert "age MAE" in out
+    card = json.loads((tmp_path / "m" / "agebatch.card.json").read_text())
+    assert card["recipe"]["schedule"] == "cosine"
+    heads, fine_tune = card["history"]
+    assert heads["learning_rate"] == pytest.approx(1e-3)  # the heads phase keeps its constant rate
+    assert fine_tune["learning_rate"] == pytest.approx(1e-6, rel=0.01)  # one planned epoch: decayed to 1%
     code, out, err = run_cli(
         "evaluate",
         data,
