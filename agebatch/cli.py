@@ -19,7 +19,9 @@ from typing import Annotated
 import typer
 
 from agebatch import progress, quiet
+from agebatch.engines import ENGINES
 from agebatch.faces import DEFAULT_MIN_SCORE
+from agebatch.train_config import SCHEDULES, TrainConfig
 
 try:  # typer >= 0.20 vendors click
     from typer._click import exceptions as click_exceptions
@@ -57,15 +59,10 @@ def _fail_message(message: str) -> None:
     progress.error_console().print(f"agebatch: error: {message}", markup=False)
 
 
-class Engine(StrEnum):
-    auto = "auto"
-    keras = "keras"
-    tflite = "tflite"
-
-
-class Schedule(StrEnum):
-    plateau = "plateau"
-    cosine = "cosine"
+# Choices that the library defines, mirrored as enums for typer's help and validation.
+Engine = StrEnum("Engine", [(name, name) for name in ENGINES])
+Schedule = StrEnum("Schedule", [(name, name) for name in SCHEDULES])
+TRAIN_DEFAULTS = TrainConfig(data_dir="")
 
 
 # Options that scan, predict and explain share, declared once.
@@ -254,42 +251,48 @@ def report(
 def train(
     data_dir: Annotated[Path, typer.Argument(help="UTKFace-style folder (labels in file names).")],
     out: Annotated[Path, typer.Option(help="Folder for the model, model card, split and curves.")] = Path("trained"),
-    epochs: Annotated[int, typer.Option(help="Most fine-tuning epochs (early stopping may end sooner).", min=0)] = 30,
-    head_epochs: Annotated[int, typer.Option(help="Epochs training only the heads on a frozen base.", min=0)] = 2,
-    batch_size: Annotated[int, typer.Option(min=1)] = 64,
-    image_size: Annotated[int, typer.Option(min=32)] = 128,
-    val_split: Annotated[float, typer.Option(help="Share of the training part kept for early stopping.")] = 0.1,
-    test_split: Annotated[float, typer.Option(help="Share held out for evaluation.")] = 0.2,
-    seed: Annotated[int, typer.Option()] = 42,
-    patience: Annotated[int, typer.Option(help="Early-stopping patience (epochs).", min=1)] = 4,
-    learning_rate: Annotated[float, typer.Option(help="Fine-tuning learning rate.")] = 1e-4,
+    epochs: Annotated[
+        int, typer.Option(help="Most fine-tuning epochs (early stopping may end sooner).", min=0)
+    ] = TRAIN_DEFAULTS.epochs,
+    head_epochs: Annotated[
+        int, typer.Option(help="Epochs training only the heads on a frozen base.", min=0)
+    ] = TRAIN_DEFAULTS.head_epochs,
+    batch_size: Annotated[int, typer.Option(min=1)] = TRAIN_DEFAULTS.batch_size,
+    image_size: Annotated[int, typer.Option(min=32)] = TRAIN_DEFAULTS.image_size,
+    val_split: Annotated[
+        float, typer.Option(help="Share of the training part kept for early stopping.")
+    ] = TRAIN_DEFAULTS.val_split,
+    test_split: Annotated[float, typer.Option(help="Share held out for evaluation.")] = TRAIN_DEFAULTS.test_split,
+    seed: Annotated[int, typer.Option()] = TRAIN_DEFAULTS.seed,
+    patience: Annotated[int, typer.Option(help="Early-stopping patience (epochs).", min=1)] = TRAIN_DEFAULTS.patience,
+    learning_rate: Annotated[float, typer.Option(help="Fine-tuning learning rate.")] = TRAIN_DEFAULTS.learning_rate,
     schedule: Annotated[
         Schedule,
         typer.Option(help="Fine-tuning rate: cut when validation stalls (plateau) or cosine decay over --epochs."),
-    ] = Schedule.plateau,
+    ] = Schedule(TRAIN_DEFAULTS.schedule),
     backbone_weights: Annotated[str, typer.Option(help="imagenet, none, or a .weights.h5 path.")] = "imagenet",
     cache_dir: Annotated[Path | None, typer.Option(help="Cache decoded faces here between runs.")] = None,
     time_limit: Annotated[float | None, typer.Option(help="Stop fine-tuning after this many minutes.")] = None,
     age_loss_weight: Annotated[
         float, typer.Option(help="Weight of the age loss (MSE, years^2) against gender cross-entropy.", min=0.0)
-    ] = 0.05,
+    ] = TRAIN_DEFAULTS.age_loss_weight,
     color_jitter: Annotated[
         float, typer.Option(help="Random brightness/contrast strength in augmentation (0: off).", min=0.0)
-    ] = 0.0,
+    ] = TRAIN_DEFAULTS.color_jitter,
     average_epochs: Annotated[
         int, typer.Option(help="Extra epochs whose weights are averaged (kept only if validation improves).", min=0)
-    ] = 0,
+    ] = TRAIN_DEFAULTS.average_epochs,
     refit_age_head: Annotated[
         bool,
         typer.Option(help="Finally refit the age head on frozen features, unweighted (kept if validation improves)."),
-    ] = False,
+    ] = TRAIN_DEFAULTS.refit_age_head,
     smoke: Annotated[
         bool, typer.Option(help="Tiny, fast configuration for tests: small network, 1+1 epochs, 64 images.")
     ] = False,
 ) -> None:
     """Train the age/gender model on a UTKFace-style folder."""
     quiet.load_tensorflow()
-    from agebatch.train import TrainConfig, smoke_config
+    from agebatch.train import smoke_config
     from agebatch.train import train as run_training
 
     if not data_dir.is_dir():

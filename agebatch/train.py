@@ -16,53 +16,16 @@ import logging
 import signal
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from agebatch import dataset
+from agebatch.train_config import TrainConfig
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class TrainConfig:
-    """Every knob of a training run; the model card records all of them."""
-
-    data_dir: str
-    out_dir: str = "models"
-    model_name: str = "agebatch.keras"
-    image_size: int = 128
-    batch_size: int = 64
-    head_epochs: int = 2
-    epochs: int = 30
-    patience: int = 4
-    test_split: float = 0.2
-    val_split: float = 0.1
-    seed: int = 42
-    backbone_weights: str | None = "imagenet"
-    alpha: float = 1.0
-    head_learning_rate: float = 1e-3
-    learning_rate: float = 1e-4
-    schedule: str = "plateau"  # fine-tuning rate: "plateau" (cut on stalled validation) or "cosine" (to 1% over epochs)
-    fine_tune_fraction: float = 1.0
-    age_loss_weight: float = 0.05
-    balance_gender: bool = True
-    age_weight_power: float = 0.5
-    dropout: float = 0.3
-    color_jitter: float = 0.0  # random brightness/contrast strength in augmentation (0: off)
-    max_images: int | None = None
-    init_from: str | None = None  # continue from this saved training model (skips the heads phase)
-    average_epochs: int = 0  # phase 3: average the weights of this many extra epochs (0: off)
-    refit_age_head: bool = False  # last: refit the age head on frozen features, unweighted (kept if val improves)
-    average_learning_rate: float = 3e-5
-    calibrate: bool = True  # fit the age map and gender threshold on the validation split
-    time_limit_minutes: float | None = None  # stop fine-tuning (keeping the best weights) after this
-    cache_dir: str | None = None
-    verbose: int | None = None  # None: a bar on a terminal, one line per epoch otherwise
-    extra: dict = field(default_factory=dict)
 
 
 @dataclass
@@ -116,9 +79,6 @@ def _make_dataset(images, frame, config: TrainConfig, training: bool):
         return (tf.cast(x, tf.float32) / 255.0, *rest)
 
     return data.batch(config.batch_size).map(scale, num_parallel_calls=tf.data.AUTOTUNE).prefetch(2)
-
-
-SCHEDULES = ("plateau", "cosine")
 
 
 def _cosine_rate(config: TrainConfig, steps_per_epoch: int):
