@@ -270,7 +270,9 @@ def train(
         Schedule,
         typer.Option(help="Fine-tuning rate: cut when validation stalls (plateau) or cosine decay over --epochs."),
     ] = Schedule(TRAIN_DEFAULTS.schedule),
-    backbone_weights: Annotated[str, typer.Option(help="imagenet, none, or a .weights.h5 path.")] = "imagenet",
+    backbone_weights: Annotated[
+        str, typer.Option(help="imagenet, none, or a .weights.h5 path.")
+    ] = TRAIN_DEFAULTS.backbone_weights,
     cache_dir: Annotated[Path | None, typer.Option(help="Cache decoded faces here between runs.")] = None,
     time_limit: Annotated[float | None, typer.Option(help="Stop fine-tuning after this many minutes.")] = None,
     age_loss_weight: Annotated[
