@@ -27,7 +27,7 @@ _EXPORTS = {
     "decode": ("agebatch.images", "decode"),
     "ImageError": ("agebatch.images", "ImageError"),
     "train": ("agebatch.train", "train"),
-    "TrainConfig": ("agebatch.train", "TrainConfig"),
+    "TrainConfig": ("agebatch.train_config", "TrainConfig"),
     "evaluate_folder": ("agebatch.evaluate", "evaluate_folder"),
     "build_report": ("agebatch.report", "build_report"),
     "write_report": ("agebatch.report", "write_report"),

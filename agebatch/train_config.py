@@ -47,3 +47,7 @@ class TrainConfig:
     cache_dir: str | None = None
     verbose: int | None = None  # None: a bar on a terminal, one line per epoch otherwise
     extra: dict = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.schedule not in SCHEDULES:
+            raise ValueError(f"unknown schedule {self.schedule!r}; choose one of {', '.join(SCHEDULES)}")

@@ -76,6 +76,14 @@ def test_weights(tmp_path):
     assert a[4] == pytest.approx(4 * a[0])
 
 
+def test_config_rejects_an_unknown_schedule():
+    from agebatch import TrainConfig
+
+    assert TrainConfig(data_dir="x", schedule="cosine").schedule == "cosine"
+    with pytest.raises(ValueError, match="unknown schedule 'linear'"):
+        TrainConfig(data_dir="x", schedule="linear")
+
+
 def test_smoke_training_writes_a_loadable_model_and_card(tmp_path):
     from agebatch.predictor import Predictor
     from agebatch.train import TrainConfig, smoke_config, train
