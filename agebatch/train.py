@@ -19,12 +19,16 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 
 from agebatch import dataset
 from agebatch.train_config import TrainConfig
+
+if TYPE_CHECKING:  # keras loads only when training starts
+    import keras
 
 log = logging.getLogger(__name__)
 
@@ -95,7 +99,9 @@ def _cosine_rate(config: TrainConfig, steps_per_epoch: int):
     return keras.optimizers.schedules.CosineDecay(config.learning_rate, decay_steps=steps, alpha=0.01)
 
 
-def _compile(model, learning_rate, config: TrainConfig) -> None:
+def _compile(
+    model, learning_rate: float | keras.optimizers.schedules.LearningRateSchedule, config: TrainConfig
+) -> None:
     import keras
 
     model.compile(
