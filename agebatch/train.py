@@ -86,6 +86,11 @@ def _make_dataset(images, frame, config: TrainConfig, training: bool):
     return data.batch(config.batch_size).map(scale, num_parallel_calls=tf.data.AUTOTUNE).prefetch(2)
 
 
+def _phase_schedule(config: TrainConfig, phase: str) -> str:
+    """How a phase's learning rate moves: only fine-tuning follows ``config.schedule``."""
+    return config.schedule if phase == "fine-tune" else "constant"
+
+
 def _cosine_rate(config: TrainConfig, steps_per_epoch: int):
     """Fine-tuning rate for ``schedule="cosine"``: from the rate down to 1% of it over the planned epochs.
 
@@ -168,7 +173,7 @@ def _callbacks(config, stopper: _StopOnInterrupt, checkpoint: Path, phase: str, 
         StopWhenInterrupted(),
         keras.callbacks.ModelCheckpoint(checkpoint, monitor="val_loss", save_best_only=True),
     ]
-    if phase == "fine-tune" and config.schedule == "cosine":
+    if _phase_schedule(config, phase) == "cosine":
         # The schedule runs its planned length (stopping early would skip its low-rate end, where
         # the gains are); the checkpoint still holds the best epoch, which train() restores.
         return callbacks
@@ -247,7 +252,7 @@ def train(config: TrainConfig) -> TrainResult:
             if epochs <= 0 or stopper.interrupted:
                 continue
             set_trainable_from(model, fraction)
-            schedule = config.schedule if phase == "fine-tune" else "constant"
+            schedule = _phase_schedule(config, phase)
             log.info("phase %s: %d epochs at learning rate %g (%s)", phase, epochs, rate, schedule)
             if schedule == "cosine":
                 rate = _cosine_rate(config, int(np.ceil(len(parts["train"]) / config.batch_size)))
