@@ -288,6 +288,13 @@ def train(
         bool,
         typer.Option(help="Finally refit the age head on frozen features, unweighted (kept if validation improves)."),
     ] = TRAIN_DEFAULTS.refit_age_head,
+    teacher: Annotated[
+        Path | None,
+        typer.Option(help="Distil: blend the labels with this saved model's estimates (see --teacher-weight)."),
+    ] = None,
+    teacher_weight: Annotated[
+        float, typer.Option(help="Share of the teacher in the training targets.", min=0.0, max=1.0)
+    ] = TRAIN_DEFAULTS.teacher_weight,
     smoke: Annotated[
         bool, typer.Option(help="Tiny, fast configuration for tests: small network, 1+1 epochs, 64 images.")
     ] = False,
@@ -302,6 +309,8 @@ def train(
     weights = None if backbone_weights == "none" else backbone_weights
     if weights not in (None, "imagenet") and not Path(weights).is_file():
         raise Fail(f"backbone weights not found: {weights}")
+    if teacher is not None and not teacher.is_file():
+        raise Fail(f"teacher model not found: {teacher}")
     config = TrainConfig(
         data_dir=str(data_dir),
         out_dir=str(out),
@@ -322,6 +331,8 @@ def train(
         color_jitter=color_jitter,
         average_epochs=average_epochs,
         refit_age_head=refit_age_head,
+        teacher=str(teacher) if teacher else None,
+        teacher_weight=teacher_weight,
     )
     if smoke:
         config = smoke_config(config)

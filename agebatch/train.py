@@ -62,11 +62,46 @@ def age_weights(ages: np.ndarray, power: float) -> np.ndarray:
     return (weights / weights.mean()).astype("float32")
 
 
-def _make_dataset(images, frame, config: TrainConfig, training: bool):
+def blend_with_teacher(
+    ages: np.ndarray, genders: np.ndarray, teacher: pd.DataFrame | None, weight: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """Training targets (age column, gender probabilities): the labels, mixed with a teacher's estimates.
+
+    A teacher's soft gender probabilities say which faces are ambiguous and its age estimates are
+    smoother than single annotators' guesses; a network trained on the mix ("born-again"
+    distillation) can end up better than the teacher itself. ``weight`` 0 gives the plain labels.
+    """
+    age = np.asarray(ages, "float32").reshape(-1, 1)
+    onehot = np.eye(2, dtype="float32")[np.asarray(genders)]
+    if teacher is None or weight <= 0:
+        return age, onehot
+    female = teacher["pred_female"].to_numpy("float32")
+    soft = np.stack([1 - female, female], axis=1)
+    teacher_age = teacher["pred_age"].to_numpy("float32").reshape(-1, 1)
+    return (1 - weight) * age + weight * teacher_age, (1 - weight) * onehot + weight * soft
+
+
+def teacher_predictions(path: str, images, index: np.ndarray, batch_size: int) -> pd.DataFrame:
+    """A saved model's flip-averaged estimates for the faces ``index`` (computed once, before training)."""
+    import keras
+
+    from agebatch import evaluate
+    from agebatch.model import check_interface
+
+    teacher = keras.saving.load_model(path, compile=False)
+    size = check_interface(teacher)
+    if size != images.shape[1]:
+        raise ValueError(f"teacher {path} takes {size}x{size} faces, this run uses {images.shape[1]}x{images.shape[1]}")
+    log.info("teacher %s: predicting %d training faces (flip-averaged)", path, len(index))
+    return evaluate.predict_arrays(teacher, images[index], batch_size, flip_average=True)
+
+
+def _make_dataset(images, frame, config: TrainConfig, training: bool, teacher: pd.DataFrame | None = None):
     import tensorflow as tf
 
-    ages = frame["age"].to_numpy("float32")[:, None]
-    onehot = np.eye(2, dtype="float32")[frame["gender"].to_numpy()]
+    ages, onehot = blend_with_teacher(
+        frame["age"].to_numpy(), frame["gender"].to_numpy(), teacher if training else None, config.teacher_weight
+    )
     targets = {"age_output": ages, "gender_output": onehot}
     if training:
         weights = {
@@ -227,8 +262,13 @@ def train(config: TrainConfig) -> TrainResult:
     images = dataset.cached_images(config.data_dir, list(frame["file"]), config.image_size, config.cache_dir)
     parts = {name: frame.index[frame["split"] == name].to_numpy() for name in ("train", "val", "test")}
     log.info("images: %s", {k: len(v) for k, v in parts.items()})
+    teacher = None
+    if config.teacher:
+        teacher = teacher_predictions(config.teacher, images, parts["train"], config.batch_size)
     data = {
-        name: _make_dataset(np.asarray(images[idx]), frame.loc[idx], config, training=(name == "train"))
+        name: _make_dataset(
+            np.asarray(images[idx]), frame.loc[idx], config, training=(name == "train"), teacher=teacher
+        )
         for name, idx in parts.items()
     }
 

@@ -76,12 +76,29 @@ def test_weights(tmp_path):
     assert a[4] == pytest.approx(4 * a[0])
 
 
-def test_config_rejects_an_unknown_schedule():
+def test_config_rejects_an_unknown_schedule_and_a_teacher_share_outside_0_1():
     from agebatch import TrainConfig
 
     assert TrainConfig(data_dir="x", schedule="cosine").schedule == "cosine"
     with pytest.raises(ValueError, match="unknown schedule 'linear'"):
         TrainConfig(data_dir="x", schedule="linear")
+    with pytest.raises(ValueError, match="teacher_weight"):
+        TrainConfig(data_dir="x", teacher_weight=1.5)
+
+
+def test_teacher_estimates_are_blended_into_the_training_targets():
+    import pandas as pd
+
+    from agebatch.train import blend_with_teacher
+
+    ages, genders = np.array([20, 40]), np.array([0, 1])
+    teacher = pd.DataFrame({"pred_age": [30.0, 40.0], "pred_female": [0.2, 0.6]})
+    age, gender = blend_with_teacher(ages, genders, teacher, 0.5)
+    np.testing.assert_allclose(age, [[25.0], [40.0]])
+    np.testing.assert_allclose(gender, [[0.9, 0.1], [0.2, 0.8]])
+    for plain in (blend_with_teacher(ages, genders, teacher, 0.0), blend_with_teacher(ages, genders, None, 0.5)):
+        np.testing.assert_allclose(plain[0], [[20.0], [40.0]])
+        np.testing.assert_allclose(plain[1], [[1.0, 0.0], [0.0, 1.0]])
 
 
 def test_smoke_training_writes_a_loadable_model_and_card(tmp_path):
@@ -137,6 +154,21 @@ def test_train_and_evaluate_cli(run_cli, tmp_path):
     assert 0 <= result["overall"]["gender_accuracy"] <= 1
     code, _, err = run_cli("train", tmp_path / "missing")
     assert code == 2 and "not found" in err
+
+
+def test_train_cli_distils_from_a_teacher_model(run_cli, tmp_path, tiny_model_path):
+    from agebatch.model import build_model
+
+    data = utk_folder(tmp_path / "utk", count=40)
+    code, _, err = run_cli("train", data, "--out", tmp_path / "m", "--smoke", "--teacher", tiny_model_path)
+    assert code == 0, err
+    card = json.loads((tmp_path / "m" / "agebatch.card.json").read_text())
+    assert card["recipe"]["teacher"] == str(tiny_model_path) and card["recipe"]["teacher_weight"] == 0.5
+    code, _, err = run_cli("train", data, "--smoke", "--teacher", tmp_path / "missing.keras")
+    assert code == 2 and "teacher model not found" in err
+    build_model(48, None, alpha=0.35, augment=False).save(tmp_path / "small.keras")
+    code, _, err = run_cli("train", data, "--out", tmp_path / "n", "--smoke", "--teacher", tmp_path / "small.keras")
+    assert code == 2 and "takes 48x48 faces, this run uses 64x64" in err
 
 
 def test_evaluate_html(run_cli, tmp_path, tiny_model_path):
