@@ -8,6 +8,9 @@ the planned epochs, keeping the best one). An optional phase 3 (stochastic weigh
 trains a few more epochs at a constant rate and averages the weights they end with: the average sits
 nearer the middle of the flat region the runs wander in, which tends to generalise better than any
 single epoch. It is kept only if it beats the best single epoch on the validation split.
+
+With a teacher (a saved model), the training targets blend the labels with its estimates
+(distillation); validation and test are always scored against the labels.
 """
 
 from __future__ import annotations
@@ -69,7 +72,8 @@ def blend_with_teacher(
 
     A teacher's soft gender probabilities say which faces are ambiguous and its age estimates are
     smoother than single annotators' guesses; a network trained on the mix ("born-again"
-    distillation) can end up better than the teacher itself. ``weight`` 0 gives the plain labels.
+    distillation) can end up better than the teacher itself, though on UTKFace a 12-epoch run from
+    the shipped model ended behind it (model card, note (i)). ``weight`` 0 gives the plain labels.
     """
     age = np.asarray(ages, "float32").reshape(-1, 1)
     onehot = np.eye(2, dtype="float32")[np.asarray(genders)]
