@@ -128,13 +128,17 @@ def test_smoke_training_writes_a_loadable_model_and_card(tmp_path):
         assert (tmp_path / "out" / f"agebatch.curves.{suffix}").stat().st_size > 1000
 
 
-def test_train_and_evaluate_cli(run_cli, tmp_path):
+def test_train_and_evaluate_cli(run_cli, tmp_path, tiny_model_path):
     data = utk_folder(tmp_path / "utk", count=40)
-    code, out, err = run_cli("train", data, "--out", tmp_path / "m", "--smoke", "--schedule", "cosine")
+    # One smoke run covers the non-default recipe options: the cosine schedule and a teacher to distil from.
+    code, out, err = run_cli(
+        "train", data, "--out", tmp_path / "m", "--smoke", "--schedule", "cosine", "--teacher", tiny_model_path
+    )
     assert code == 0, err
     assert "age MAE" in out
     card = json.loads((tmp_path / "m" / "agebatch.card.json").read_text())
     assert card["recipe"]["schedule"] == "cosine"
+    assert card["recipe"]["teacher"] == str(tiny_model_path) and card["recipe"]["teacher_weight"] == 0.5
     heads, fine_tune = card["history"]
     assert heads["learning_rate"] == pytest.approx(1e-3)  # the heads phase keeps its constant rate
     assert fine_tune["learning_rate"] == pytest.approx(1e-6, rel=0.01)  # one planned epoch: decayed to 1%
@@ -156,14 +160,10 @@ def test_train_and_evaluate_cli(run_cli, tmp_path):
     assert code == 2 and "not found" in err
 
 
-def test_train_cli_distils_from_a_teacher_model(run_cli, tmp_path, tiny_model_path):
+def test_train_cli_rejects_a_missing_or_mismatched_teacher(run_cli, tmp_path):
     from agebatch.model import build_model
 
     data = utk_folder(tmp_path / "utk", count=40)
-    code, _, err = run_cli("train", data, "--out", tmp_path / "m", "--smoke", "--teacher", tiny_model_path)
-    assert code == 0, err
-    card = json.loads((tmp_path / "m" / "agebatch.card.json").read_text())
-    assert card["recipe"]["teacher"] == str(tiny_model_path) and card["recipe"]["teacher_weight"] == 0.5
     code, _, err = run_cli("train", data, "--smoke", "--teacher", tmp_path / "missing.keras")
     assert code == 2 and "teacher model not found" in err
     build_model(48, None, alpha=0.35, augment=False).save(tmp_path / "small.keras")
