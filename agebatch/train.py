@@ -85,18 +85,25 @@ def blend_with_teacher(
     return (1 - weight) * age + weight * teacher_age, (1 - weight) * onehot + weight * soft
 
 
-def teacher_predictions(path: str, images, index: np.ndarray, batch_size: int) -> pd.DataFrame:
-    """A saved model's flip-averaged estimates for the faces ``index`` (computed once, before training)."""
+def load_teacher(path: str, image_size: int) -> keras.Model:
+    """The teacher model, checked to take this run's faces: before any face is decoded, so a wrong
+    teacher fails in seconds rather than after minutes of decoding."""
     import keras
 
-    from agebatch import evaluate
     from agebatch.model import check_interface
 
     teacher = keras.saving.load_model(path, compile=False)
     size = check_interface(teacher)
-    if size != images.shape[1]:
-        raise ValueError(f"teacher {path} takes {size}x{size} faces, this run uses {images.shape[1]}x{images.shape[1]}")
-    log.info("teacher %s: predicting %d training faces (flip-averaged)", path, len(index))
+    if size != image_size:
+        raise ValueError(f"teacher {path} takes {size}x{size} faces, this run uses {image_size}x{image_size}")
+    return teacher
+
+
+def teacher_predictions(teacher: keras.Model, images, index: np.ndarray, batch_size: int) -> pd.DataFrame:
+    """The teacher's flip-averaged estimates for the faces ``index`` (computed once, before training)."""
+    from agebatch import evaluate
+
+    log.info("teacher: predicting %d training faces (flip-averaged)", len(index))
     return evaluate.predict_arrays(teacher, images[index], batch_size, flip_average=True)
 
 
@@ -255,6 +262,7 @@ def train(config: TrainConfig) -> TrainResult:
     out = Path(config.out_dir)
     out.mkdir(parents=True, exist_ok=True)
     started = time.time()
+    teacher_model = load_teacher(config.teacher, config.image_size) if config.teacher else None
 
     frame, skipped = dataset.read_labels(config.data_dir)
     if config.max_images and len(frame) > config.max_images:
@@ -267,8 +275,9 @@ def train(config: TrainConfig) -> TrainResult:
     parts = {name: frame.index[frame["split"] == name].to_numpy() for name in ("train", "val", "test")}
     log.info("images: %s", {k: len(v) for k, v in parts.items()})
     teacher = None
-    if config.teacher:
-        teacher = teacher_predictions(config.teacher, images, parts["train"], config.batch_size)
+    if teacher_model is not None:
+        teacher = teacher_predictions(teacher_model, images, parts["train"], config.batch_size)
+        del teacher_model  # its estimates are all training needs
     data = {
         name: _make_dataset(
             np.asarray(images[idx]), frame.loc[idx], config, training=(name == "train"), teacher=teacher
