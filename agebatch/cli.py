@@ -263,7 +263,13 @@ def train(
         float, typer.Option(help="Share of the training part kept for early stopping.")
     ] = TRAIN_DEFAULTS.val_split,
     test_split: Annotated[float, typer.Option(help="Share held out for evaluation.")] = TRAIN_DEFAULTS.test_split,
-    seed: Annotated[int, typer.Option()] = TRAIN_DEFAULTS.seed,
+    seed: Annotated[int, typer.Option(help="Seeds the split and the training (weights, shuffling, augmentation).")] = (
+        TRAIN_DEFAULTS.seed
+    ),
+    split_from: Annotated[
+        Path | None,
+        typer.Option("--split", help="Reuse an earlier run's split.csv (then --seed only seeds the training)."),
+    ] = None,
     patience: Annotated[int, typer.Option(help="Early-stopping patience (epochs).", min=1)] = TRAIN_DEFAULTS.patience,
     learning_rate: Annotated[float, typer.Option(help="Fine-tuning learning rate.")] = TRAIN_DEFAULTS.learning_rate,
     schedule: Annotated[
@@ -311,6 +317,8 @@ def train(
         raise Fail(f"backbone weights not found: {weights}")
     if teacher is not None and not teacher.is_file():
         raise Fail(f"teacher model not found: {teacher}")
+    if split_from is not None and not split_from.is_file():
+        raise Fail(f"split file not found: {split_from}")
     config = TrainConfig(
         data_dir=str(data_dir),
         out_dir=str(out),
@@ -321,6 +329,7 @@ def train(
         val_split=val_split,
         test_split=test_split,
         seed=seed,
+        split_from=str(split_from) if split_from else None,
         patience=patience,
         learning_rate=learning_rate,
         schedule=schedule.value,

@@ -269,7 +269,12 @@ def train(config: TrainConfig) -> TrainResult:
         frame = frame.sample(config.max_images, random_state=config.seed).sort_values("file").reset_index(drop=True)
     if len(frame) < 10:
         raise ValueError(f"need at least 10 labelled images in {config.data_dir}, found {len(frame)}")
-    frame = dataset.add_split(frame, config.test_split, config.val_split, config.seed)
+    if config.split_from:
+        frame, unassigned = dataset.reuse_split(frame, config.split_from)
+        if unassigned:
+            log.warning("%d labelled files are not in %s and are left out", unassigned, config.split_from)
+    else:
+        frame = dataset.add_split(frame, config.test_split, config.val_split, config.seed)
     dataset.save_split(frame, out / "split.csv")
     images = dataset.cached_images(config.data_dir, list(frame["file"]), config.image_size, config.cache_dir)
     parts = {name: frame.index[frame["split"] == name].to_numpy() for name in ("train", "val", "test")}

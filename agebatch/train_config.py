@@ -26,6 +26,7 @@ class TrainConfig:
     test_split: float = 0.2
     val_split: float = 0.1
     seed: int = 42
+    split_from: str | None = None  # reuse this split.csv (e.g. a second seed on the same test files)
     backbone_weights: str | None = "imagenet"
     alpha: float = 1.0
     head_learning_rate: float = 1e-3

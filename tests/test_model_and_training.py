@@ -129,13 +129,29 @@ def test_smoke_training_writes_a_loadable_model_and_card(tmp_path):
 
 
 def test_train_and_evaluate_cli(run_cli, tmp_path, tiny_model_path):
+    from agebatch import dataset
+
     data = utk_folder(tmp_path / "utk", count=40)
-    # One smoke run covers the non-default recipe options: the cosine schedule and a teacher to distil from.
+    earlier = dataset.add_split(dataset.read_labels(data)[0], 0.3, 0.2, seed=5)  # not what --smoke would draw
+    dataset.save_split(earlier, tmp_path / "earlier.csv")
+    # One smoke run covers the non-default recipe options: the cosine schedule, a teacher to distil from
+    # and an earlier run's split.
     code, out, err = run_cli(
-        "train", data, "--out", tmp_path / "m", "--smoke", "--schedule", "cosine", "--teacher", tiny_model_path
+        "train",
+        data,
+        "--out",
+        tmp_path / "m",
+        "--smoke",
+        "--schedule",
+        "cosine",
+        "--teacher",
+        tiny_model_path,
+        "--split",
+        tmp_path / "earlier.csv",
     )
     assert code == 0, err
     assert "age MAE" in out
+    assert (tmp_path / "m" / "split.csv").read_text() == (tmp_path / "earlier.csv").read_text()
     card = json.loads((tmp_path / "m" / "agebatch.card.json").read_text())
     assert card["recipe"]["schedule"] == "cosine"
     assert card["recipe"]["teacher"] == str(tiny_model_path) and card["recipe"]["teacher_weight"] == 0.5
@@ -166,6 +182,8 @@ def test_train_cli_rejects_a_missing_or_mismatched_teacher(run_cli, tmp_path):
     data = utk_folder(tmp_path / "utk", count=40)
     code, _, err = run_cli("train", data, "--smoke", "--teacher", tmp_path / "missing.keras")
     assert code == 2 and "teacher model not found" in err
+    code, _, err = run_cli("train", data, "--smoke", "--split", tmp_path / "missing.csv")
+    assert code == 2 and "split file not found" in err
     build_model(48, None, alpha=0.35, augment=False).save(tmp_path / "small.keras")
     code, _, err = run_cli("train", data, "--out", tmp_path / "n", "--smoke", "--teacher", tmp_path / "small.keras")
     assert code == 2 and "takes 48x48 faces, this run uses 64x64" in err
