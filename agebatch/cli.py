@@ -295,8 +295,11 @@ def train(
         typer.Option(help="Finally refit the age head on frozen features, unweighted (kept if validation improves)."),
     ] = TRAIN_DEFAULTS.refit_age_head,
     teacher: Annotated[
-        Path | None,
-        typer.Option(help="Distil: blend the labels with this saved model's estimates (see --teacher-weight)."),
+        list[Path] | None,
+        typer.Option(
+            help="Distil: blend the labels with this saved model's estimates (see --teacher-weight); "
+            "repeat to average several models."
+        ),
     ] = None,
     teacher_weight: Annotated[
         float, typer.Option(help="Share of the teacher in the training targets.", min=0.0, max=1.0)
@@ -315,8 +318,9 @@ def train(
     weights = None if backbone_weights == "none" else backbone_weights
     if weights not in (None, "imagenet") and not Path(weights).is_file():
         raise Fail(f"backbone weights not found: {weights}")
-    if teacher is not None and not teacher.is_file():
-        raise Fail(f"teacher model not found: {teacher}")
+    for path in teacher or []:
+        if not path.is_file():
+            raise Fail(f"teacher model not found: {path}")
     if split_from is not None and not split_from.is_file():
         raise Fail(f"split file not found: {split_from}")
     config = TrainConfig(
@@ -340,7 +344,7 @@ def train(
         color_jitter=color_jitter,
         average_epochs=average_epochs,
         refit_age_head=refit_age_head,
-        teacher=str(teacher) if teacher else None,
+        teachers=tuple(str(path) for path in teacher or []),
         teacher_weight=teacher_weight,
     )
     if smoke:

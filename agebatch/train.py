@@ -99,12 +99,17 @@ def load_teacher(path: str, image_size: int) -> keras.Model:
     return teacher
 
 
-def teacher_predictions(teacher: keras.Model, images, index: np.ndarray, batch_size: int) -> pd.DataFrame:
-    """The teacher's flip-averaged estimates for the faces ``index`` (computed once, before training)."""
+def teacher_predictions(teachers: list, images, index: np.ndarray, batch_size: int) -> pd.DataFrame:
+    """The teachers' flip-averaged estimates for the faces ``index``, averaged over the teachers.
+
+    Computed once, before training. Several independently trained teachers are an ensemble, which is
+    more accurate than any one of them; distillation is how one network can learn from it.
+    """
     from agebatch import evaluate
 
-    log.info("teacher: predicting %d training faces (flip-averaged)", len(index))
-    return evaluate.predict_arrays(teacher, images[index], batch_size, flip_average=True)
+    log.info("teacher: %d model(s) predicting %d training faces (flip-averaged)", len(teachers), len(index))
+    estimates = [evaluate.predict_arrays(t, images[index], batch_size, flip_average=True) for t in teachers]
+    return sum(estimates[1:], estimates[0]) / len(estimates)
 
 
 def _make_dataset(images, frame, config: TrainConfig, training: bool, teacher: pd.DataFrame | None = None):
@@ -262,7 +267,7 @@ def train(config: TrainConfig) -> TrainResult:
     out = Path(config.out_dir)
     out.mkdir(parents=True, exist_ok=True)
     started = time.time()
-    teacher_model = load_teacher(config.teacher, config.image_size) if config.teacher else None
+    teacher_models = [load_teacher(path, config.image_size) for path in config.teachers]
 
     frame, skipped = dataset.read_labels(config.data_dir)
     if config.max_images and len(frame) > config.max_images:
@@ -280,9 +285,9 @@ def train(config: TrainConfig) -> TrainResult:
     parts = {name: frame.index[frame["split"] == name].to_numpy() for name in ("train", "val", "test")}
     log.info("images: %s", {k: len(v) for k, v in parts.items()})
     teacher = None
-    if teacher_model is not None:
-        teacher = teacher_predictions(teacher_model, images, parts["train"], config.batch_size)
-        del teacher_model  # its estimates are all training needs
+    if teacher_models:
+        teacher = teacher_predictions(teacher_models, images, parts["train"], config.batch_size)
+        del teacher_models  # their estimates are all training needs
     data = {
         name: _make_dataset(
             np.asarray(images[idx]), frame.loc[idx], config, training=(name == "train"), teacher=teacher

@@ -40,7 +40,7 @@ class TrainConfig:
     color_jitter: float = 0.0  # random brightness/contrast strength in augmentation (0: off)
     max_images: int | None = None
     init_from: str | None = None  # continue from this saved training model (skips the heads phase)
-    teacher: str | None = None  # distil: blend the labels with this saved model's flip-averaged predictions
+    teachers: tuple[str, ...] = ()  # distil: blend the labels with these saved models' averaged predictions
     teacher_weight: float = 0.5  # share of the teacher in the training targets (0: labels only)
     average_epochs: int = 0  # phase 3: average the weights of this many extra epochs (0: off)
     refit_age_head: bool = False  # last: refit the age head on frozen features, unweighted (kept if val improves)
@@ -52,6 +52,7 @@ class TrainConfig:
     extra: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        self.teachers = tuple(str(path) for path in self.teachers)
         if self.schedule not in SCHEDULES:
             raise ValueError(f"unknown schedule {self.schedule!r}; choose one of {', '.join(SCHEDULES)}")
         if not 0.0 <= self.teacher_weight <= 1.0:

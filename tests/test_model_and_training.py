@@ -101,6 +101,25 @@ def test_teacher_estimates_are_blended_into_the_training_targets():
         np.testing.assert_allclose(plain[1], [[1.0, 0.0], [0.0, 1.0]])
 
 
+def test_several_teachers_are_averaged_face_by_face():
+    from agebatch.evaluate import predict_arrays
+    from agebatch.model import build_model
+    from agebatch.train import teacher_predictions
+
+    rng = np.random.default_rng(1)
+    images = rng.integers(0, 256, (6, 64, 64, 3), dtype=np.uint8)
+    a, b = (build_model(64, None, alpha=0.35, augment=False) for _ in range(2))
+    for model, bias in ((a, 10.0), (b, 30.0)):  # untrained heads start alike; make the teachers differ
+        kernel, _ = model.get_layer("age_output").get_weights()
+        model.get_layer("age_output").set_weights([kernel, np.array([bias], "float32")])
+    index = np.array([0, 2, 5])
+    averaged = teacher_predictions([a, b], images, index, batch_size=4)
+    alone = [predict_arrays(m, images[index], 4, flip_average=True) for m in (a, b)]
+    assert np.all(np.abs(alone[0]["pred_age"] - alone[1]["pred_age"]) > 5)
+    np.testing.assert_allclose(averaged["pred_age"], (alone[0]["pred_age"] + alone[1]["pred_age"]) / 2, rtol=1e-5)
+    np.testing.assert_allclose(averaged["pred_female"], (alone[0]["pred_female"] + alone[1]["pred_female"]) / 2)
+
+
 def test_smoke_training_writes_a_loadable_model_and_card(tmp_path):
     from agebatch.predictor import Predictor
     from agebatch.train import TrainConfig, smoke_config, train
@@ -130,12 +149,15 @@ def test_smoke_training_writes_a_loadable_model_and_card(tmp_path):
 
 def test_train_and_evaluate_cli(run_cli, tmp_path, tiny_model_path):
     from agebatch import dataset
+    from agebatch.model import build_model
 
     data = utk_folder(tmp_path / "utk", count=40)
     earlier = dataset.add_split(dataset.read_labels(data)[0], 0.3, 0.2, seed=5)  # not what --smoke would draw
     dataset.save_split(earlier, tmp_path / "earlier.csv")
-    # One smoke run covers the non-default recipe options: the cosine schedule, a teacher to distil from
-    # and an earlier run's split.
+    second_teacher = tmp_path / "second.keras"
+    build_model(64, None, alpha=0.35, augment=False).save(second_teacher)
+    # One smoke run covers the non-default recipe options: the cosine schedule, two teachers to distil
+    # from and an earlier run's split.
     code, out, err = run_cli(
         "train",
         data,
@@ -146,6 +168,8 @@ def test_train_and_evaluate_cli(run_cli, tmp_path, tiny_model_path):
         "cosine",
         "--teacher",
         tiny_model_path,
+        "--teacher",
+        second_teacher,
         "--split",
         tmp_path / "earlier.csv",
     )
@@ -154,7 +178,8 @@ def test_train_and_evaluate_cli(run_cli, tmp_path, tiny_model_path):
     assert (tmp_path / "m" / "split.csv").read_text() == (tmp_path / "earlier.csv").read_text()
     card = json.loads((tmp_path / "m" / "agebatch.card.json").read_text())
     assert card["recipe"]["schedule"] == "cosine"
-    assert card["recipe"]["teacher"] == str(tiny_model_path) and card["recipe"]["teacher_weight"] == 0.5
+    assert card["recipe"]["teachers"] == [str(tiny_model_path), str(second_teacher)]
+    assert card["recipe"]["teacher_weight"] == 0.5
     heads, fine_tune = card["history"]
     assert heads["learning_rate"] == pytest.approx(1e-3)  # the heads phase keeps its constant rate
     assert fine_tune["learning_rate"] == pytest.approx(1e-6, rel=0.01)  # one planned epoch: decayed to 1%
