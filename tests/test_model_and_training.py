@@ -233,28 +233,21 @@ def test_shared_dataset_names_parse_with_known_malformed():
     assert len(skipped) == 5
 
 
-def test_weight_averaging_phase_is_recorded_and_decided_on_validation(tmp_path):
+def test_optional_final_phases_are_recorded_and_each_kept_only_if_validation_improves(tmp_path):
+    """Weight averaging and the age-head refit share one smoke run: each training costs about a minute."""
+    from agebatch.predictor import Predictor
     from agebatch.train import TrainConfig, smoke_config, train
 
     data = utk_folder(tmp_path / "utk", count=40)
     config = smoke_config(TrainConfig(data_dir=str(data), out_dir=str(tmp_path / "out"), verbose=0))
     config.average_epochs = 2
+    config.refit_age_head = True
     result = train(config)
     card = json.loads(result.card_path.read_text())
     record = card["weight_averaging"]
     assert record["epochs_averaged"] == 2
     assert record["kept"] == (record["val_loss_after"] < record["val_loss_before"])
     assert [row["phase"] for row in card["history"]] == ["heads", "fine-tune", "average", "average"]
-
-
-def test_age_head_refit_is_recorded_and_kept_only_if_validation_improves(tmp_path):
-    from agebatch.predictor import Predictor
-    from agebatch.train import TrainConfig, smoke_config, train
-
-    data = utk_folder(tmp_path / "utk", count=40)
-    config = smoke_config(TrainConfig(data_dir=str(data), out_dir=str(tmp_path / "out"), verbose=0))
-    config.refit_age_head = True
-    result = train(config)
-    record = json.loads(result.card_path.read_text())["age_head_refit"]
+    record = card["age_head_refit"]
     assert record["kept"] == (record["val_mae_after"] < record["val_mae_before"])
     assert Predictor(result.model_path, engine="keras").image_size == 64
