@@ -103,7 +103,8 @@ def teacher_predictions(teachers: list, images, index: np.ndarray, batch_size: i
     """The teachers' flip-averaged estimates for the faces ``index``, averaged over the teachers.
 
     Computed once, before training. Several independently trained teachers are an ensemble, which is
-    more accurate than any one of them; distillation is how one network can learn from it.
+    more accurate than any one of them (on UTKFace two networks at test MAE 5.04-5.05 and gender
+    91.0-91.7% averaged to 4.93 and 92.1%); distillation is how one network can learn from it.
     """
     from agebatch import evaluate
 
