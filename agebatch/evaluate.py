@@ -42,6 +42,11 @@ def predict_arrays(model, images: np.ndarray, batch_size: int = 64, flip_average
     return predict_with(flip_averaged(run) if flip_average else run, images, batch_size * 16)
 
 
+def mean_estimates(estimates: list[pd.DataFrame]) -> pd.DataFrame:
+    """Face-by-face mean of several ``predict_with`` results (views of the faces, or several models)."""
+    return sum(estimates[1:], estimates[0]) / len(estimates)
+
+
 def _metrics(true_age, pred_age, true_gender, pred_gender) -> dict:
     n = len(true_age)
     if n == 0:

@@ -109,8 +109,8 @@ def teacher_predictions(teachers: list, images, index: np.ndarray, batch_size: i
     from agebatch import evaluate
 
     log.info("teacher: %d model(s) predicting %d training faces (flip-averaged)", len(teachers), len(index))
-    estimates = [evaluate.predict_arrays(t, images[index], batch_size, flip_average=True) for t in teachers]
-    return sum(estimates[1:], estimates[0]) / len(estimates)
+    faces = np.asarray(images[index])  # gathered once, not once per teacher
+    return evaluate.mean_estimates([evaluate.predict_arrays(t, faces, batch_size, flip_average=True) for t in teachers])
 
 
 def _make_dataset(images, frame, config: TrainConfig, training: bool, teacher: pd.DataFrame | None = None):
