@@ -71,12 +71,12 @@ def main() -> None:
     faces = dataset.cached_images(args.data_dir, list(frame["file"]), 128, args.cache_dir)
     parts = {name: frame.index[frame["split"] == name].to_numpy() for name in ("val", "test")}
     truth = {name: frame.loc[index].reset_index(drop=True) for name, index in parts.items()}
+    models = {str(path): load_model(path)[0] for path in args.model}
     predictions: dict[tuple[str, str, str], pd.DataFrame] = {}  # (model, part, view) -> estimates
-    for path in args.model:
-        model, _ = load_model(path)
-        for part, index in parts.items():
-            for view, images in views(np.asarray(faces[index])).items():
-                predictions[(str(path), part, view)] = evaluate.predict_arrays(model, images)
+    for part, index in parts.items():
+        for view, images in views(np.asarray(faces[index])).items():  # each view made once, for all models
+            for name, model in models.items():
+                predictions[(name, part, view)] = evaluate.predict_arrays(model, images)
     groups = {str(p): [str(p)] for p in args.model}
     if len(args.model) > 1:
         groups["average of all models"] = [str(p) for p in args.model]
@@ -86,7 +86,7 @@ def main() -> None:
             row = {}
             for part in parts:
                 estimates = [predictions[(m, part, v)] for m in members for v in view_names]
-                scored = evaluate.score(truth[part], sum(estimates[1:], estimates[0]) / len(estimates))
+                scored = evaluate.score(truth[part], evaluate.mean_estimates(estimates))
                 row[part] = {
                     "age_mae": scored["overall"]["age_mae"],
                     "gender_accuracy": scored["overall"]["gender_accuracy"],
