@@ -304,6 +304,10 @@ def train(
     teacher_weight: Annotated[
         float, typer.Option(help="Share of the teacher in the training targets.", min=0.0, max=1.0)
     ] = TRAIN_DEFAULTS.teacher_weight,
+    init_from: Annotated[
+        Path | None,
+        typer.Option(help="Continue from this saved model instead of new heads (skips the heads phase)."),
+    ] = None,
     smoke: Annotated[
         bool, typer.Option(help="Tiny, fast configuration for tests: small network, 1+1 epochs, 64 images.")
     ] = False,
@@ -323,6 +327,8 @@ def train(
             raise Fail(f"teacher model not found: {path}")
     if split_from is not None and not split_from.is_file():
         raise Fail(f"split file not found: {split_from}")
+    if init_from is not None and not init_from.is_file():
+        raise Fail(f"model to continue from not found: {init_from}")
     config = TrainConfig(
         data_dir=str(data_dir),
         out_dir=str(out),
@@ -346,6 +352,7 @@ def train(
         refit_age_head=refit_age_head,
         teachers=tuple(str(path) for path in teacher or []),
         teacher_weight=teacher_weight,
+        init_from=str(init_from) if init_from else None,
     )
     if smoke:
         config = smoke_config(config)

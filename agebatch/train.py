@@ -85,18 +85,26 @@ def blend_with_teacher(
     return (1 - weight) * age + weight * teacher_age, (1 - weight) * onehot + weight * soft
 
 
-def load_teacher(path: str, image_size: int) -> keras.Model:
-    """The teacher model, checked to take this run's faces: before any face is decoded, so a wrong
-    teacher fails in seconds rather than after minutes of decoding."""
+def load_checked(path: str, image_size: int, role: str) -> keras.Model:
+    """A saved model (a teacher, or the one to continue from), checked to take this run's faces: before
+    any face is decoded, so a wrong file fails in seconds rather than after minutes of decoding."""
     import keras
 
     from agebatch.model import check_interface
 
-    teacher = keras.saving.load_model(path, compile=False)
-    size = check_interface(teacher)
+    model = keras.saving.load_model(path, compile=False)
+    size = check_interface(model)
     if size != image_size:
-        raise ValueError(f"teacher {path} takes {size}x{size} faces, this run uses {image_size}x{image_size}")
-    return teacher
+        raise ValueError(f"{role} {path} takes {size}x{size} faces, this run uses {image_size}x{image_size}")
+    return model
+
+
+def continue_from(source, target, path: str) -> None:
+    """Start ``target`` from the weights of the saved model at ``path`` (``source``)."""
+    try:
+        _copy_weights(source, target)
+    except ValueError as exc:  # another width (alpha) or layout: layer shapes or names differ
+        raise ValueError(f"{path} is not this run's network, cannot continue from it ({exc})") from exc
 
 
 def teacher_predictions(teachers: list, images, index: np.ndarray, batch_size: int) -> pd.DataFrame:
@@ -268,7 +276,8 @@ def train(config: TrainConfig) -> TrainResult:
     out = Path(config.out_dir)
     out.mkdir(parents=True, exist_ok=True)
     started = time.time()
-    teacher_models = [load_teacher(path, config.image_size) for path in config.teachers]
+    teacher_models = [load_checked(path, config.image_size, "teacher") for path in config.teachers]
+    start = load_checked(config.init_from, config.image_size, "model to continue from") if config.init_from else None
 
     frame, skipped = dataset.read_labels(config.data_dir)
     if config.max_images and len(frame) > config.max_images:
@@ -299,8 +308,9 @@ def train(config: TrainConfig) -> TrainResult:
     model = build_model(
         config.image_size, config.backbone_weights, config.dropout, config.alpha, color_jitter=config.color_jitter
     )
-    if config.init_from:
-        _copy_weights(keras.saving.load_model(config.init_from, compile=False), model)
+    if start is not None:
+        continue_from(start, model, config.init_from)
+        del start
     checkpoint = out / "checkpoint.keras"
     history: list[dict] = list(config.extra.get("history_before", []))  # when continuing a run
     deadline = started + 60 * config.time_limit_minutes if config.time_limit_minutes else None

@@ -201,6 +201,20 @@ def test_train_and_evaluate_cli(run_cli, tmp_path, tiny_model_path):
     assert code == 2 and "not found" in err
 
 
+def test_continuing_copies_every_weight_and_rejects_another_network():
+    from agebatch.model import build_model
+    from agebatch.train import continue_from
+
+    saved = build_model(64, None, alpha=0.35, augment=False)
+    fresh = build_model(64, None, alpha=0.35)  # the training network also has augmentation layers
+    continue_from(saved, fresh, "saved.keras")
+    for layer in (layer for layer in fresh.layers if layer.weights):
+        for mine, theirs in zip(layer.get_weights(), saved.get_layer(layer.name).get_weights()):
+            np.testing.assert_array_equal(mine, theirs)
+    with pytest.raises(ValueError, match="saved.keras is not this run's network"):
+        continue_from(build_model(64, None, alpha=0.5, augment=False), fresh, "saved.keras")
+
+
 def test_train_cli_rejects_a_missing_or_mismatched_teacher(run_cli, tmp_path):
     from agebatch.model import build_model
 
@@ -212,6 +226,10 @@ def test_train_cli_rejects_a_missing_or_mismatched_teacher(run_cli, tmp_path):
     build_model(48, None, alpha=0.35, augment=False).save(tmp_path / "small.keras")
     code, _, err = run_cli("train", data, "--out", tmp_path / "n", "--smoke", "--teacher", tmp_path / "small.keras")
     assert code == 2 and "takes 48x48 faces, this run uses 64x64" in err
+    code, _, err = run_cli("train", data, "--smoke", "--init-from", tmp_path / "missing.keras")
+    assert code == 2 and "model to continue from not found" in err
+    code, _, err = run_cli("train", data, "--out", tmp_path / "n", "--smoke", "--init-from", tmp_path / "small.keras")
+    assert code == 2 and "model to continue from" in err and "takes 48x48 faces" in err
 
 
 def test_evaluate_html(run_cli, tmp_path, tiny_model_path):
@@ -233,13 +251,15 @@ def test_shared_dataset_names_parse_with_known_malformed():
     assert len(skipped) == 5
 
 
-def test_optional_final_phases_are_recorded_and_each_kept_only_if_validation_improves(tmp_path):
-    """Weight averaging and the age-head refit share one smoke run: each training costs about a minute."""
+def test_optional_final_phases_are_recorded_and_each_kept_only_if_validation_improves(tmp_path, tiny_model_path):
+    """Continuing a saved model, weight averaging and the age-head refit share one smoke run: each
+    training costs about a minute."""
     from agebatch.predictor import Predictor
     from agebatch.train import TrainConfig, smoke_config, train
 
     data = utk_folder(tmp_path / "utk", count=40)
     config = smoke_config(TrainConfig(data_dir=str(data), out_dir=str(tmp_path / "out"), verbose=0))
+    config.init_from = str(tiny_model_path)
     config.average_epochs = 2
     config.refit_age_head = True
     result = train(config)
@@ -247,7 +267,8 @@ def test_optional_final_phases_are_recorded_and_each_kept_only_if_validation_imp
     record = card["weight_averaging"]
     assert record["epochs_averaged"] == 2
     assert record["kept"] == (record["val_loss_after"] < record["val_loss_before"])
-    assert [row["phase"] for row in card["history"]] == ["heads", "fine-tune", "average", "average"]
+    assert card["recipe"]["init_from"] == str(tiny_model_path)
+    assert [row["phase"] for row in card["history"]] == ["fine-tune", "average", "average"]  # no new heads
     record = card["age_head_refit"]
     assert record["kept"] == (record["val_mae_after"] < record["val_mae_before"])
     assert Predictor(result.model_path, engine="keras").image_size == 64
