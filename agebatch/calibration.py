@@ -12,6 +12,7 @@ from __future__ import annotations
 import numpy as np
 
 KNOTS = (4.0, 10.0, 16.0, 22.0, 28.0, 35.0, 45.0, 55.0, 65.0, 75.0)
+RAW_AGE = "age_raw"  # the trained age head, kept in front of the calibration map
 
 
 def _features(age: np.ndarray, knots=KNOTS) -> np.ndarray:
@@ -63,12 +64,12 @@ def calibrated_model(model, age_coef: np.ndarray, gender_shift: float, knots=KNO
     features = model.get_layer("dropout").output
     old_age = model.get_layer(AGE_OUTPUT)
     old_gender = model.get_layer(GENDER_OUTPUT)
-    raw_age = layers.Dense(1, name="age_raw")(features)
+    raw_age = layers.Dense(1, name=RAW_AGE)(features)
     hinges = layers.Dense(len(knots), activation="relu", name="age_hinges")(raw_age)
     age = layers.Dense(1, name=AGE_OUTPUT)(layers.Concatenate(name="age_terms")([raw_age, hinges]))
     gender = layers.Dense(2, activation="softmax", name=GENDER_OUTPUT)(features)
     result = keras.Model(model.inputs, {AGE_OUTPUT: age, GENDER_OUTPUT: gender}, name=model.name)
-    result.get_layer("age_raw").set_weights(old_age.get_weights())
+    result.get_layer(RAW_AGE).set_weights(old_age.get_weights())
     result.get_layer("age_hinges").set_weights([np.ones((1, len(knots)), "float32"), -np.asarray(knots, "float32")])
     result.get_layer(AGE_OUTPUT).set_weights(
         [

@@ -100,9 +100,20 @@ def load_checked(path: str, image_size: int, role: str) -> keras.Model:
 
 
 def continue_from(source, target, path: str) -> None:
-    """Start ``target`` from the weights of the saved model at ``path`` (``source``)."""
+    """Start ``target`` from the weights of the saved model at ``path`` (``source``).
+
+    A calibrated model (what ``train`` writes, and what ships) keeps its trained age head as
+    ``age_raw`` behind the calibration map: that is the head training continues. The map itself is
+    refitted at the end of the run.
+    """
+    from agebatch.calibration import RAW_AGE
+    from agebatch.model import AGE_OUTPUT
+
+    calibrated = any(layer.name == RAW_AGE for layer in source.layers)
     try:
-        _copy_weights(source, target)
+        for layer in (layer for layer in target.layers if layer.weights):
+            name = RAW_AGE if calibrated and layer.name == AGE_OUTPUT else layer.name
+            layer.set_weights(source.get_layer(name).get_weights())
     except ValueError as exc:  # another width (alpha) or layout: layer shapes or names differ
         raise ValueError(f"{path} is not this run's network, cannot continue from it ({exc})") from exc
 

@@ -211,6 +211,13 @@ def test_continuing_copies_every_weight_and_rejects_another_network():
     for layer in (layer for layer in fresh.layers if layer.weights):
         for mine, theirs in zip(layer.get_weights(), saved.get_layer(layer.name).get_weights()):
             np.testing.assert_array_equal(mine, theirs)
+    from agebatch.calibration import KNOTS, calibrated_model
+
+    shipped_like = calibrated_model(saved, np.arange(len(KNOTS) + 2, dtype="float32"), gender_shift=0.0)
+    fresh = build_model(64, None, alpha=0.35)
+    continue_from(shipped_like, fresh, "calibrated.keras")  # the head behind the map is the one continued
+    for mine, theirs in zip(fresh.get_layer("age_output").get_weights(), saved.get_layer("age_output").get_weights()):
+        np.testing.assert_array_equal(mine, theirs)
     with pytest.raises(ValueError, match="saved.keras is not this run's network"):
         continue_from(build_model(64, None, alpha=0.5, augment=False), fresh, "saved.keras")
 
