@@ -61,13 +61,21 @@ def twin_matches(keras_path: str | os.PathLike, tflite_path: str | os.PathLike) 
         return False
 
 
-def export_tflite(model, path: str | os.PathLike) -> Path:
-    """Convert a Keras model to a float32 ``.tflite`` file (via a SavedModel export; weights kept exact)."""
+def export_tflite(model, path: str | os.PathLike, half_precision: bool = False) -> Path:
+    """Convert a Keras model to a ``.tflite`` file (via a SavedModel export).
+
+    Float32 keeps the weights exact. ``half_precision`` stores them as float16 (half the size) and the
+    runtime turns them back into float32 when it loads, as ``precision.full_precision`` does for Keras.
+    """
     import tensorflow as tf
 
     with tempfile.TemporaryDirectory(prefix="agebatch-export-") as folder:
         model.export(folder, format="tf_saved_model", verbose=False)
-        blob = tf.lite.TFLiteConverter.from_saved_model(folder).convert()
+        converter = tf.lite.TFLiteConverter.from_saved_model(folder)
+        if half_precision:
+            converter.optimizations = [tf.lite.Optimize.DEFAULT]
+            converter.target_spec.supported_types = [tf.float16]
+        blob = converter.convert()
     path = Path(path)
     tmp = path.with_name(f".{path.name}.tmp")
     tmp.write_bytes(blob)

@@ -80,7 +80,9 @@ def load_model(path: str | os.PathLike | None = None):
         size = check_interface(model)
     except ModelInterfaceError as exc:
         raise ModelLoadError(f"not an agebatch model ({path}): {exc}") from exc
-    return model, size
+    from agebatch.precision import full_precision
+
+    return full_precision(model), size  # a file stored in half precision still computes in float32
 
 
 class Predictor:
