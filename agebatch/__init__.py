@@ -1,6 +1,6 @@
 """agebatch: age and gender estimates for every face in a folder of photos.
 
-The command line (``agebatch scan|report|train|evaluate|predict|explain``) is a thin shell over this API::
+The command line (``agebatch scan|report|train|evaluate|combine|predict|explain``) is a thin shell over this API::
 
     from agebatch import scan, Predictor
     frame = scan("photos/")                 # pandas DataFrame, one row per face
@@ -29,6 +29,8 @@ _EXPORTS = {
     "train": ("agebatch.train", "train"),
     "TrainConfig": ("agebatch.train_config", "TrainConfig"),
     "evaluate_folder": ("agebatch.evaluate", "evaluate_folder"),
+    "combine": ("agebatch.ensemble", "combine"),
+    "write_ensemble": ("agebatch.ensemble", "write_ensemble"),
     "build_report": ("agebatch.report", "build_report"),
     "write_report": ("agebatch.report", "write_report"),
     "grad_cam": ("agebatch.explain", "grad_cam"),

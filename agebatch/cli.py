@@ -402,6 +402,54 @@ def evaluate(
     typer.echo(json.dumps(result, indent=2) if as_json else format_text(result))
 
 
+@app.command()
+def combine(
+    models: Annotated[list[Path], typer.Argument(help="Two or more saved models trained on the same split.")],
+    data_dir: Annotated[Path, typer.Option("--data", help="The UTKFace-style folder they were trained on.")],
+    split_file: Annotated[Path, typer.Option("--split", help="The split.csv they were trained on.")],
+    out: Annotated[Path, typer.Option(help="Folder for the combined model, its twin, split and card.")] = Path(
+        "combined"
+    ),
+    half_precision: Annotated[
+        bool, typer.Option(help="Store convolution kernels as float16 (half the size; arithmetic stays float32).")
+    ] = True,
+    cache_dir: Annotated[Path | None, typer.Option(help="Cache decoded faces here between runs.")] = None,
+) -> None:
+    """Average several trained models into one (an ensemble), scored on their validation and test faces."""
+    quiet.load_tensorflow()
+    from agebatch.ensemble import write_ensemble
+    from agebatch.predictor import ModelLoadError
+
+    if len(models) < 2:
+        raise Fail("combine needs at least two models")
+    for path in models:
+        if not path.is_file():
+            raise Fail(f"model not found: {path}")
+    if not data_dir.is_dir():
+        raise Fail(f"dataset folder not found: {data_dir}")
+    if not split_file.is_file():
+        raise Fail(f"split file not found: {split_file}")
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    try:
+        card_path = write_ensemble(
+            [str(path) for path in models],
+            str(out),
+            str(data_dir),
+            str(split_file),
+            half_precision=half_precision,
+            cache_dir=str(cache_dir) if cache_dir else None,
+        )
+    except (ModelLoadError, FileNotFoundError, ValueError) as exc:
+        raise Fail(str(exc)) from exc
+    card = json.loads(card_path.read_text())
+    o, v = card["test_metrics"]["overall"], card["val_metrics"]["overall"]
+    typer.echo(
+        f"model: {card_path.parent / 'agebatch.keras'}\ncard: {card_path}\n"
+        f"validation: age MAE {v['age_mae']:.2f} years, gender accuracy {100 * v['gender_accuracy']:.1f}% (n={v['n']})\n"
+        f"test: age MAE {o['age_mae']:.2f} years, gender accuracy {100 * o['gender_accuracy']:.1f}% (n={o['n']})"
+    )
+
+
 class Head(StrEnum):
     age = "age"
     gender = "gender"

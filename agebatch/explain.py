@@ -70,16 +70,27 @@ def probe_model(model, layer_name: str):
     return keras.Model(inputs, [tensors[layer_name], named])
 
 
-def grad_cam(model, face: np.ndarray, head: str = "gender") -> np.ndarray:
+def grad_cam(model, face: np.ndarray, head: str = "gender", gender_class: int | None = None) -> np.ndarray:
     """Grad-CAM of ``head`` for one uint8 face (size x size x 3); returns a [0, 1] map of the same size.
 
-    For the gender head the score explained is the probability of the predicted gender; for the age
-    head, the estimated age itself (so hot regions are those that raised the estimate).
+    For the gender head the score explained is the probability of ``gender_class`` (0 male, 1 female;
+    by default the predicted one); for the age head, the estimated age itself (so hot regions are
+    those that raised the estimate). For an ensemble, each network's map of the ensemble's estimate
+    is computed and the maps are averaged, since each network looks at the face its own way.
     """
     import tensorflow as tf
 
+    from agebatch.ensemble import members_of
+
     if head not in HEADS:
         raise ValueError(f"head must be one of {HEADS}")
+    members = members_of(model)
+    if members:
+        if head == "gender" and gender_class is None:
+            female = model(np.asarray(face, np.float32)[None] / 255.0, training=False)[GENDER_OUTPUT][0, 1]
+            gender_class = int(float(female) >= 0.5)
+        cam = np.mean([grad_cam(member, face, head, gender_class) for member in members], axis=0)
+        return cam / cam.max() if cam.max() > 0 else cam
     layer = _feature_layer(model)
     probe = probe_model(model, layer.name)
     batch = tf.convert_to_tensor(np.asarray(face, np.float32)[None] / 255.0)
@@ -89,7 +100,7 @@ def grad_cam(model, face: np.ndarray, head: str = "gender") -> np.ndarray:
             score = outputs[AGE_OUTPUT][:, 0]
         else:
             probs = outputs[GENDER_OUTPUT]
-            score = tf.reduce_max(probs, axis=1)
+            score = tf.reduce_max(probs, axis=1) if gender_class is None else probs[:, gender_class]
     grads = tape.gradient(score, features)
     weights = tf.reduce_mean(grads, axis=(1, 2), keepdims=True)
     cam = tf.nn.relu(tf.reduce_sum(weights * features, axis=-1))[0].numpy()

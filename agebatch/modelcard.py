@@ -28,6 +28,13 @@ def _versions() -> dict:
     return out
 
 
+LIMITATIONS = [
+    "Estimates apparent age and binary gender presentation from appearance; not identity, not self-reported gender.",
+    "Trained on UTKFace (web images, mostly frontal, ages 0-116); accuracy differs by age band and group, see the tables.",
+    "UTKFace is licensed for non-commercial research; so is any model trained on it.",
+]
+
+
 def build_card(
     config,
     frame: pd.DataFrame,
@@ -65,11 +72,42 @@ def build_card(
         },
         "test_metrics": metrics,
         "versions": _versions(),
-        "limitations": [
-            "Estimates apparent age and binary gender presentation from appearance; not identity, not self-reported gender.",
-            "Trained on UTKFace (web images, mostly frontal, ages 0-116); accuracy differs by age band and group, see the tables.",
-            "UTKFace is licensed for non-commercial research; so is any model trained on it.",
-        ],
+        "limitations": LIMITATIONS,
+    }
+
+
+def ensemble_card(
+    model_path: Path,
+    member_paths: list[str],
+    member_cards: list[dict | None],
+    frame: pd.DataFrame,
+    scores: dict,
+    half_precision: bool,
+    seconds: float,
+) -> dict:
+    """The card of a model that averages saved networks: each member's own card is kept inside it."""
+    members = []
+    for path, card in zip(member_paths, member_cards, strict=True):
+        members.append({"file": str(path), "card": card})
+    counts = frame["split"].value_counts().to_dict()
+    return {
+        "name": Path(model_path).stem,
+        "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "task": "apparent age (years) and gender (male/female) from a face crop",
+        "architecture": f"the average of {len(members)} networks, each MobileNetV2 (ImageNet) -> global average "
+        "pooling -> dropout -> age_output Dense(1, linear) and gender_output Dense(2, softmax), calibrated; "
+        "ages and female probabilities are averaged",
+        "input": (member_cards[0] or {}).get("input", {"size": None, "scale": "RGB in [0, 1]"}),
+        "storage": "convolution kernels float16, everything else float32; arithmetic float32"
+        if half_precision
+        else "float32",
+        "data": {"split_file": "split.csv", "split_counts": {k: int(v) for k, v in counts.items()}},
+        "members": members,
+        "val_metrics": scores["val"],
+        "test_metrics": scores["test"],
+        "seconds": round(seconds, 1),
+        "versions": _versions(),
+        "limitations": LIMITATIONS,
     }
 
 
@@ -88,8 +126,8 @@ def _group_table(title: str, groups: dict) -> list[str]:
 
 
 def to_markdown(card: dict) -> str:
-    m = card["test_metrics"]
-    o = m["overall"]
+    if "members" in card:
+        return ensemble_markdown(card)
     lines = [
         f"# Model card: {card['name']}",
         "",
@@ -104,6 +142,66 @@ def to_markdown(card: dict) -> str:
         f"**Training.** {card['training']['epochs']} epochs, {card['training']['seconds_total'] / 60:.1f} min in all, "
         f"{card['training']['seconds_per_epoch_mean']} s per epoch on average.",
         "",
+    ]
+    lines += _test_section(card)
+    lines += ["## Recipe", "", "```json", json.dumps(card["recipe"], indent=2), "```", ""]
+    lines += _history_table(card["history"])
+    tta = card.get("flip_tta_measured")
+    if tta:
+        p, f = tta["plain"], tta["flip_averaged"]
+        lines += [
+            "",
+            "## Optional: flip averaging (`--flip-average`, off by default)",
+            "",
+            f"- averaging each face with its mirror image (test-time flip): age MAE {p['age_mae']:.2f} -> {f['age_mae']:.2f}, "
+            f"gender {_pct(p['gender_accuracy'])} -> {_pct(f['gender_accuracy'])}, at twice the inference cost",
+        ]
+    return "\n".join(lines + _closing_sections(card))
+
+
+def ensemble_markdown(card: dict) -> str:
+    v = card["val_metrics"]["overall"]
+    lines = [
+        f"# Model card: {card['name']}",
+        "",
+        f"Created {card['created']}. {card['task']}.",
+        "",
+        f"**Architecture.** {card['architecture']}. Input {card['input']['size']} {card['input']['scale']}. "
+        f"Stored: {card['storage']}.",
+        "",
+        f"**Data.** The members' split (`split.csv`): {card['data']['split_counts']}. Validation: age MAE "
+        f"{v['age_mae']:.2f}, gender {_pct(v['gender_accuracy'])}.",
+        "",
+    ]
+    lines += _test_section(card)
+    lines += ["## Members", ""]
+    for number, member in enumerate(card["members"], start=1):
+        member_card = member["card"] or {}
+        lines.append(f"### {number}. `{member['file']}`")
+        if member_card:
+            o = member_card["test_metrics"]["overall"]
+            t = member_card["training"]
+            lines += [
+                "",
+                f"Alone: test age MAE {o['age_mae']:.2f}, gender {_pct(o['gender_accuracy'])}. Trained "
+                f"{t['epochs']} epochs, {t['seconds_total'] / 60:.1f} min. Recipe:",
+                "",
+                "```json",
+                json.dumps(member_card["recipe"], indent=2),
+                "```",
+                "",
+            ]
+            lines += _history_table(member_card["history"])
+            if member_card.get("notes"):
+                lines += ["", "Notes:", ""] + [f"- {x}" for x in member_card["notes"]]
+        lines.append("")
+    return "\n".join(lines + _closing_sections(card))
+
+
+def _test_section(card: dict) -> list[str]:
+    m = card["test_metrics"]
+    o = m["overall"]
+    lines = [
         "## Test split",
         "",
         f"- age MAE **{o['age_mae']:.2f}** years, RMSE {o['age_rmse']:.2f}, within 5 years {_pct(o['age_within_5'])}",
@@ -132,33 +230,31 @@ def to_markdown(card: dict) -> str:
     lines += _group_table("By age band", m.get("by_age_band", {}))
     lines += _group_table("By gender", m.get("by_gender", {}))
     lines += _group_table("By race", m.get("by_race", {}))
-    lines += ["## Recipe", "", "```json", json.dumps(card["recipe"], indent=2), "```", ""]
-    lines += [
+    return lines
+
+
+def _history_table(history: list[dict]) -> list[str]:
+    lines = [
         "## Per-epoch history",
         "",
         "| phase | epoch | val age MAE | val gender acc | seconds |",
         "|---|---:|---:|---:|---:|",
     ]
-    for h in card["history"]:
+    for h in history:
         lines.append(
             f"| {h.get('phase')} | {h.get('epoch')} | {h.get('val_age_output_mae', float('nan')):.2f} | "
             f"{_pct(h.get('val_gender_output_accuracy'))} | {h.get('seconds')} |"
         )
-    tta = card.get("flip_tta_measured")
-    if tta:
-        p, f = tta["plain"], tta["flip_averaged"]
-        lines += [
-            "",
-            "## Optional: flip averaging (`--flip-average`, off by default)",
-            "",
-            f"- averaging each face with its mirror image (test-time flip): age MAE {p['age_mae']:.2f} -> {f['age_mae']:.2f}, "
-            f"gender {_pct(p['gender_accuracy'])} -> {_pct(f['gender_accuracy'])}, at twice the inference cost",
-        ]
+    return lines
+
+
+def _closing_sections(card: dict) -> list[str]:
+    lines = []
     if card.get("notes"):
         lines += ["", "## Notes", ""] + [f"- {x}" for x in card["notes"]]
     lines += ["", "## Limitations", ""] + [f"- {x}" for x in card["limitations"]]
     lines += ["", "## Versions", "", ", ".join(f"{k} {v}" for k, v in card["versions"].items()), ""]
-    return "\n".join(lines)
+    return lines
 
 
 def write_card(card: dict, out_dir: str | os.PathLike, stem: str) -> Path:

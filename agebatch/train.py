@@ -91,8 +91,9 @@ def load_checked(path: str, image_size: int, role: str) -> keras.Model:
     import keras
 
     from agebatch.model import check_interface
+    from agebatch.precision import full_precision
 
-    model = keras.saving.load_model(path, compile=False)
+    model = full_precision(keras.saving.load_model(path, compile=False))
     size = check_interface(model)
     if size != image_size:
         raise ValueError(f"{role} {path} takes {size}x{size} faces, this run uses {image_size}x{image_size}")
@@ -513,18 +514,20 @@ def finalize(
     for step in ("weight_averaging", "age_head_refit"):
         if step in config.extra:
             card[step] = config.extra[step]
-    card["tflite"] = _export_and_score_tflite(model, model_path, test, images[parts["test"]])
+    card["tflite"] = export_and_score_tflite(model, model_path, test, images[parts["test"]])
     card_path = modelcard.write_card(card, out, Path(config.model_name).stem)
     curves.write_curves(history, out / f"{Path(config.model_name).stem}.curves")
     return TrainResult(model_path, card_path, history, metrics, interrupted)
 
 
-def _export_and_score_tflite(model, model_path: Path, test: pd.DataFrame, test_images) -> dict | None:
+def export_and_score_tflite(
+    model, model_path: Path, test: pd.DataFrame, test_images, half_precision: bool = False
+) -> dict | None:
     """Write the ``.tflite`` twin scan uses, and score it on the same test faces as the Keras model."""
     from agebatch import engines, evaluate
 
     try:
-        path = engines.export_tflite(model, engines.tflite_path_for(model_path))
+        path = engines.export_tflite(model, engines.tflite_path_for(model_path), half_precision)
     except Exception as exc:  # conversion is an optimisation: a failure must not lose the trained model
         log.warning("TFLite export failed, scan will use Keras: %s", exc)
         return None
