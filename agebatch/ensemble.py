@@ -72,7 +72,7 @@ def write_ensemble(
     learned from. It is scored as users will run it, i.e. reloaded from the file written. Returns the
     card's path.
     """
-    from agebatch import dataset, evaluate, modelcard
+    from agebatch import curves, dataset, evaluate, modelcard
     from agebatch.precision import half_precision_storage
     from agebatch.predictor import load_model
     from agebatch.train import export_and_score_tflite
@@ -80,8 +80,8 @@ def write_ensemble(
     started = time.time()
     member_cards = [modelcard.card_for_model(path) for path in member_paths]  # before out_dir is written to
     model = combine([load_model(path)[0] for path in member_paths])
-    frame = dataset.load_split(split_path)
-    frame = frame[frame["split"].isin(["val", "test"])].reset_index(drop=True)
+    split = dataset.load_split(split_path)
+    frame = split[split["split"].isin(["val", "test"])].reset_index(drop=True)  # all that is scored
     missing = [f for f in frame["file"] if not (Path(data_dir) / f).is_file()]
     if missing:
         raise FileNotFoundError(f"{len(missing)} files of {split_path} are not in {data_dir}, e.g. {missing[0]}")
@@ -103,7 +103,11 @@ def write_ensemble(
     if Path(split_path).resolve() != (out / "split.csv").resolve():
         shutil.copyfile(split_path, out / "split.csv")
     card = modelcard.ensemble_card(
-        model_path, member_paths, member_cards, frame, scores, half_precision, time.time() - started
+        model_path, member_paths, member_cards, split, scores, half_precision, time.time() - started
     )
     card["tflite"] = lite
-    return modelcard.write_card(card, out, Path(model_name).stem)
+    stem = Path(model_name).stem
+    for number, member_card in enumerate(member_cards, start=1):
+        if member_card and member_card.get("history"):  # the members' training curves travel with them
+            curves.write_curves(member_card["history"], out / f"{stem}.{MEMBER_PREFIX}{number}.curves")
+    return modelcard.write_card(card, out, stem)

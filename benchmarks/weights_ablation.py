@@ -65,6 +65,7 @@ def main() -> None:
     import pandas as pd
 
     from agebatch import dataset, evaluate
+    from agebatch.ensemble import members_of
     from agebatch.model import pooled_features
     from agebatch.predictor import default_model_path, load_model
     from agebatch.train import age_weights, gender_weights
@@ -80,6 +81,10 @@ def main() -> None:
     frame = dataset.load_split(args.split)
     faces = dataset.cached_images(args.data_dir, list(frame["file"]), 128, args.cache_dir)
     model, _ = load_model(args.model or default_model_path())
+    members = members_of(model)
+    if members:  # sample weights shape one network's training: the first network of an ensemble stands for them
+        print(f"the model averages {len(members)} networks; measuring on the first")
+        model = members[0]
     features = pooled_features(model, faces)
     part = {name: frame.index[frame["split"] == name].to_numpy() for name in ("train", "val", "test")}
     ages = frame["age"].to_numpy("float32")

@@ -115,6 +115,7 @@ def test_combine_cli_writes_a_scored_ensemble_that_scan_and_evaluate_use(run_cli
     n = split["split"].value_counts()
     assert card["test_metrics"]["overall"]["n"] == n["test"] and card["val_metrics"]["overall"]["n"] == n["val"]
     assert [m["file"] for m in card["members"]] == [str(p) for p in paths]
+    assert card["data"]["split_counts"] == {k: int(v) for k, v in n.items()}  # train included
     assert card["tflite"]["test_metrics"]["gender_accuracy"] == pytest.approx(
         card["test_metrics"]["overall"]["gender_accuracy"], abs=0.2
     )
