@@ -444,7 +444,7 @@ def combine(
     card = json.loads(card_path.read_text())
     o, v = card["test_metrics"]["overall"], card["val_metrics"]["overall"]
     typer.echo(
-        f"model: {card_path.parent / 'agebatch.keras'}\ncard: {card_path}\n"
+        f"model: {card_path.parent / (card['name'] + '.keras')}\ncard: {card_path}\n"
         f"validation: age MAE {v['age_mae']:.2f} years, gender accuracy {100 * v['gender_accuracy']:.1f}% (n={v['n']})\n"
         f"test: age MAE {o['age_mae']:.2f} years, gender accuracy {100 * o['gender_accuracy']:.1f}% (n={o['n']})"
     )

@@ -85,7 +85,8 @@ def write_ensemble(
     missing = [f for f in frame["file"] if not (Path(data_dir) / f).is_file()]
     if missing:
         raise FileNotFoundError(f"{len(missing)} files of {split_path} are not in {data_dir}, e.g. {missing[0]}")
-    images = dataset.cached_images(data_dir, list(frame["file"]), check_interface(model), cache_dir)
+    size = check_interface(model)
+    images = dataset.cached_images(data_dir, list(frame["file"]), size, cache_dir)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     model_path = out / model_name
@@ -103,7 +104,7 @@ def write_ensemble(
     if Path(split_path).resolve() != (out / "split.csv").resolve():
         shutil.copyfile(split_path, out / "split.csv")
     card = modelcard.ensemble_card(
-        model_path, member_paths, member_cards, split, scores, half_precision, time.time() - started
+        model_path, member_paths, member_cards, split, scores, size, half_precision, time.time() - started
     )
     card["tflite"] = lite
     stem = Path(model_name).stem

@@ -28,6 +28,7 @@ def _versions() -> dict:
     return out
 
 
+TASK = "apparent age (years) and gender (male/female) from a face crop"
 LIMITATIONS = [
     "Estimates apparent age and binary gender presentation from appearance; not identity, not self-reported gender.",
     "Trained on UTKFace (web images, mostly frontal, ages 0-116); accuracy differs by age band and group, see the tables.",
@@ -50,7 +51,7 @@ def build_card(
     return {
         "name": Path(config.model_name).stem,
         "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-        "task": "apparent age (years) and gender (male/female) from a face crop",
+        "task": TASK,
         "architecture": "MobileNetV2 (ImageNet) -> global average pooling -> dropout -> "
         "age_output Dense(1, linear), gender_output Dense(2, softmax)",
         "input": {"size": [config.image_size, config.image_size, 3], "scale": "RGB in [0, 1]"},
@@ -82,22 +83,21 @@ def ensemble_card(
     member_cards: list[dict | None],
     frame: pd.DataFrame,
     scores: dict,
+    image_size: int,
     half_precision: bool,
     seconds: float,
 ) -> dict:
     """The card of a model that averages saved networks: each member's own card is kept inside it."""
-    members = []
-    for path, card in zip(member_paths, member_cards, strict=True):
-        members.append({"file": str(path), "card": card})
+    members = [{"file": str(path), "card": card} for path, card in zip(member_paths, member_cards, strict=True)]
     counts = frame["split"].value_counts().to_dict()
     return {
         "name": Path(model_path).stem,
         "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-        "task": "apparent age (years) and gender (male/female) from a face crop",
+        "task": TASK,
         "architecture": f"the average of {len(members)} networks, each MobileNetV2 (ImageNet) -> global average "
         "pooling -> dropout -> age_output Dense(1, linear) and gender_output Dense(2, softmax), calibrated; "
         "ages and female probabilities are averaged",
-        "input": (member_cards[0] or {}).get("input", {"size": None, "scale": "RGB in [0, 1]"}),
+        "input": {"size": [image_size, image_size, 3], "scale": "RGB in [0, 1]"},
         "storage": "convolution kernels float16, everything else float32; arithmetic float32"
         if half_precision
         else "float32",

@@ -108,13 +108,14 @@ def test_combine_cli_writes_a_scored_ensemble_that_scan_and_evaluate_use(run_cli
         "combine", *paths, "--data", data, "--split", tmp_path / "split.csv", "--out", tmp_path / "e"
     )
     assert code == 0, err
-    assert "test: age MAE" in out
+    assert "test: age MAE" in out and f"model: {tmp_path / 'e' / 'agebatch.keras'}" in out
     for name in ("agebatch.keras", "agebatch.tflite", "agebatch.tflite.json", "split.csv", "agebatch.card.md"):
         assert (tmp_path / "e" / name).is_file(), name
     card = json.loads((tmp_path / "e" / "agebatch.card.json").read_text())
     n = split["split"].value_counts()
     assert card["test_metrics"]["overall"]["n"] == n["test"] and card["val_metrics"]["overall"]["n"] == n["val"]
     assert [m["file"] for m in card["members"]] == [str(p) for p in paths]
+    assert card["input"]["size"] == [64, 64, 3]
     assert card["data"]["split_counts"] == {k: int(v) for k, v in n.items()}  # train included
     assert card["tflite"]["test_metrics"]["gender_accuracy"] == pytest.approx(
         card["test_metrics"]["overall"]["gender_accuracy"], abs=0.2
