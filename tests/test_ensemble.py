@@ -104,6 +104,16 @@ def test_combine_cli_writes_a_scored_ensemble_that_scan_and_evaluate_use(run_cli
     for seed in (7, 8):
         paths.append(tmp_path / f"m{seed}.keras")
         _network(seed).save(paths[-1])
+    epoch = {"phase": "heads", "epoch": 1, "seconds": 30, "age_output_mae": 9.5, "val_age_output_mae": 9.0}
+    epoch |= {"gender_output_accuracy": 0.7, "val_gender_output_accuracy": 0.8}
+    first_card = {
+        "recipe": {"seed": 7},
+        "history": [epoch],
+        "training": {"epochs": 1, "seconds_total": 30.0},
+        "test_metrics": {"overall": {"age_mae": 9.1, "gender_accuracy": 0.81}},
+        "notes": ["how the first network was made"],
+    }
+    (tmp_path / "m7.card.json").write_text(json.dumps(first_card))  # the second network has no card
     code, out, err = run_cli(
         "combine", *paths, "--data", data, "--split", tmp_path / "split.csv", "--out", tmp_path / "e"
     )
@@ -120,7 +130,11 @@ def test_combine_cli_writes_a_scored_ensemble_that_scan_and_evaluate_use(run_cli
     assert card["tflite"]["test_metrics"]["gender_accuracy"] == pytest.approx(
         card["test_metrics"]["overall"]["gender_accuracy"], abs=0.2
     )
-    assert "## Members" in (tmp_path / "e" / "agebatch.card.md").read_text()
+    assert card["members"][0]["card"] == first_card and card["members"][1]["card"] is None
+    markdown = (tmp_path / "e" / "agebatch.card.md").read_text()
+    assert "## Members" in markdown and "how the first network was made" in markdown and "gender 81.0%" in markdown
+    assert (tmp_path / "e" / "agebatch.net_1.curves.png").stat().st_size > 1000
+    assert not (tmp_path / "e" / "agebatch.net_2.curves.png").exists()
     code, out, err = run_cli(
         "evaluate",
         data,
