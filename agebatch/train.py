@@ -112,9 +112,7 @@ def continue_from(source, target, path: str) -> None:
 
     calibrated = any(layer.name == RAW_AGE for layer in source.layers)
     try:
-        for layer in (layer for layer in target.layers if layer.weights):
-            name = RAW_AGE if calibrated and layer.name == AGE_OUTPUT else layer.name
-            layer.set_weights(source.get_layer(name).get_weights())
+        _copy_weights(source, target, {AGE_OUTPUT: RAW_AGE} if calibrated else None)
     except ValueError as exc:  # another width (alpha) or layout: layer shapes or names differ
         raise ValueError(f"{path} is not this run's network, cannot continue from it ({exc})") from exc
 
@@ -262,11 +260,13 @@ def _verbosity(config: TrainConfig) -> int:
     return 1 if sys.stdout.isatty() else 2
 
 
-def _copy_weights(source, target) -> None:
-    """Copy weights layer by layer (matched by name), e.g. from a checkpoint into a fresh network."""
+def _copy_weights(source, target, renamed: dict[str, str] | None = None) -> None:
+    """Copy weights layer by layer (matched by name, or by ``renamed[name]`` in ``source``), e.g. from
+    a checkpoint into a fresh network."""
+    renamed = renamed or {}
     for layer in target.layers:
         if layer.weights:
-            layer.set_weights(source.get_layer(layer.name).get_weights())
+            layer.set_weights(source.get_layer(renamed.get(layer.name, layer.name)).get_weights())
 
 
 def inference_copy(trained, config: TrainConfig):
