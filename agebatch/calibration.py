@@ -82,3 +82,42 @@ def calibrated_model(model, age_coef: np.ndarray, gender_shift: float, knots=KNO
     bias[1] += gender_shift  # softmax of (z_m, z_f + s): female log-odds shifted by s
     result.get_layer(GENDER_OUTPUT).set_weights([kernel, bias])
     return result
+
+
+def fit_temperature(female_prob: np.ndarray, gender: np.ndarray) -> float:
+    """The temperature ``T`` minimising the log loss of ``sigmoid(logit / T)`` (1.0 when already right).
+
+    An overconfident network (usual after fine-tuning) gets ``T > 1``: its probabilities move
+    towards 0.5 without changing any decision.
+    """
+    p = np.clip(np.asarray(female_prob, float), 1e-6, 1 - 1e-6)
+    logit = np.log(p / (1 - p))
+    y = np.asarray(gender, float)
+    candidates = np.exp(np.linspace(np.log(0.5), np.log(4.0), 81))
+
+    def log_loss(t: float) -> float:
+        q = np.clip(1 / (1 + np.exp(-logit / t)), 1e-9, 1 - 1e-9)
+        return float(-np.mean(y * np.log(q) + (1 - y) * np.log(1 - q)))
+
+    return float(min(candidates, key=log_loss))
+
+
+def calibrate_gender(model, female_prob: np.ndarray, gender, min_gain: float = 0.005) -> dict:
+    """Fold a temperature and a threshold shift, fitted on validation faces, into ``model``'s gender head.
+
+    Softmax of ``z / T + (0, s)``: the head's kernel and bias divided by ``T``, then ``s`` added to the
+    female bias. Changes ``model`` in place; returns what was fitted, for the card.
+    """
+    from agebatch.model import GENDER_OUTPUT
+
+    gender = np.asarray(gender, int)
+    temperature = fit_temperature(female_prob, gender)
+    p = np.clip(np.asarray(female_prob, float), 1e-6, 1 - 1e-6)
+    scaled = 1 / (1 + np.exp(-np.log(p / (1 - p)) / temperature))
+    shift = best_gender_shift(scaled, gender, min_gain)
+    layer = model.get_layer(GENDER_OUTPUT)
+    kernel, bias = layer.get_weights()
+    bias = bias / temperature
+    bias[1] += shift
+    layer.set_weights([kernel / temperature, bias])
+    return {"gender_temperature": temperature, "gender_logit_shift": shift}

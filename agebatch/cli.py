@@ -21,7 +21,7 @@ import typer
 from agebatch import progress, quiet
 from agebatch.engines import ENGINES
 from agebatch.faces import DEFAULT_MIN_SCORE
-from agebatch.train_config import SCHEDULES, TrainConfig
+from agebatch.train_config import AGE_HEADS, SCHEDULES, TrainConfig
 
 try:  # typer >= 0.20 vendors click
     from typer._click import exceptions as click_exceptions
@@ -62,6 +62,7 @@ def _fail_message(message: str) -> None:
 # Choices that the library defines, mirrored as enums for typer's help and validation.
 Engine = StrEnum("Engine", [(name, name) for name in ENGINES])
 Schedule = StrEnum("Schedule", [(name, name) for name in SCHEDULES])
+AgeHead = StrEnum("AgeHead", [(name, name) for name in AGE_HEADS])
 TRAIN_DEFAULTS = TrainConfig(data_dir="")
 
 
@@ -249,7 +250,12 @@ def report(
 
 @app.command()
 def train(
-    data_dir: Annotated[Path, typer.Argument(help="UTKFace-style folder (labels in file names).")],
+    data_dir: Annotated[
+        Path, typer.Argument(help="Labelled faces: a UTKFace-style folder, a folder with labels.csv, or a CSV.")
+    ],
+    data: Annotated[
+        list[Path] | None, typer.Option("--data", help="Another labelled source to train on as well (repeatable).")
+    ] = None,
     out: Annotated[Path, typer.Option(help="Folder for the model, model card, split and curves.")] = Path("trained"),
     epochs: Annotated[
         int, typer.Option(help="Most fine-tuning epochs (early stopping may end sooner).", min=0)
@@ -281,8 +287,13 @@ def train(
     ] = TRAIN_DEFAULTS.backbone_weights,
     cache_dir: Annotated[Path | None, typer.Option(help="Cache decoded faces here between runs.")] = None,
     time_limit: Annotated[float | None, typer.Option(help="Stop fine-tuning after this many minutes.")] = None,
+    age_head: Annotated[
+        AgeHead,
+        typer.Option(help="Age head: one regression output, or a distribution over years (exact ages and bands)."),
+    ] = AgeHead(TRAIN_DEFAULTS.age_head),
     age_loss_weight: Annotated[
-        float, typer.Option(help="Weight of the age loss (MSE, years^2) against gender cross-entropy.", min=0.0)
+        float,
+        typer.Option(help="Weight of the age loss (MSE in years^2, or the distribution's cross-entropy).", min=0.0),
     ] = TRAIN_DEFAULTS.age_loss_weight,
     color_jitter: Annotated[
         float, typer.Option(help="Random brightness/contrast strength in augmentation (0: off).", min=0.0)
@@ -308,6 +319,10 @@ def train(
         Path | None,
         typer.Option(help="Continue from this saved model instead of new heads (skips the heads phase)."),
     ] = None,
+    warm_start: Annotated[
+        Path | None,
+        typer.Option(help="Start from the layers this saved model shares with the new network (heads phase kept)."),
+    ] = None,
     smoke: Annotated[
         bool, typer.Option(help="Tiny, fast configuration for tests: small network, 1+1 epochs, 64 images.")
     ] = False,
@@ -317,8 +332,9 @@ def train(
     from agebatch.train import smoke_config
     from agebatch.train import train as run_training
 
-    if not data_dir.is_dir():
-        raise Fail(f"dataset folder not found: {data_dir}")
+    for source in [data_dir, *(data or [])]:
+        if not source.exists():
+            raise Fail(f"labelled data not found: {source}")
     weights = None if backbone_weights == "none" else backbone_weights
     if weights not in (None, "imagenet") and not Path(weights).is_file():
         raise Fail(f"backbone weights not found: {weights}")
@@ -329,8 +345,13 @@ def train(
         raise Fail(f"split file not found: {split_from}")
     if init_from is not None and not init_from.is_file():
         raise Fail(f"model to continue from not found: {init_from}")
+    if warm_start is not None and not warm_start.is_file():
+        raise Fail(f"model to warm-start from not found: {warm_start}")
     config = TrainConfig(
         data_dir=str(data_dir),
+        more_data=tuple(str(path) for path in data or []),
+        age_head=age_head.value,
+        warm_start=str(warm_start) if warm_start else None,
         out_dir=str(out),
         epochs=epochs,
         head_epochs=head_epochs,
@@ -364,7 +385,8 @@ def train(
     o = result.test_metrics["overall"]
     typer.echo(
         f"model: {result.model_path}\ncard: {result.card_path}\n"
-        f"test: age MAE {o['age_mae']:.2f} years, gender accuracy {100 * o['gender_accuracy']:.1f}% (n={o['n']})"
+        f"test: age MAE {o.get('age_mae', float('nan')):.2f} years, "
+        f"gender accuracy {100 * o['gender_accuracy']:.1f}% (n={o['n']})"
     )
 
 
@@ -446,7 +468,8 @@ def combine(
     typer.echo(
         f"model: {card_path.parent / (card['name'] + '.keras')}\ncard: {card_path}\n"
         f"validation: age MAE {v['age_mae']:.2f} years, gender accuracy {100 * v['gender_accuracy']:.1f}% (n={v['n']})\n"
-        f"test: age MAE {o['age_mae']:.2f} years, gender accuracy {100 * o['gender_accuracy']:.1f}% (n={o['n']})"
+        f"test: age MAE {o.get('age_mae', float('nan')):.2f} years, "
+        f"gender accuracy {100 * o['gender_accuracy']:.1f}% (n={o['n']})"
     )
 
 

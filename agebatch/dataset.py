@@ -101,7 +101,7 @@ def _stable_rank(names: Iterable[str], seed: int) -> np.ndarray:
     )
 
 
-def stratified_split(frame: pd.DataFrame, test_fraction: float, seed: int) -> pd.Series:
+def stratified_split(frame: pd.DataFrame, test_fraction: float, seed: int, strata_of=strata) -> pd.Series:
     """Assign each row to ``train`` or ``test``, stratified by age band and gender.
 
     Every stratum gives ``round(n * test_fraction)`` of its rows to the test part, chosen by a hash of
@@ -112,20 +112,22 @@ def stratified_split(frame: pd.DataFrame, test_fraction: float, seed: int) -> pd
         raise ValueError("test_fraction must be between 0 and 1")
     part = pd.Series("train", index=frame.index, dtype=object)
     ranks = pd.Series(_stable_rank(frame["file"], seed), index=frame.index)
-    for _, index in frame.groupby(strata(frame)).groups.items():
+    for _, index in frame.groupby(strata_of(frame)).groups.items():
         order = ranks.loc[index].sort_values(kind="stable").index
         n_test = int(round(len(order) * test_fraction))
         part.loc[order[:n_test]] = "test"
     return part
 
 
-def add_split(frame: pd.DataFrame, test_fraction: float, val_fraction: float, seed: int) -> pd.DataFrame:
+def add_split(
+    frame: pd.DataFrame, test_fraction: float, val_fraction: float, seed: int, strata_of=strata
+) -> pd.DataFrame:
     """Frame with a ``split`` column: ``train``, ``val`` (for early stopping, out of train) or ``test``."""
     out = frame.copy()
-    out["split"] = stratified_split(out, test_fraction, seed)
+    out["split"] = stratified_split(out, test_fraction, seed, strata_of)
     train = out[out["split"] == "train"]
     if val_fraction > 0:
-        val_part = stratified_split(train, val_fraction, seed + 1)
+        val_part = stratified_split(train, val_fraction, seed + 1, strata_of)
         out.loc[val_part[val_part == "test"].index, "split"] = "val"
     return out
 

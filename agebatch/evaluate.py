@@ -47,20 +47,53 @@ def mean_estimates(estimates: list[pd.DataFrame]) -> pd.DataFrame:
     return sum(estimates[1:], estimates[0]) / len(estimates)
 
 
-def _metrics(true_age, pred_age, true_gender, pred_gender) -> dict:
-    n = len(true_age)
+ECE_BINS = 10
+
+
+def calibration_error(female_prob, true_gender, bins: int = ECE_BINS) -> float:
+    """Expected calibration error of the gender call: the mean gap, weighted by faces, between the
+    stated confidence (max(p, 1 - p)) and the share called right, over ``bins`` confidence bins."""
+    p = np.asarray(female_prob, float)
+    confidence = np.maximum(p, 1 - p)
+    correct = (p >= 0.5).astype(int) == np.asarray(true_gender, int)
+    edges = np.linspace(0.5, 1.0, bins + 1)
+    which = np.clip(np.digitize(confidence, edges[1:-1]), 0, bins - 1)
+    gap = 0.0
+    for b in range(bins):
+        inside = which == b
+        if inside.any():
+            gap += inside.sum() * abs(confidence[inside].mean() - correct[inside].mean())
+    return float(gap / max(len(p), 1))
+
+
+def _metrics(part: pd.DataFrame) -> dict:
+    """Figures for faces with true ``age`` (NaN where only a band is known), ``age_low``/``age_high``,
+    ``gender`` and predicted ``pred_age``, ``pred_female``."""
+    n = len(part)
     if n == 0:
         return {"n": 0}
-    error = np.asarray(pred_age, float) - np.asarray(true_age, float)
-    correct = np.asarray(true_gender) == np.asarray(pred_gender)
-    return {
+    pred_gender = (part["pred_female"].to_numpy() >= 0.5).astype(int)
+    result = {
         "n": int(n),
-        "age_mae": float(np.mean(np.abs(error))),
-        "age_rmse": float(math.sqrt(np.mean(error**2))),
-        "age_within_5": float(np.mean(np.abs(error) <= 5)),
-        "age_bias": float(np.mean(error)),
-        "gender_accuracy": float(np.mean(correct)),
+        "gender_accuracy": float(np.mean(pred_gender == part["gender"].to_numpy())),
+        "gender_ece": calibration_error(part["pred_female"], part["gender"]),
     }
+    exact = part[part["age"].notna()]
+    if len(exact):
+        error = exact["pred_age"].to_numpy(float) - exact["age"].to_numpy(float)
+        result.update(
+            n_exact_age=int(len(exact)),
+            age_mae=float(np.mean(np.abs(error))),
+            age_rmse=float(math.sqrt(np.mean(error**2))),
+            age_within_5=float(np.mean(np.abs(error) <= 5)),
+            age_bias=float(np.mean(error)),
+        )
+    banded = part[part["age"].isna()]
+    if len(banded):  # the predicted age's whole years fall inside the labelled band
+        pred = banded["pred_age"].to_numpy(float)
+        hit = (pred >= banded["age_low"].to_numpy(float)) & (pred < banded["age_high"].to_numpy(float) + 1)
+        result.update(n_age_band=int(len(banded)), age_band_accuracy=float(np.mean(hit)))
+    return result
 
 
 def confusion(true_gender, pred_gender) -> list[list[int]]:
@@ -70,41 +103,57 @@ def confusion(true_gender, pred_gender) -> list[list[int]]:
     return matrix.tolist()
 
 
-def score(truth: pd.DataFrame, predictions: pd.DataFrame) -> dict:
-    """All evaluation figures for faces with true ``age, gender[, race]`` and predicted ``pred_age, pred_female``.
-
-    Returns ``overall`` plus ``by_age_band``, ``by_gender``, ``by_race`` (each a dict of the same metrics)
-    and ``race_gender_gap``: the spread of gender accuracy between the best and worst race group.
-    """
+def _with_label_columns(truth: pd.DataFrame) -> pd.DataFrame:
+    """``truth`` with the columns scoring needs, for frames from ``dataset`` (exact ages, race numbers)."""
     data = truth.reset_index(drop=True).copy()
+    data["age"] = data["age"].astype(float)
+    if "age_low" not in data:
+        data["age_low"] = data["age"].clip(upper=100).astype(int)
+        data["age_high"] = data["age_low"]
+    if "race" in data and pd.api.types.is_integer_dtype(data["race"]):
+        data["race"] = data["race"].map(lambda r: dataset.RACES[r] if 0 <= r < len(dataset.RACES) else str(r))
+    return data
+
+
+def score(truth: pd.DataFrame, predictions: pd.DataFrame) -> dict:
+    """All evaluation figures for labelled faces and their predictions (``pred_age, pred_female``).
+
+    Returns ``overall`` plus ``by_age_band`` (faces with an exact age), ``by_label_band`` (faces
+    labelled with a band, such as FairFace's), ``by_gender``, ``by_race`` (each a dict of the same
+    metrics) and ``race_gender_gap``: the spread of gender accuracy between the best and worst race
+    group. With several sources, ``by_source`` holds the same figures for each.
+    """
+    data = _with_label_columns(truth)
     data["pred_age"] = predictions["pred_age"].to_numpy()
-    data["pred_gender"] = (predictions["pred_female"].to_numpy() >= 0.5).astype(int)
+    data["pred_female"] = predictions["pred_female"].to_numpy()
+    result = _score_frame(data)
+    if "source" in data and data["source"].nunique() > 1:
+        result["by_source"] = {name: _score_frame(part) for name, part in data.groupby("source", sort=False)}
+    return result
 
-    def metrics_of(part: pd.DataFrame) -> dict:
-        return _metrics(part["age"], part["pred_age"], part["gender"], part["pred_gender"])
 
-    result = {"overall": metrics_of(data), "confusion": confusion(data["gender"], data["pred_gender"])}
+def _score_frame(data: pd.DataFrame) -> dict:
+    pred_gender = (data["pred_female"].to_numpy() >= 0.5).astype(int)
+    result = {"overall": _metrics(data), "confusion": confusion(data["gender"], pred_gender)}
     result["confusion_labels"] = list(dataset.GENDERS)
+    exact = data[data["age"].notna()]
     band_order = [dataset.age_band(low) for low, _ in dataset.AGE_BANDS]
-    bands = data["age"].map(dataset.age_band)
-    result["by_age_band"] = {b: metrics_of(data[bands == b]) for b in band_order if (bands == b).any()}
+    bands = exact["age"].map(dataset.age_band)
+    result["by_age_band"] = {b: _metrics(exact[bands == b]) for b in band_order if (bands == b).any()}
+    banded = data[data["age"].isna()]
+    if len(banded):
+        labels = banded["age_low"].astype(str) + "-" + banded["age_high"].astype(str)
+        order = labels.groupby(banded["age_low"].to_numpy()).first().tolist()
+        result["by_label_band"] = {band: _metrics(banded[labels == band]) for band in order}
     result["by_gender"] = {
-        dataset.GENDERS[g]: metrics_of(data[data["gender"] == g]) for g in (0, 1) if (data["gender"] == g).any()
+        dataset.GENDERS[g]: _metrics(data[data["gender"] == g]) for g in (0, 1) if (data["gender"] == g).any()
     }
-    if "race" in data:
-        result["by_race"] = {
-            dataset.RACES[r]: metrics_of(data[data["race"] == r])
-            for r in range(len(dataset.RACES))
-            if (data["race"] == r).any()
-        }
+    if "race" in data and (data["race"] != "").any():
+        groups = [g for g in pd.unique(data["race"]) if g != ""]
+        result["by_race"] = {g: _metrics(data[data["race"] == g]) for g in sorted(groups)}
         accuracies = {k: v["gender_accuracy"] for k, v in result["by_race"].items()}
-        if accuracies:
-            best, worst = max(accuracies, key=accuracies.get), min(accuracies, key=accuracies.get)
-            result["race_gender_gap"] = {
-                "best": best,
-                "worst": worst,
-                "gap": accuracies[best] - accuracies[worst],
-            }
+        best, worst = max(accuracies, key=accuracies.get), min(accuracies, key=accuracies.get)
+        result["race_gender_gap"] = {"best": best, "worst": worst, "gap": accuracies[best] - accuracies[worst]}
     return result
 
 

@@ -14,8 +14,11 @@ import keras
 import numpy as np
 from keras import layers
 
+from agebatch.train_config import AGE_HEADS
+
 AGE_OUTPUT = "age_output"
 GENDER_OUTPUT = "gender_output"
+AGE_DISTRIBUTION = "age_distribution"  # the distribution head's probabilities over years (see agedist)
 DEFAULT_IMAGE_SIZE = 128
 BACKBONE_NAME = "mobilenetv2"
 MEAN_AGE = 33.0  # UTKFace mean; starting the age bias here saves the first epoch from learning it
@@ -54,6 +57,7 @@ def build_model(
     alpha: float = 1.0,
     augment: bool = True,
     color_jitter: float = 0.0,
+    age_head: str = "regression",
 ) -> keras.Model:
     """The full network: [augmentation] -> rescale -> MobileNetV2 -> pooling -> dropout -> two heads.
 
@@ -61,6 +65,8 @@ def build_model(
     inference) and need no separate pipeline code; they are cheap next to the backbone.
     ``color_jitter`` > 0 adds random brightness and contrast of that strength (photos in the wild are
     lit far more variously than UTKFace's crops).
+    ``age_head`` is ``"regression"`` (one linear output) or ``"distribution"`` (a softmax over years
+    whose expected value is ``age_output``; see ``agedist``).
     The backbone is always called with ``training=False`` so its BatchNormalization layers keep their
     ImageNet statistics while the weights are fine-tuned (see the Keras transfer-learning guide).
     """
@@ -79,9 +85,35 @@ def build_model(
     x = base(x, training=False)
     x = layers.GlobalAveragePooling2D(name="pool")(x)
     x = layers.Dropout(dropout, name="dropout")(x)
-    age = layers.Dense(1, name=AGE_OUTPUT, bias_initializer=keras.initializers.Constant(MEAN_AGE))(x)
     gender = layers.Dense(2, activation="softmax", name=GENDER_OUTPUT)(x)
-    return keras.Model(inputs, {AGE_OUTPUT: age, GENDER_OUTPUT: gender}, name="agebatch")
+    if age_head == "distribution":
+        distribution, age = distribution_head(x)
+        outputs = {AGE_OUTPUT: age, GENDER_OUTPUT: gender, AGE_DISTRIBUTION: distribution}
+    elif age_head == "regression":
+        age = layers.Dense(1, name=AGE_OUTPUT, bias_initializer=keras.initializers.Constant(MEAN_AGE))(x)
+        outputs = {AGE_OUTPUT: age, GENDER_OUTPUT: gender}
+    else:
+        raise ValueError(f"unknown age head {age_head!r}; choose one of {', '.join(AGE_HEADS)}")
+    return keras.Model(inputs, outputs, name="agebatch")
+
+
+def distribution_head(features):
+    """Probabilities over years 0..100+ and their expected value, from pooled ``features``.
+
+    The expected value is a ``Dense`` layer with the years as its fixed, frozen kernel (not a
+    ``Lambda``), so the saved model loads in safe mode and scans read ``age_output`` as before.
+    """
+    from agebatch.agedist import AGE_BINS
+
+    distribution = layers.Dense(AGE_BINS, activation="softmax", name=AGE_DISTRIBUTION)(features)
+    years = keras.initializers.Constant(np.arange(AGE_BINS, dtype="float32").reshape(-1, 1))
+    expected = layers.Dense(1, use_bias=False, kernel_initializer=years, trainable=False, name=AGE_OUTPUT)
+    return distribution, expected(distribution)
+
+
+def has_distribution(model: keras.Model) -> bool:
+    """True when ``model`` has the age distribution head (and so can give an age interval)."""
+    return AGE_DISTRIBUTION in set(getattr(model, "output_names", []) or [])
 
 
 def pooled_features(model: keras.Model, faces, index: np.ndarray | None = None, batch_size: int = 256) -> np.ndarray:

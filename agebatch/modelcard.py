@@ -39,7 +39,7 @@ LIMITATIONS = [
 def build_card(
     config,
     frame: pd.DataFrame,
-    skipped: list[str],
+    skipped: int,
     history: list[dict],
     metrics: dict,
     seconds: float,
@@ -57,8 +57,9 @@ def build_card(
         "input": {"size": [config.image_size, config.image_size, 3], "scale": "RGB in [0, 1]"},
         "data": {
             "folder": str(config.data_dir),
+            "sources": list(config.sources),
             "images": int(len(frame)),
-            "skipped_names": skipped,
+            "skipped_rows": int(skipped),
             "split_counts": {k: int(v) for k, v in counts.items()},
             "split_file": "split.csv",
             "stratified_by": "age band x gender",
@@ -115,12 +116,24 @@ def _pct(x: float | None) -> str:
     return "-" if x is None else f"{100 * x:.1f}%"
 
 
+def _years(x: float | None) -> str:
+    return "-" if x is None else f"{x:.2f}"
+
+
 def _group_table(title: str, groups: dict) -> list[str]:
-    lines = [f"### {title}", "", "| group | n | age MAE | within 5 y | gender accuracy |", "|---|---:|---:|---:|---:|"]
+    if not groups:
+        return []
+    lines = [
+        f"### {title}",
+        "",
+        "| group | n | age MAE | within 5 y | age band right | gender accuracy | gender ECE |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+    ]
     for name, m in groups.items():
         if m.get("n"):
             lines.append(
-                f"| {name} | {m['n']} | {m['age_mae']:.2f} | {_pct(m['age_within_5'])} | {_pct(m['gender_accuracy'])} |"
+                f"| {name} | {m['n']} | {_years(m.get('age_mae'))} | {_pct(m.get('age_within_5'))} "
+                f"| {_pct(m.get('age_band_accuracy'))} | {_pct(m.get('gender_accuracy'))} | {_pct(m.get('gender_ece'))} |"
             )
     return lines + [""]
 
@@ -136,7 +149,7 @@ def to_markdown(card: dict) -> str:
         f"**Architecture.** {card['architecture']}. Input {card['input']['size']} {card['input']['scale']}.",
         "",
         f"**Data.** {card['data']['images']} images from `{card['data']['folder']}` "
-        f"({len(card['data']['skipped_names'])} malformed names skipped); split "
+        f"({_skipped_count(card['data'])} unreadable labels skipped); split "
         f"{card['data']['split_counts']}, stratified by {card['data']['stratified_by']} (`split.csv`).",
         "",
         f"**Training.** {card['training']['epochs']} epochs, {card['training']['seconds_total'] / 60:.1f} min in all, "
@@ -198,38 +211,68 @@ def ensemble_markdown(card: dict) -> str:
     return "\n".join(lines + _closing_sections(card))
 
 
-def _test_section(card: dict) -> list[str]:
-    m = card["test_metrics"]
+def _overall_lines(m: dict) -> list[str]:
+    """The headline figures of one scored set of faces (a whole split or one source of it)."""
     o = m["overall"]
-    lines = [
-        "## Test split",
-        "",
-        f"- age MAE **{o['age_mae']:.2f}** years, RMSE {o['age_rmse']:.2f}, within 5 years {_pct(o['age_within_5'])}",
-        f"- gender accuracy **{_pct(o['gender_accuracy'])}** (confusion rows true male/female, columns predicted: {m['confusion']})",
-    ]
+    lines = []
+    if "age_mae" in o:
+        lines.append(
+            f"- age MAE **{o['age_mae']:.2f}** years, RMSE {o['age_rmse']:.2f}, within 5 years "
+            f"{_pct(o['age_within_5'])} ({o.get('n_exact_age', o['n'])} faces with an exact age)"
+        )
+    if "age_band_accuracy" in o:
+        lines.append(
+            f"- age band right (the estimate inside the labelled band) **{_pct(o['age_band_accuracy'])}** "
+            f"({o['n_age_band']} faces labelled with a band)"
+        )
+    lines.append(
+        f"- gender accuracy **{_pct(o['gender_accuracy'])}**, calibration error (ECE) {_pct(o.get('gender_ece'))} "
+        f"(confusion rows true male/female, columns predicted: {m['confusion']})"
+    )
     if "race_gender_gap" in m:
         gap = m["race_gender_gap"]
         lines.append(
             f"- gender accuracy gap between race groups: {100 * gap['gap']:.1f} points ({gap['best']} best, {gap['worst']} worst)"
         )
+    return lines
+
+
+def _group_tables(m: dict, level: str = "###") -> list[str]:
+    lines = _group_table("By age band", m.get("by_age_band", {}))
+    lines += _group_table("By labelled age band", m.get("by_label_band", {}))
+    lines += _group_table("By gender", m.get("by_gender", {}))
+    lines += _group_table("By race", m.get("by_race", {}))
+    return [line.replace("### ", level + " ", 1) if line.startswith("### ") else line for line in lines]
+
+
+def _test_section(card: dict) -> list[str]:
+    m = card["test_metrics"]
+    lines = ["## Test split", "", *_overall_lines(m)]
     cal = card.get("calibration")
     if cal:
         vb, va, tb = cal["val_before"], cal["val_after"], cal["test_before"]
+        fitted = (
+            f"gender temperature {cal['gender_temperature']:.2f}, threshold shift {cal['gender_logit_shift']:+.2f}"
+            if "gender_temperature" in cal
+            else "age map and gender threshold"
+        )
         lines.append(
-            f"- calibration (fitted on the validation split, folded into the network): validation age MAE "
-            f"{vb['age_mae']:.2f} -> {va['age_mae']:.2f}, gender {_pct(vb['gender_accuracy'])} -> {_pct(va['gender_accuracy'])}; "
-            f"test before calibration: age MAE {tb['age_mae']:.2f}, gender {_pct(tb['gender_accuracy'])}"
+            f"- calibration ({fitted}; fitted on the validation split, folded into the network): validation age MAE "
+            f"{_years(vb.get('age_mae'))} -> {_years(va.get('age_mae'))}, gender {_pct(vb['gender_accuracy'])} -> "
+            f"{_pct(va['gender_accuracy'])}; test before calibration: age MAE {_years(tb.get('age_mae'))}, "
+            f"gender {_pct(tb['gender_accuracy'])}"
         )
     lite = card.get("tflite")
     if lite:
         t = lite["test_metrics"]
         lines.append(
-            f"- `{lite['file']}` (the engine scan uses): age MAE {t['age_mae']:.2f}, gender {_pct(t['gender_accuracy'])} on the same test faces"
+            f"- `{lite['file']}` (the engine scan uses): age MAE {_years(t.get('age_mae'))}, gender {_pct(t['gender_accuracy'])} on the same test faces"
         )
     lines.append("")
-    lines += _group_table("By age band", m.get("by_age_band", {}))
-    lines += _group_table("By gender", m.get("by_gender", {}))
-    lines += _group_table("By race", m.get("by_race", {}))
+    for source, scored in (m.get("by_source") or {}).items():
+        lines += [f"### Source: {source}", "", *_overall_lines(scored), "", *_group_tables(scored, "####")]
+    if not m.get("by_source"):
+        lines += _group_tables(m)
     return lines
 
 
@@ -274,3 +317,8 @@ def card_for_model(model_path: str | os.PathLike) -> dict | None:
         return json.loads(candidate.read_text())
     except (OSError, ValueError):
         return None
+
+
+def _skipped_count(data: dict) -> int:
+    """Labels skipped when the model was trained (cards written before several sources list the names)."""
+    return int(data.get("skipped_rows", len(data.get("skipped_names", []))))

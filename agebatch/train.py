@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
-from agebatch import dataset
+from agebatch import dataset, sources
 from agebatch.train_config import TrainConfig
 
 if TYPE_CHECKING:  # keras loads only when training starts
@@ -117,6 +117,33 @@ def continue_from(source, target, path: str) -> None:
         raise ValueError(f"{path} is not this run's network, cannot continue from it ({exc})") from exc
 
 
+def warm_start(source, target) -> list[str]:
+    """Copy into ``target`` the weights of every layer ``source`` has under the same name and shape.
+
+    For a new head on a trained network: the backbone and the gender head come over, a head of
+    another shape (the age distribution) starts fresh. An ensemble gives its first network. Returns
+    the names of the layers copied.
+    """
+    from agebatch.ensemble import members_of
+    from agebatch.model import AGE_OUTPUT
+
+    source = (members_of(source) or [source])[0]
+    known = {layer.name: layer for layer in source.layers}
+    copied = []
+    for layer in target.layers:
+        other = known.get(layer.name)
+        if not layer.trainable_weights or other is None or layer.name == AGE_OUTPUT and not layer.trainable:
+            continue
+        values = other.get_weights()
+        if [w.shape for w in values] == [tuple(w.shape) for w in layer.weights]:
+            layer.set_weights(values)
+            copied.append(layer.name)
+    if not copied:
+        raise ValueError("the model to warm-start from shares no layer with this run's network")
+    log.info("warm start: copied %s", ", ".join(copied))
+    return copied
+
+
 def teacher_predictions(teachers: list, images, index: np.ndarray, batch_size: int) -> pd.DataFrame:
     """The teachers' flip-averaged estimates for the faces ``index``, averaged over the teachers.
 
@@ -131,29 +158,70 @@ def teacher_predictions(teachers: list, images, index: np.ndarray, batch_size: i
     return evaluate.mean_estimates([evaluate.predict_arrays(t, faces, batch_size, flip_average=True) for t in teachers])
 
 
+def label_ages(frame: pd.DataFrame) -> np.ndarray:
+    """One number per face for the regression head and the MAE metric: the age, or a band's middle."""
+    middle = (frame["age_low"].to_numpy(float) + frame["age_high"].to_numpy(float)) / 2
+    return np.where(frame["age"].notna(), frame["age"].to_numpy(float), middle)
+
+
+def training_targets(frame: pd.DataFrame, config: TrainConfig, teacher: pd.DataFrame | None = None) -> dict:
+    """Targets per output for ``frame``'s faces (a teacher blends in only for the regression head)."""
+    from agebatch import agedist
+    from agebatch.model import AGE_DISTRIBUTION, AGE_OUTPUT, GENDER_OUTPUT
+
+    ages, onehot = blend_with_teacher(label_ages(frame), frame["gender"].to_numpy(), teacher, config.teacher_weight)
+    targets = {AGE_OUTPUT: ages, GENDER_OUTPUT: onehot}
+    if config.age_head == "distribution":
+        targets[AGE_DISTRIBUTION] = agedist.targets(frame["age_low"], frame["age_high"], config.age_sigma)
+    return targets
+
+
+def training_weights(frame: pd.DataFrame, config: TrainConfig, outputs) -> dict:
+    """Per-face loss weights per output.
+
+    The regression recipe weights the age loss by age band and the gender loss by gender; the
+    distribution head, trained on several sources, weighs every loss by ``sources.balance_weights``
+    so no source, group, age band or gender dominates.
+    """
+    if config.age_head == "distribution":
+        weights = sources.balance_weights(frame, config.age_weight_power)
+        return {name: weights for name in outputs}
+    gender = frame["gender"].to_numpy()
+    return {
+        "age_output": age_weights(label_ages(frame), config.age_weight_power),
+        "gender_output": gender_weights(gender) if config.balance_gender else np.ones(len(frame), "float32"),
+    }
+
+
 def _make_dataset(images, frame, config: TrainConfig, training: bool, teacher: pd.DataFrame | None = None):
+    """A ``tf.data`` pipeline over in-memory uint8 ``images``: batches of (faces in [0, 1], targets[, weights]).
+
+    The arrays stay in numpy and batches are gathered by index, so a training part larger than
+    TensorFlow's 2 GB constant limit (UTKFace + FairFace) streams like a small one.
+    """
     import tensorflow as tf
 
-    ages, onehot = blend_with_teacher(
-        frame["age"].to_numpy(), frame["gender"].to_numpy(), teacher if training else None, config.teacher_weight
-    )
-    targets = {"age_output": ages, "gender_output": onehot}
+    targets = training_targets(frame, config, teacher if training else None)
+    weights = training_weights(frame, config, targets) if training else {}
+    arrays = [np.asarray(images), *targets.values(), *weights.values()]
+
+    def take(index):
+        return [a[index] for a in arrays]
+
+    def batch_of(index):
+        parts = tf.numpy_function(take, [index], [tf.as_dtype(a.dtype) for a in arrays])
+        for part, array in zip(parts, arrays):
+            part.set_shape((None, *array.shape[1:]))
+        faces = tf.cast(parts[0], tf.float32) / 255.0
+        y = dict(zip(targets, parts[1 : 1 + len(targets)]))
+        if not training:
+            return faces, y
+        return faces, y, dict(zip(weights, parts[1 + len(targets) :]))
+
+    index = tf.data.Dataset.range(len(frame))
     if training:
-        weights = {
-            "age_output": age_weights(frame["age"].to_numpy(), config.age_weight_power),
-            "gender_output": gender_weights(frame["gender"].to_numpy())
-            if config.balance_gender
-            else np.ones(len(frame), "float32"),
-        }
-        data = tf.data.Dataset.from_tensor_slices((images, targets, weights))
-        data = data.shuffle(min(len(frame), 20_000), seed=config.seed, reshuffle_each_iteration=True)
-    else:
-        data = tf.data.Dataset.from_tensor_slices((images, targets))
-
-    def scale(x, *rest):
-        return (tf.cast(x, tf.float32) / 255.0, *rest)
-
-    return data.batch(config.batch_size).map(scale, num_parallel_calls=tf.data.AUTOTUNE).prefetch(2)
+        index = index.shuffle(len(frame), seed=config.seed, reshuffle_each_iteration=True)
+    return index.batch(config.batch_size).map(batch_of, num_parallel_calls=tf.data.AUTOTUNE).prefetch(2)
 
 
 def _phase_schedule(config: TrainConfig, phase: str) -> str:
@@ -179,11 +247,21 @@ def _compile(
 ) -> None:
     import keras
 
+    from agebatch import agedist
+    from agebatch.model import AGE_DISTRIBUTION, AGE_OUTPUT, GENDER_OUTPUT
+
+    if config.age_head == "distribution":
+        # age_output (the distribution's mean) has no loss of its own: it is only watched (MAE).
+        loss = {AGE_OUTPUT: None, AGE_DISTRIBUTION: agedist.loss, GENDER_OUTPUT: "categorical_crossentropy"}
+        weights = {AGE_OUTPUT: 0.0, AGE_DISTRIBUTION: config.age_loss_weight, GENDER_OUTPUT: 1.0}
+    else:
+        loss = {AGE_OUTPUT: "mse", GENDER_OUTPUT: "categorical_crossentropy"}
+        weights = {AGE_OUTPUT: config.age_loss_weight, GENDER_OUTPUT: 1.0}
     model.compile(
         optimizer=keras.optimizers.Adam(learning_rate),
-        loss={"age_output": "mse", "gender_output": "categorical_crossentropy"},
-        loss_weights={"age_output": config.age_loss_weight, "gender_output": 1.0},
-        metrics={"age_output": ["mae"], "gender_output": ["accuracy"]},
+        loss=loss,
+        loss_weights=weights,
+        metrics={AGE_OUTPUT: ["mae"], GENDER_OUTPUT: ["accuracy"]},
     )
 
 
@@ -214,12 +292,13 @@ def _callbacks(config, stopper: _StopOnInterrupt, checkpoint: Path, phase: str, 
     import keras
 
     class StopWhenInterrupted(keras.callbacks.Callback):
+        """Stops at the end of a batch on Ctrl-C or past the time limit; Keras then still validates
+        the (shortened) epoch, so the checkpoint can keep what it learnt."""
+
         def on_train_batch_end(self, batch, logs=None):
             if stopper.interrupted:
                 self.model.stop_training = True
-
-        def on_epoch_end(self, epoch, logs=None):
-            if deadline is not None and time.time() > deadline:
+            elif deadline is not None and time.time() > deadline and not self.model.stop_training:
                 log.warning("time limit reached: stopping with the best weights so far")
                 self.model.stop_training = True
 
@@ -273,9 +352,32 @@ def inference_copy(trained, config: TrainConfig):
     """The trained network without augmentation layers: what scan loads, and smaller to run."""
     from agebatch.model import build_model
 
-    clean = build_model(config.image_size, None, config.dropout, config.alpha, augment=False)
+    clean = build_model(config.image_size, None, config.dropout, config.alpha, augment=False, age_head=config.age_head)
     _copy_weights(trained, clean)
     return clean
+
+
+def read_labelled(config: TrainConfig) -> tuple[pd.DataFrame, int]:
+    """Every labelled face of the run's sources with its split (train / val / test), and the rows skipped."""
+    frame, skipped = sources.read_sources(list(config.sources))
+    if config.max_images and len(frame) > config.max_images:
+        frame = frame.sample(config.max_images, random_state=config.seed)
+        frame = frame.sort_values(["source", "file"]).reset_index(drop=True)
+    if len(frame) < 10:
+        raise ValueError(f"need at least 10 labelled images in {', '.join(config.sources)}, found {len(frame)}")
+    saved = None
+    if config.split_from:
+        try:
+            saved = pd.read_csv(config.split_from)
+        except (OSError, ValueError) as exc:
+            raise ValueError(f"{config.split_from}: not a split file written by agebatch train ({exc})") from exc
+    try:
+        frame, left_out = sources.add_split(frame, config.test_split, config.val_split, config.seed, saved)
+    except ValueError as exc:
+        raise ValueError(f"{config.split_from}: {exc}") from exc
+    if left_out:
+        log.warning("%d labelled files are not in %s and are left out", left_out, config.split_from)
+    return frame, skipped
 
 
 def train(config: TrainConfig) -> TrainResult:
@@ -290,20 +392,11 @@ def train(config: TrainConfig) -> TrainResult:
     started = time.time()
     teacher_models = [load_checked(path, config.image_size, "teacher") for path in config.teachers]
     start = load_checked(config.init_from, config.image_size, "model to continue from") if config.init_from else None
+    warm = load_checked(config.warm_start, config.image_size, "model to warm-start from") if config.warm_start else None
 
-    frame, skipped = dataset.read_labels(config.data_dir)
-    if config.max_images and len(frame) > config.max_images:
-        frame = frame.sample(config.max_images, random_state=config.seed).sort_values("file").reset_index(drop=True)
-    if len(frame) < 10:
-        raise ValueError(f"need at least 10 labelled images in {config.data_dir}, found {len(frame)}")
-    if config.split_from:
-        frame, unassigned = dataset.reuse_split(frame, config.split_from)
-        if unassigned:
-            log.warning("%d labelled files are not in %s and are left out", unassigned, config.split_from)
-    else:
-        frame = dataset.add_split(frame, config.test_split, config.val_split, config.seed)
-    dataset.save_split(frame, out / "split.csv")
-    images = dataset.cached_images(config.data_dir, list(frame["file"]), config.image_size, config.cache_dir)
+    frame, skipped = read_labelled(config)
+    sources.save_split(frame, out / "split.csv")
+    images = dataset.cached_images("/", list(frame["path"]), config.image_size, config.cache_dir)
     parts = {name: frame.index[frame["split"] == name].to_numpy() for name in ("train", "val", "test")}
     log.info("images: %s", {k: len(v) for k, v in parts.items()})
     teacher = None
@@ -318,8 +411,16 @@ def train(config: TrainConfig) -> TrainResult:
     }
 
     model = build_model(
-        config.image_size, config.backbone_weights, config.dropout, config.alpha, color_jitter=config.color_jitter
+        config.image_size,
+        config.backbone_weights,
+        config.dropout,
+        config.alpha,
+        color_jitter=config.color_jitter,
+        age_head=config.age_head,
     )
+    if warm is not None:
+        warm_start(warm, model)
+        del warm
     if start is not None:
         continue_from(start, model, config.init_from)
         del start
@@ -362,7 +463,7 @@ def train(config: TrainConfig) -> TrainResult:
             )
     final = inference_copy(model, config)
     checkpoint.unlink(missing_ok=True)
-    if config.refit_age_head and not stopper.interrupted:
+    if config.refit_age_head and config.age_head == "regression" and not stopper.interrupted:
         config.extra["age_head_refit"] = refit_age_head(final, images, frame, config)
     return finalize(config, frame, skipped, images, final, history, time.time() - started, stopper.interrupted)
 
@@ -469,7 +570,7 @@ def refit_age_head(model, images, frame: pd.DataFrame, config: TrainConfig) -> d
 def finalize(
     config: TrainConfig,
     frame: pd.DataFrame,
-    skipped: list[str],
+    skipped: int,
     images,
     model,
     history: list[dict],
@@ -489,10 +590,21 @@ def finalize(
     test = frame.loc[parts["test"]].reset_index(drop=True)
     raw_metrics = evaluate.score(test, evaluate.predict_arrays(model, images[parts["test"]], config.batch_size))
     calibration_info = None
-    if config.calibrate and len(parts["val"]) >= 20:
+    if config.calibrate and len(parts["val"]) >= 20 and config.age_head == "distribution":
         val = frame.loc[parts["val"]].reset_index(drop=True)
         val_pred = evaluate.predict_arrays(model, images[parts["val"]], config.batch_size)
-        coef = calibration.fit_age_map(val_pred["pred_age"].to_numpy(), val["age"].to_numpy())
+        calibration_info = calibration.calibrate_gender(model, val_pred["pred_female"].to_numpy(), val["gender"])
+        calibrated_val = evaluate.score(val, evaluate.predict_arrays(model, images[parts["val"]], config.batch_size))
+        calibration_info.update(
+            val_before=evaluate.score(val, val_pred)["overall"],
+            val_after=calibrated_val["overall"],
+            test_before=raw_metrics["overall"],
+        )
+        metrics = evaluate.score(test, evaluate.predict_arrays(model, images[parts["test"]], config.batch_size))
+    elif config.calibrate and len(parts["val"]) >= 20:
+        val = frame.loc[parts["val"]].reset_index(drop=True)
+        val_pred = evaluate.predict_arrays(model, images[parts["val"]], config.batch_size)
+        coef = calibration.fit_age_map(val_pred["pred_age"].to_numpy(), label_ages(val))
         shift = calibration.best_gender_shift(val_pred["pred_female"].to_numpy(), val["gender"].to_numpy())
         model = calibration.calibrated_model(model, coef, shift)
         calibrated_val = evaluate.score(val, evaluate.predict_arrays(model, images[parts["val"]], config.batch_size))
