@@ -106,7 +106,7 @@ def read_source(path: str | os.PathLike, name: str | None = None) -> tuple[pd.Da
     """One source as a frame with ``COLUMNS``, sorted by file, and the number of rows skipped."""
     name = name or source_name(path)
     if kind_of(path) == "names":
-        return _read_names(Path(path), name)
+        return _read_names(Path(path).resolve(), name)
     csv = Path(path) if Path(path).is_file() else Path(path) / LABELS_FILE
     return _read_csv(csv, name)
 
