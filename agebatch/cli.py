@@ -18,17 +18,20 @@ from typing import Annotated
 
 import typer
 
-from agebatch import progress, quiet
-from agebatch.engines import ENGINES
-from agebatch.faces import DEFAULT_MIN_SCORE
-from agebatch.train_config import AGE_HEADS, SCHEDULES, TrainConfig
+from agebatch.common import atomic, progress, quiet
+from agebatch.common.settings import default_of, help_of
+from agebatch.common.text import one_line, printable
+from agebatch.reporting.options import BIN_WIDTHS, REPORT_FORMATS, ReportOptions
+from agebatch.results import FORMATS
+from agebatch.scanning.options import DETECTORS, ENGINES, EXPLAIN_HEADS, ScanOptions
+from agebatch.training.config import AGE_HEADS, SCHEDULES, TrainConfig
 
 try:  # typer >= 0.20 vendors click
     from typer._click import exceptions as click_exceptions
 except ImportError:  # pragma: no cover - older typer with click installed
     import click.exceptions as click_exceptions
 
-EXIT_OK, EXIT_UNEXPECTED, EXIT_USAGE, EXIT_NO_FACE, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
+EXIT_OK, EXIT_UNEXPECTED, EXIT_USAGE, EXIT_NO_FACE = 0, 1, 2, 3  # interrupted: 128 + signal (130, 143)
 
 app = typer.Typer(
     name="agebatch",
@@ -37,7 +40,7 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
-    epilog="Exit codes: 0 done, 1 unexpected error, 2 usage or setup error, 3 no face to explain, 130 interrupted.",
+    epilog="Exit codes: 0 done, 1 unexpected error, 2 usage or setup error, 3 no face to explain, 130 interrupted (143 on SIGTERM).",
 )
 
 
@@ -45,33 +48,65 @@ class Fail(Exception):
     """A setup or usage problem: printed as one line, exit code 2."""
 
 
-class Detector(StrEnum):
-    mtcnn = "mtcnn"
-    none = "none"
-
-
-class Format(StrEnum):
-    csv = "csv"
-    jsonl = "jsonl"
-
-
 def _fail_message(message: str) -> None:
-    progress.error_console().print(f"agebatch: error: {message}", markup=False)
+    progress.error_console().print(f"agebatch: error: {printable(message)}", markup=False)
 
 
-# Choices that the library defines, mirrored as enums for typer's help and validation.
-Engine = StrEnum("Engine", [(name, name) for name in ENGINES])
-Schedule = StrEnum("Schedule", [(name, name) for name in SCHEDULES])
-AgeHead = StrEnum("AgeHead", [(name, name) for name in AGE_HEADS])
-TRAIN_DEFAULTS = TrainConfig(data_dir="")
+def _interrupted_code() -> int:
+    """130 after Ctrl-C (SIGINT), 143 after SIGTERM: the shell's 128 + signal number."""
+    return 128 + _RECEIVED.get("signal", signal.SIGINT)
+
+
+_RECEIVED: dict[str, int] = {}
+
+
+def _on_sigterm(signum, frame) -> None:
+    """SIGTERM (systemd, ``timeout``, a scheduler) stops like Ctrl-C: finished rows are kept."""
+    _RECEIVED["signal"] = signum
+    raise KeyboardInterrupt
+
+
+def _choices(name: str, values: tuple) -> type[StrEnum]:
+    """A typer choice type for one of the library's choice lists."""
+    return StrEnum(name, [(str(value), str(value)) for value in values])
+
+
+# Choices that the library defines, as enums for typer's help and validation.
+Detector = _choices("Detector", DETECTORS)
+Format = _choices("Format", FORMATS)
+Engine = _choices("Engine", ENGINES)
+Schedule = _choices("Schedule", SCHEDULES)
+AgeHead = _choices("AgeHead", AGE_HEADS)
+ReportFormat = _choices("ReportFormat", REPORT_FORMATS)
+BinWidth = _choices("BinWidth", BIN_WIDTHS)
+Head = _choices("Head", EXPLAIN_HEADS)
+
+
+def _scan(name: str, *flags: str, **limits):
+    """A typer option whose help text is ScanOptions' field ``name`` (declared once, in the library)."""
+    return typer.Option(*flags, help=help_of(ScanOptions, name), **limits)
+
+
+def _report(name: str, *flags: str, **limits):
+    return typer.Option(*flags, help=help_of(ReportOptions, name), **limits)
+
+
+def _train(name: str, *flags: str, **limits):
+    return typer.Option(*flags, help=help_of(TrainConfig, name), **limits)
+
+
+def _scan_default(name: str):
+    return default_of(ScanOptions, name)
+
+
+def _train_default(name: str):
+    return default_of(TrainConfig, name)
 
 
 # Options that scan, predict and explain share, declared once.
-DetectorOption = Annotated[
-    Detector, typer.Option(help="Face detector; 'none' treats each image as one face crop (e.g. UTKFace).")
-]
-MinFaceOption = Annotated[int, typer.Option(help="Ignore faces smaller than this many pixels.", min=1)]
-MinScoreOption = Annotated[float, typer.Option(help="Detector confidence a face needs.", min=0.0, max=1.0)]
+DetectorOption = Annotated[Detector, _scan("detector")]
+MinFaceOption = Annotated[int, _scan("min_face", min=1)]
+MinScoreOption = Annotated[float, _scan("min_score", min=0.0, max=1.0)]
 FlipAverageOption = Annotated[
     bool,
     typer.Option(
@@ -84,7 +119,7 @@ ModelOption = Annotated[
 
 
 def _predictor(model: Path | None, batch_size: int, engine: Engine = Engine.auto, flip_average: bool = False):
-    from agebatch.predictor import ModelLoadError, Predictor
+    from agebatch.scanning.predictor import ModelLoadError, Predictor
 
     try:
         return Predictor(model, batch_size=batch_size, engine=engine.value, flip_average=flip_average)
@@ -109,18 +144,14 @@ def scan(
     resume: Annotated[
         bool, typer.Option(help="Skip images already in --out (same path, size, mtime); append new ones.")
     ] = False,
-    recursive: Annotated[bool, typer.Option(help="Walk folders recursively.")] = True,
-    exclude: Annotated[
-        list[str] | None, typer.Option(help="Skip files/folders matching this glob (repeatable).")
-    ] = None,
-    follow_symlinks: Annotated[
-        bool, typer.Option(help="Follow symbolic links to folders (loops are detected).")
-    ] = False,
-    detector: DetectorOption = Detector.mtcnn,
-    min_face: MinFaceOption = 40,
-    min_score: MinScoreOption = DEFAULT_MIN_SCORE,
-    batch_size: Annotated[int, typer.Option(help="Faces per model batch.", min=1, max=4096)] = 64,
-    jobs: Annotated[int | None, typer.Option(help="Decode/detect threads (default: one per core).", min=1)] = None,
+    recursive: Annotated[bool, _scan("recursive")] = _scan_default("recursive"),
+    exclude: Annotated[list[str] | None, _scan("exclude")] = None,
+    follow_symlinks: Annotated[bool, _scan("follow_symlinks")] = _scan_default("follow_symlinks"),
+    detector: DetectorOption = Detector(_scan_default("detector")),
+    min_face: MinFaceOption = _scan_default("min_face"),
+    min_score: MinScoreOption = _scan_default("min_score"),
+    batch_size: Annotated[int, _scan("batch_size", min=1, max=4096)] = _scan_default("batch_size"),
+    jobs: Annotated[int | None, _scan("jobs", min=1)] = _scan_default("jobs"),
     model: ModelOption = None,
     engine: Annotated[
         Engine, typer.Option(help="Inference engine: tflite (fast, used when the model has a .tflite twin) or keras.")
@@ -133,7 +164,7 @@ def scan(
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print nothing but errors.")] = False,
 ) -> None:
     """Find faces in PATHS and write one row per face with estimated age and gender."""
-    from agebatch.scanner import ScanOptions, scan_to_file
+    from agebatch.scanning.scanner import scan_to_file
 
     if fmt == Format.csv and out.suffix.lower() == ".jsonl":
         fmt = Format.jsonl
@@ -147,7 +178,7 @@ def scan(
         batch_size=batch_size,
         jobs=jobs,
     )
-    from agebatch.discovery import check_paths
+    from agebatch.scanning.discovery import check_paths
 
     check_paths(paths)
     predictor = _predictor(model, batch_size, engine, flip_average)
@@ -161,28 +192,19 @@ def scan(
         kept = Path(out).exists()
         hint = "run the same command with --resume to continue" if kept else "nothing was written"
         progress.error_console().print(f"agebatch: interrupted{done}; {hint}", markup=False)
-        raise typer.Exit(EXIT_INTERRUPTED) from None
+        raise typer.Exit(_interrupted_code()) from None
     if show:
-        progress.error_console().print(f"{out}: {summary.line()}", markup=False)
+        progress.error_console().print(f"{printable(out)}: {summary.line()}", markup=False)
 
 
 EXAMPLES_REPORT = """
 [bold]Examples[/bold]
 
   agebatch report results.csv --out report.html
-  agebatch report results.csv --group-by folder --depth 2 --out report.html
+  agebatch report results.csv --depth 2 --out report.html
   agebatch report monday.csv tuesday.csv --out compare.html
   agebatch report results.csv --format json --out report.json
 """
-
-
-class ReportFormat(StrEnum):
-    html = "html"
-    json = "json"
-
-
-class GroupBy(StrEnum):
-    folder = "folder"
 
 
 @app.command(epilog=EXAMPLES_REPORT)
@@ -193,17 +215,15 @@ def report(
     out: Annotated[Path, typer.Option("--out", "-o", help="Report file to write.")],
     fmt: Annotated[
         ReportFormat, typer.Option("--format", "-f", help="html (self-contained page) or json (aggregates).")
-    ] = ReportFormat.html,
-    group_by: Annotated[GroupBy, typer.Option(help="Breakdown of the results.")] = GroupBy.folder,
-    depth: Annotated[int, typer.Option(help="Folder levels below the scanned root to group by.", min=1)] = 1,
-    bins: Annotated[int, typer.Option(help="Default age histogram bin width in years (1 or 5).")] = 5,
-    min_gender_prob: Annotated[
-        float,
-        typer.Option(help="Leave faces with a less confident gender call out of gender splits.", min=0.0, max=1.0),
-    ] = 0.0,
-    low_confidence: Annotated[
-        float, typer.Option(help="Gender calls below this probability count as low confidence.", min=0.5, max=1.0)
-    ] = 0.6,
+    ] = ReportFormat(REPORT_FORMATS[0]),
+    depth: Annotated[int, _report("depth", min=1)] = default_of(ReportOptions, "depth"),
+    bins: Annotated[BinWidth, _report("bins")] = BinWidth(str(default_of(ReportOptions, "bins"))),
+    min_gender_prob: Annotated[float, _report("min_gender_prob", min=0.0, max=1.0)] = default_of(
+        ReportOptions, "min_gender_prob"
+    ),
+    low_confidence: Annotated[float, _report("low_confidence", min=0.5, max=1.0)] = default_of(
+        ReportOptions, "low_confidence"
+    ),
     model_card: Annotated[
         Path | None,
         typer.Option(help="Model card JSON for the 'how to read this' figures (default: the shipped model's)."),
@@ -213,14 +233,14 @@ def report(
     """Turn scan results into a self-contained HTML report (or JSON aggregates)."""
     import time
 
-    from agebatch.modelcard import card_for_model
-    from agebatch.predictor import default_model_path
-    from agebatch.report import ReportError, build_report, write_report
+    from agebatch.reporting.aggregate import ReportError, build_report, write_report
+    from agebatch.scanning.predictor import default_model_path
+    from agebatch.training.modelcard import card_for_model
 
-    if bins not in (1, 5):
-        raise Fail("--bins must be 1 or 5")
-    if not out.parent.is_dir():
-        raise Fail(f"output folder does not exist: {out.parent}")
+    try:  # before any results file is read: a bad --out fails at once
+        atomic.check_output(out, results_files)
+    except atomic.UnsafeOutputError as exc:
+        raise Fail(str(exc)) from exc
     card = None
     if model_card is not None:
         try:
@@ -234,7 +254,7 @@ def report(
         data = build_report(
             results_files, depth=depth, min_gender_prob=min_gender_prob, low_confidence=low_confidence, model_card=card
         )
-        write_report(data, out, fmt.value, bins)
+        write_report(data, out, fmt.value, int(bins.value))
     except ReportError as exc:
         raise Fail(str(exc)) from exc
     except OSError as exc:
@@ -242,7 +262,7 @@ def report(
     if progress.interactive(quiet):
         o = data["overall"]
         progress.error_console().print(
-            f"{out}: {o['images']} images, {o['faces']} faces, {o['errors']} errors "
+            f"{printable(out)}: {o['images']} images, {o['faces']} faces, {o['errors']} errors "
             f"({time.monotonic() - started:.1f} s)",
             markup=False,
         )
@@ -250,87 +270,40 @@ def report(
 
 @app.command()
 def train(
-    data_dir: Annotated[
-        Path, typer.Argument(help="Labelled faces: a UTKFace-style folder, a folder with labels.csv, or a CSV.")
-    ],
-    data: Annotated[
-        list[Path] | None, typer.Option("--data", help="Another labelled source to train on as well (repeatable).")
-    ] = None,
-    out: Annotated[Path, typer.Option(help="Folder for the model, model card, split and curves.")] = Path("trained"),
-    epochs: Annotated[
-        int, typer.Option(help="Most fine-tuning epochs (early stopping may end sooner).", min=0)
-    ] = TRAIN_DEFAULTS.epochs,
-    head_epochs: Annotated[
-        int, typer.Option(help="Epochs training only the heads on a frozen base.", min=0)
-    ] = TRAIN_DEFAULTS.head_epochs,
-    batch_size: Annotated[int, typer.Option(min=1)] = TRAIN_DEFAULTS.batch_size,
-    image_size: Annotated[int, typer.Option(min=32)] = TRAIN_DEFAULTS.image_size,
-    val_split: Annotated[
-        float, typer.Option(help="Share of the training part kept for early stopping.")
-    ] = TRAIN_DEFAULTS.val_split,
-    test_split: Annotated[float, typer.Option(help="Share held out for evaluation.")] = TRAIN_DEFAULTS.test_split,
-    seed: Annotated[int, typer.Option(help="Seeds the split and the training (weights, shuffling, augmentation).")] = (
-        TRAIN_DEFAULTS.seed
-    ),
-    split_from: Annotated[
-        Path | None,
-        typer.Option("--split", help="Reuse an earlier run's split.csv (then --seed only seeds the training)."),
-    ] = None,
-    patience: Annotated[int, typer.Option(help="Early-stopping patience (epochs).", min=1)] = TRAIN_DEFAULTS.patience,
-    learning_rate: Annotated[float, typer.Option(help="Fine-tuning learning rate.")] = TRAIN_DEFAULTS.learning_rate,
-    schedule: Annotated[
-        Schedule,
-        typer.Option(help="Fine-tuning rate: cut when validation stalls (plateau) or cosine decay over --epochs."),
-    ] = Schedule(TRAIN_DEFAULTS.schedule),
-    backbone_weights: Annotated[
-        str, typer.Option(help="imagenet, none, or a .weights.h5 path.")
-    ] = TRAIN_DEFAULTS.backbone_weights,
-    cache_dir: Annotated[Path | None, typer.Option(help="Cache decoded faces here between runs.")] = None,
-    time_limit: Annotated[float | None, typer.Option(help="Stop fine-tuning after this many minutes.")] = None,
-    age_head: Annotated[
-        AgeHead,
-        typer.Option(help="Age head: one regression output, or a distribution over years (exact ages and bands)."),
-    ] = AgeHead(TRAIN_DEFAULTS.age_head),
-    age_loss_weight: Annotated[
-        float,
-        typer.Option(help="Weight of the age loss (MSE in years^2, or the distribution's cross-entropy).", min=0.0),
-    ] = TRAIN_DEFAULTS.age_loss_weight,
-    color_jitter: Annotated[
-        float, typer.Option(help="Random brightness/contrast strength in augmentation (0: off).", min=0.0)
-    ] = TRAIN_DEFAULTS.color_jitter,
-    average_epochs: Annotated[
-        int, typer.Option(help="Extra epochs whose weights are averaged (kept only if validation improves).", min=0)
-    ] = TRAIN_DEFAULTS.average_epochs,
-    refit_age_head: Annotated[
-        bool,
-        typer.Option(help="Finally refit the age head on frozen features, unweighted (kept if validation improves)."),
-    ] = TRAIN_DEFAULTS.refit_age_head,
-    teacher: Annotated[
-        list[Path] | None,
-        typer.Option(
-            help="Distil: blend the labels with this saved model's estimates (see --teacher-weight); "
-            "repeat to average several models."
-        ),
-    ] = None,
-    teacher_weight: Annotated[
-        float, typer.Option(help="Share of the teacher in the training targets.", min=0.0, max=1.0)
-    ] = TRAIN_DEFAULTS.teacher_weight,
-    init_from: Annotated[
-        Path | None,
-        typer.Option(help="Continue from this saved model instead of new heads (skips the heads phase)."),
-    ] = None,
-    warm_start: Annotated[
-        Path | None,
-        typer.Option(help="Start from the layers this saved model shares with the new network (heads phase kept)."),
-    ] = None,
+    data_dir: Annotated[Path, typer.Argument(help=help_of(TrainConfig, "data_dir"), show_default=False)],
+    data: Annotated[list[Path] | None, _train("more_data", "--data")] = None,
+    out: Annotated[Path, _train("out_dir", "--out")] = Path(_train_default("out_dir")),
+    epochs: Annotated[int, _train("epochs", min=0)] = _train_default("epochs"),
+    head_epochs: Annotated[int, _train("head_epochs", min=0)] = _train_default("head_epochs"),
+    batch_size: Annotated[int, _train("batch_size", min=1)] = _train_default("batch_size"),
+    image_size: Annotated[int, _train("image_size", min=32)] = _train_default("image_size"),
+    val_split: Annotated[float, _train("val_split", min=0.0, max=0.9)] = _train_default("val_split"),
+    test_split: Annotated[float, _train("test_split", min=0.01, max=0.9)] = _train_default("test_split"),
+    seed: Annotated[int, _train("seed")] = _train_default("seed"),
+    split_from: Annotated[Path | None, _train("split_from", "--split")] = None,
+    patience: Annotated[int, _train("patience", min=1)] = _train_default("patience"),
+    learning_rate: Annotated[float, _train("learning_rate", min=0.0)] = _train_default("learning_rate"),
+    schedule: Annotated[Schedule, _train("schedule")] = Schedule(_train_default("schedule")),
+    backbone_weights: Annotated[str, _train("backbone_weights")] = _train_default("backbone_weights"),
+    cache_dir: Annotated[Path | None, _train("cache_dir")] = None,
+    time_limit: Annotated[float | None, _train("time_limit_minutes", "--time-limit", min=0.0)] = None,
+    age_head: Annotated[AgeHead, _train("age_head")] = AgeHead(_train_default("age_head")),
+    age_loss_weight: Annotated[float, _train("age_loss_weight", min=0.0)] = _train_default("age_loss_weight"),
+    color_jitter: Annotated[float, _train("color_jitter", min=0.0)] = _train_default("color_jitter"),
+    average_epochs: Annotated[int, _train("average_epochs", min=0)] = _train_default("average_epochs"),
+    refit_age_head: Annotated[bool, _train("refit_age_head")] = _train_default("refit_age_head"),
+    teacher: Annotated[list[Path] | None, _train("teachers", "--teacher")] = None,
+    teacher_weight: Annotated[float, _train("teacher_weight", min=0.0, max=1.0)] = _train_default("teacher_weight"),
+    init_from: Annotated[Path | None, _train("init_from")] = None,
+    warm_start: Annotated[Path | None, _train("warm_start")] = None,
     smoke: Annotated[
         bool, typer.Option(help="Tiny, fast configuration for tests: small network, 1+1 epochs, 64 images.")
     ] = False,
 ) -> None:
-    """Train the age/gender model on a UTKFace-style folder."""
+    """Train the age/gender model on labelled faces from one or more sources."""
     quiet.load_tensorflow()
-    from agebatch.train import smoke_config
-    from agebatch.train import train as run_training
+    from agebatch.training.train import smoke_config
+    from agebatch.training.train import train as run_training
 
     for source in [data_dir, *(data or [])]:
         if not source.exists():
@@ -392,7 +365,12 @@ def train(
 
 @app.command()
 def evaluate(
-    data_dir: Annotated[Path, typer.Argument(help="UTKFace-style folder with labels in file names.")],
+    data_dirs: Annotated[
+        list[Path],
+        typer.Argument(
+            help="Labelled faces: UTKFace-style folders, folders with labels.csv, or CSVs.", show_default=False
+        ),
+    ],
     model: ModelOption = None,
     split_file: Annotated[
         Path | None, typer.Option("--split", help="split.csv from training: score only its test part.")
@@ -404,16 +382,17 @@ def evaluate(
 ) -> None:
     """Score a model on labelled faces: age MAE, RMSE, gender accuracy, per age band, gender and race."""
     quiet.load_tensorflow()
-    from agebatch.evaluate import evaluate_folder, format_text, write_html
-    from agebatch.predictor import ModelLoadError, default_model_path
+    from agebatch.scanning.predictor import ModelLoadError, default_model_path
+    from agebatch.training.evaluate import evaluate_folder, format_text, write_html
 
-    if not data_dir.is_dir():
-        raise Fail(f"dataset folder not found: {data_dir}")
+    for source in data_dirs:
+        if not source.exists():
+            raise Fail(f"labelled data not found: {source}")
     if split_file is not None and not split_file.is_file():
         raise Fail(f"split file not found: {split_file}")
     try:
         result = evaluate_folder(
-            model or default_model_path(), data_dir, split_file, limit=limit, flip_average=flip_average
+            model or default_model_path(), list(data_dirs), split_file, limit=limit, flip_average=flip_average
         )
     except ModelLoadError as exc:
         raise Fail(str(exc)) from exc
@@ -439,8 +418,8 @@ def combine(
 ) -> None:
     """Average several trained models into one (an ensemble), scored on their validation and test faces."""
     quiet.load_tensorflow()
-    from agebatch.ensemble import write_ensemble
-    from agebatch.predictor import ModelLoadError
+    from agebatch.scanning.predictor import ModelLoadError
+    from agebatch.training.ensemble import write_ensemble
 
     if len(models) < 2:
         raise Fail("combine needs at least two models")
@@ -473,21 +452,16 @@ def combine(
     )
 
 
-class Head(StrEnum):
-    age = "age"
-    gender = "gender"
-
-
 def _analyse(image: Path, predictor, detector: Detector, min_face: int, min_score: float):
-    from agebatch.images import ImageError
-    from agebatch.photo import analyse
+    from agebatch.scanning.images import ImageError
+    from agebatch.scanning.photo import analyse
 
     if not image.is_file():
         raise Fail(f"no such image: {image}")
     try:
         return analyse(image, predictor, detector.value, min_face, min_score)
-    except ImageError as exc:
-        raise Fail(f"{image}: {exc}") from exc
+    except (ImageError, OSError) as exc:
+        raise Fail(f"{image}: {exc if isinstance(exc, ImageError) else one_line(exc)}") from exc
 
 
 @app.command()
@@ -497,25 +471,38 @@ def predict(
     draw: Annotated[
         Path | None, typer.Option(help="Save the (single) photo with boxes and labels drawn, as PNG/JPEG.")
     ] = None,
-    detector: DetectorOption = Detector.mtcnn,
-    min_face: MinFaceOption = 40,
-    min_score: MinScoreOption = DEFAULT_MIN_SCORE,
+    detector: DetectorOption = Detector(_scan_default("detector")),
+    min_face: MinFaceOption = _scan_default("min_face"),
+    min_score: MinScoreOption = _scan_default("min_score"),
     model: ModelOption = None,
     flip_average: FlipAverageOption = False,
 ) -> None:
-    """Show the faces found in photos with box, age, gender and confidence."""
+    """Show the faces found in photos with box, age, gender and confidence.
+
+    A photo that cannot be read is reported on stderr (and in ``--json`` as a record with an
+    ``error``) and the others are still shown; the exit code is 2 only when none could be read.
+    """
     from rich.console import Console
     from rich.table import Table
+    from rich.text import Text
 
-    from agebatch import drawing
+    from agebatch.scanning import drawing
 
     if draw is not None and len(images) != 1:
         raise Fail("--draw takes exactly one image")
-    predictor = _predictor(model, 64, flip_average=flip_average)
+    predictor = _predictor(model, _scan_default("batch_size"), flip_average=flip_average)
     records = []
+    failed = 0
     table = Table("image", "face", "box (x, y, w, h)", "age", "gender", "confidence")
     for image in images:
-        result = _analyse(image, predictor, detector, min_face, min_score)
+        name = Text(printable(image))  # a Text cell: a name is never read as Rich markup
+        try:
+            result = _analyse(image, predictor, detector, min_face, min_score)
+        except Fail as exc:  # said on stderr; the other photos are still shown
+            failed += 1
+            _fail_message(str(exc))
+            records.append({"path": str(image), "error": str(exc)})
+            continue
         for f in result.faces:
             box = [round(v) for v in (f.face.x, f.face.y, f.face.width, f.face.height)]
             records.append(
@@ -530,7 +517,7 @@ def predict(
                 }
             )
             table.add_row(
-                str(image),
+                name,
                 str(f.index),
                 ", ".join(map(str, box)),
                 f"{f.prediction.age:.1f}",
@@ -538,9 +525,9 @@ def predict(
                 f"{100 * f.prediction.gender_prob:.0f}%",
             )
         if not result.faces:
-            table.add_row(str(image), "-", "no face found", "", "", "")
+            table.add_row(name, "-", "no face found", "", "", "")
         if draw is not None:
-            from agebatch.photo import face_in_image
+            from agebatch.scanning.photo import face_in_image
 
             boxes = [face_in_image(f, result.scale) for f in result.faces]
             picture = drawing.draw_boxes(
@@ -550,7 +537,7 @@ def predict(
                 [f.prediction.gender for f in result.faces],
             )
             try:
-                picture.save(draw)
+                atomic.write_image(picture, draw)
             except (OSError, ValueError) as exc:
                 raise Fail(f"cannot write {draw}: {exc}") from exc
     if as_json:
@@ -558,22 +545,24 @@ def predict(
     else:
         tty = sys.stdout.isatty()
         Console(no_color=not tty, width=None if tty else 200).print(table)
+    if failed == len(images):
+        raise typer.Exit(EXIT_USAGE)
 
 
 @app.command()
 def explain(
     image: Annotated[Path, typer.Argument(help="Photo to explain.", show_default=False)],
     out: Annotated[Path, typer.Option("--out", "-o", help="Picture to write (PNG or JPEG).")],
-    head: Annotated[Head, typer.Option(help="Which estimate to explain.")] = Head.gender,
+    head: Annotated[Head, typer.Option(help="Which estimate to explain.")] = Head("gender"),
     face: Annotated[int | None, typer.Option(help="Explain only this face (0 = largest).", min=0)] = None,
-    detector: DetectorOption = Detector.mtcnn,
-    min_face: MinFaceOption = 40,
-    min_score: MinScoreOption = DEFAULT_MIN_SCORE,
+    detector: DetectorOption = Detector(_scan_default("detector")),
+    min_face: MinFaceOption = _scan_default("min_face"),
+    min_score: MinScoreOption = _scan_default("min_score"),
     model: ModelOption = None,
 ) -> None:
     """Grad-CAM heat map of what drove the age or gender estimate, blended onto the photo."""
-    predictor = _predictor(model, 64)
-    from agebatch.explain import explain_photo
+    predictor = _predictor(model, _scan_default("batch_size"))
+    from agebatch.scanning.explain import explain_photo
 
     result = _analyse(image, predictor, detector, min_face, min_score)
     if not result.faces:
@@ -583,13 +572,14 @@ def explain(
         raise Fail(f"--face {face}: {image} has {len(result.faces)} face(s), numbered from 0")
     explanation = explain_photo(result, predictor.model, head.value, face, detector == Detector.none)
     try:
-        explanation.picture.save(out)
+        atomic.write_image(explanation.picture, out)
     except (OSError, ValueError) as exc:
         raise Fail(f"cannot write {out}: {exc}") from exc
 
 
 def main() -> None:
     """Console-script entry point: maps every outcome onto the documented exit codes."""
+    signal.signal(signal.SIGTERM, _on_sigterm)
     try:
         code = app(standalone_mode=False)
     except Fail as exc:
@@ -600,7 +590,7 @@ def main() -> None:
         sys.exit(EXIT_USAGE)
     except (KeyboardInterrupt, typer.Abort):
         _fail_message("interrupted")
-        sys.exit(EXIT_INTERRUPTED)
+        sys.exit(_interrupted_code())
     except Exception as exc:  # noqa: BLE001 - the last line of defence
         known = _known_error(exc)
         if known:
@@ -608,10 +598,12 @@ def main() -> None:
             sys.exit(EXIT_USAGE)
         if os.environ.get("AGEBATCH_DEBUG"):
             raise
-        reason = " ".join(str(exc).split())[:200]
+        reason = one_line(exc)
         _fail_message(f"unexpected {type(exc).__name__}: {reason} (set AGEBATCH_DEBUG=1 for a traceback)")
         sys.exit(EXIT_UNEXPECTED)
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the work is done: a late Ctrl-C must not turn it into a failure
+    # The work is done: a late Ctrl-C or SIGTERM must not turn it into a failure.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     sys.exit(code if isinstance(code, int) else EXIT_OK)
 
 

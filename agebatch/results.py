@@ -16,12 +16,18 @@ import errno
 import fcntl
 import io
 import json
+import logging
 import math
 import os
+import re
+import stat
 import tempfile
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+
+from agebatch.common import atomic
+from agebatch.common.text import one_line, printable
 
 COLUMNS = (
     "path",
@@ -44,6 +50,8 @@ ALL_COLUMNS = COLUMNS + EXTRA_COLUMNS
 FORMATS = ("csv", "jsonl")
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 _TEXT_COLUMNS = ("path", "error")
+
+log = logging.getLogger(__name__)
 
 
 class OutputError(Exception):
@@ -108,19 +116,6 @@ def header(fmt: str) -> str:
     return ",".join(ALL_COLUMNS) + "\n" if fmt == "csv" else ""
 
 
-def _record_ends(data: bytes, fmt: str) -> list[int]:
-    """Byte offsets just after each complete record (a newline outside CSV quotes)."""
-    ends, inside = [], False
-    if fmt == "jsonl":
-        return [i + 1 for i, b in enumerate(data) if b == 0x0A]
-    for i, b in enumerate(data):
-        if b == 0x22:
-            inside = not inside
-        elif b == 0x0A and not inside:
-            ends.append(i + 1)
-    return ends
-
-
 def _parse(text: str, fmt: str) -> list[dict]:
     if fmt == "jsonl":
         return [json.loads(line) for line in text.splitlines() if line.strip()]
@@ -134,75 +129,187 @@ def read_rows(path: str | os.PathLike, fmt: str) -> list[dict]:
         return _parse(handle.read(), fmt)
 
 
-def _complete_length(data: bytes, fmt: str) -> int:
-    """Length of the longest prefix made of whole records and whole images (see module docstring)."""
-    ends = _record_ends(data, fmt)
-    first = 1 if fmt == "csv" else 0  # the header
-    if len(ends) <= first:
-        return 0
-    keep = ends[-1]
-    text = data[:keep].decode("utf-8", "replace")
+FIELD_LIMIT = 64 << 20  # the longest cell a results file may hold (csv's own default is 128 KB)
+TORN_RECORD_LINES = 3  # a torn last record spanning more lines than this is damage, not a torn write
+
+
+@dataclass
+class ResumeIndex:
+    """What ``--resume`` needs from an existing results file, read in one streaming pass.
+
+    ``keep`` is the length of the file made of whole records and whole images: only a torn write at
+    the very end (one image's rows, cut short) lies beyond it. ``done`` maps each image's path to the
+    (size, mtime) it had when scanned. Nothing else is kept, so a million rows cost a few hundred MB
+    at most, not a copy of the file.
+    """
+
+    keep: int = 0
+    size: int = 0
+    done: dict = field(default_factory=dict)
+    cut_rows: int = 0  # complete rows of an incomplete last image, beyond ``keep``
+
+
+class _Group:
+    """The run of consecutive rows of one image."""
+
+    def __init__(self, path: str, start: int, expected: int) -> None:
+        self.path, self.start, self.expected, self.rows = path, start, expected, 0
+
+
+def _int(value, default: int = 0) -> int:
     try:
-        rows = _parse(text, fmt)
-    except (ValueError, csv.Error):
-        rows = []
-    # Drop a trailing image whose rows are fewer than its ``faces`` count (a torn group).
-    while rows:
-        last = rows[-1]
-        group = [r for r in rows[-64:] if r.get("path") == last.get("path")]
-        try:
-            expected = max(1, int(last.get("faces") or 0))
-        except (TypeError, ValueError):
-            expected = 1
-        if len(group) >= expected and len(last) >= len(COLUMNS):
-            break
-        rows = rows[: len(rows) - len(group)]
-        keep = ends[first + len(rows) - 1] if rows else ends[first - 1] if first else 0
-    return keep
+        return int(float(value))
+    except (TypeError, ValueError):
+        return default
+
+
+def _float(value) -> float | None:
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return None
+    return number if math.isfinite(number) else None
+
+
+def _records(path: Path, fmt: str):
+    """(record as a dict, or None when it is not a whole record; byte offset after it; its line number;
+    how many physical lines it spans) for each record of a results file, streamed."""
+    with open(path, "rb") as raw:
+        if fmt == "jsonl":
+            offset = 0
+            for number, line in enumerate(raw, start=1):
+                offset += len(line)
+                if not line.strip():
+                    continue
+                try:
+                    record = json.loads(line)
+                except ValueError:
+                    record = None
+                yield (record if isinstance(record, dict) else None), offset, number, 1
+            return
+        ends: list[int] = []
+        offset = 0
+
+        def lines():
+            nonlocal offset
+            for line in raw:
+                offset += len(line)
+                ends.append(offset)
+                yield line.decode("utf-8", "replace")
+
+        reader = csv.reader(lines())
+        names = next(reader, None)
+        consumed = reader.line_num
+        for cells in reader if names else ():
+            spanned, consumed = reader.line_num - consumed, reader.line_num
+            record = dict(zip(names, cells)) if len(cells) == len(names) else None
+            yield record, ends[reader.line_num - 1], reader.line_num, spanned
+
+
+def _ends_with_newline(path: Path) -> bool:
+    with open(path, "rb") as handle:
+        handle.seek(0, os.SEEK_END)
+        if handle.tell() == 0:
+            return True
+        handle.seek(-1, os.SEEK_END)
+        return handle.read(1) == b"\n"
+
+
+def index_results(path: str | os.PathLike, fmt: str) -> ResumeIndex:
+    """Read a results file for ``--resume`` (see ``ResumeIndex``); damage it cannot prove to be a torn
+    last write is an ``OutputError`` (exit 2) rather than a guess that could drop rows."""
+    path = Path(path)
+    csv.field_size_limit(FIELD_LIMIT)
+    index = ResumeIndex(size=os.path.getsize(path))
+    if fmt == "csv":  # the header line as written (a file from an older version has fewer columns)
+        with open(path, "rb") as handle:
+            index.keep = len(handle.readline())
+    complete_end = _ends_with_newline(path)
+    group: _Group | None = None
+    previous_end = index.keep
+    try:
+        for record, end, line, spanned in _records(path, fmt):
+            torn = end >= index.size and not complete_end
+            if record is None or torn or "path" not in record:
+                if end >= index.size and spanned <= TORN_RECORD_LINES:
+                    break  # a torn last write: everything before it stays
+                raise OutputError(
+                    f"{path}: line {line} is damaged (not a complete {fmt.upper()} record); --resume will not "
+                    "guess which rows to keep: fix or remove that line, or scan into a new file"
+                )
+            image = str(record["path"])
+            if group is None or image != group.path:
+                group = _Group(image, previous_end, max(1, _int(record.get("faces"), 1)))
+                index.done[image] = (_int(record.get("file_size"), -1), _float(record.get("file_mtime")))
+            group.rows += 1
+            previous_end = end
+            if group.rows >= group.expected:
+                index.keep = end
+    except csv.Error as exc:
+        raise OutputError(f"{path}: cannot be read as CSV ({one_line(exc)}); --resume will not guess") from exc
+    if group is not None and group.rows < group.expected:
+        index.cut_rows = group.rows  # the last image is short of rows: it is scanned again after the cut
+        index.done.pop(group.path, None)
+        index.keep = group.start
+    return index
 
 
 def repair_tail(path: str | os.PathLike, fmt: str) -> int:
     """Cut a results file back to its last complete image; returns the bytes removed."""
+    index = index_results(path, fmt)
+    return _truncate(path, index.keep)
+
+
+def _truncate(path: str | os.PathLike, keep: int) -> int:
+    size = os.path.getsize(path)
+    if keep >= size:
+        return 0
     with open(path, "r+b") as handle:
-        data = handle.read()
-        keep = _complete_length(data, fmt) if data else 0
-        if fmt == "csv" and keep == 0 and data.startswith(header("csv").encode()):
-            keep = len(header("csv"))
-        removed = len(data) - keep
-        if removed:
-            handle.truncate(keep)
-            handle.flush()
-            os.fsync(handle.fileno())
-    return removed
+        handle.truncate(keep)
+        handle.flush()
+        os.fsync(handle.fileno())
+    return size - keep
 
 
-def check_existing(path: str | os.PathLike, fmt: str) -> None:
-    """Refuse to append to a file that is not an agebatch results file in ``fmt``."""
-    with open(path, encoding="utf-8", errors="replace", newline="") as handle:
-        first = handle.readline()
-    if not first:
+def is_results_file(path: str | os.PathLike) -> str | None:
+    """``"csv"`` or ``"jsonl"`` when ``path`` starts like an agebatch results file, else None."""
+    try:
+        with open(path, "rb") as handle:
+            first = handle.readline(1 << 16).decode("utf-8", "replace")
+    except OSError:
+        return None
+    if tuple(next(csv.reader([first]), [])[: len(COLUMNS)]) == COLUMNS:
+        return "csv"
+    try:
+        record = json.loads(first)
+    except ValueError:
+        return None
+    return "jsonl" if isinstance(record, dict) and "path" in record and "status" in record else None
+
+
+def check_not_an_input(out: str | os.PathLike, inputs: Iterable[str | os.PathLike]) -> None:
+    """Refuse an ``--out`` that is one of the run's inputs (also through a link or another spelling):
+    replacing it would destroy what the run reads."""
+    for given in inputs:
+        try:
+            same = os.path.samefile(out, given)
+        except OSError:
+            same = os.path.abspath(out) == os.path.abspath(given)
+        if same:
+            raise OutputError(f"--out {out} is also an input of this run; choose another file")
+
+
+def check_existing(path: str | os.PathLike, fmt: str, replacing: bool = False) -> None:
+    """Refuse to append to (or, ``replacing``, to replace) a file that is not an agebatch results
+    file in ``fmt``: a photo or someone's spreadsheet named by a slip of ``--out`` is kept."""
+    if os.path.getsize(path) == 0:
         return
-    if fmt == "csv":
-        names = next(csv.reader([first]), [])
-        if tuple(names[: len(COLUMNS)]) != COLUMNS:
-            raise OutputError(f"{path} is not an agebatch CSV (its header differs); choose another --out")
-    else:
-        try:
-            record = json.loads(first)
-        except ValueError:
-            record = None
-        if not isinstance(record, dict) or "path" not in record:
-            raise OutputError(f"{path} is not an agebatch JSONL file; choose another --out")
-
-
-def done_keys(rows: Iterable[dict]) -> set[FileKey]:
-    keys = set()
-    for row in rows:
-        try:
-            keys.add(FileKey(str(row["path"]), int(float(row["file_size"])), round(float(row["file_mtime"]), 6)))
-        except (KeyError, TypeError, ValueError):
-            continue
-    return keys
+    found = is_results_file(path)
+    if found is None:
+        verb = "replace" if replacing else "append to"
+        raise OutputError(f"{path} exists and is not an agebatch results file; refusing to {verb} it")
+    if found != fmt:
+        raise OutputError(f"{path} is an agebatch {found.upper()} file, not {fmt.upper()}; choose another --out")
 
 
 class ResultsWriter:
@@ -223,8 +330,9 @@ class ResultsWriter:
         self.resume = resume
         self.excel = excel
         self.wait = wait
-        self.done: set[FileKey] = set()
-        self.existed = self.out.exists()
+        self.done: dict[str, tuple[int, float | None]] = {}  # path -> (size, mtime) already in --out
+        self.changed = 0  # images skipped as done although their file changed since
+        self.existed = False  # decided once the lock is held (another run may be finishing it)
         self._lock = None
         self._fd: int | None = None
         self._tmp: Path | None = None
@@ -232,13 +340,15 @@ class ResultsWriter:
 
     # -- setup -------------------------------------------------------------------------------
     def __enter__(self) -> ResultsWriter:
-        if self.out.is_dir():
-            raise OutputError(f"--out is a folder: {self.out}")
-        folder = self.out.parent
-        if not folder.is_dir():
-            raise OutputError(f"output folder does not exist: {folder}")
+        self._check_target()
         self._acquire_lock()
         try:
+            # Every decision about what is there is taken here, under the lock: a run that waited
+            # (--wait) sees what the run before it left, not what was there when it started.
+            self._check_target()
+            self.existed = self.out.exists()
+            if self.existed and not self.resume:
+                check_existing(self.out, self.fmt, replacing=True)
             self._remove_stale_temporaries()
             if self.resume:
                 if not self.out.exists():
@@ -249,14 +359,40 @@ class ResultsWriter:
         except OSError as exc:
             self._release_lock()
             raise OutputError(f"cannot write {self.out}: {exc.strerror or exc}") from exc
+        except BaseException:
+            self._release_lock()
+            raise
         return self
+
+    def _check_target(self) -> None:
+        """``--out`` must be absent or a regular file (not a link, folder, FIFO or device)."""
+        folder = self.out.parent
+        if not folder.is_dir():
+            raise OutputError(f"output folder does not exist: {folder}")
+        try:
+            info = os.lstat(self.out)
+        except FileNotFoundError:
+            return
+        if stat.S_ISDIR(info.st_mode):
+            raise OutputError(f"--out is a folder: {self.out}")
+        if stat.S_ISLNK(info.st_mode):
+            raise OutputError(f"--out is a symbolic link, refusing to write through it: {self.out}")
+        if not stat.S_ISREG(info.st_mode):
+            raise OutputError(f"--out is not a regular file (a FIFO, socket or device): {self.out}")
 
     def _acquire_lock(self) -> None:
         lock_path = self.out.with_name(f".{self.out.name}.lock")
         try:
-            self._lock = open(lock_path, "a")
+            # O_NOFOLLOW: a link planted under the lock's name is refused, never followed.
+            fd = os.open(lock_path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK, 0o600)
         except OSError as exc:
+            if exc.errno == errno.ELOOP:
+                raise OutputError(f"the lock file {lock_path} is a symbolic link; remove it") from exc
             raise OutputError(f"cannot write in {self.out.parent}: {exc.strerror or exc}") from exc
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            os.close(fd)
+            raise OutputError(f"the lock file {lock_path} is not a regular file; remove it")
+        self._lock = os.fdopen(fd, "r+")
         flags = fcntl.LOCK_EX if self.wait else fcntl.LOCK_EX | fcntl.LOCK_NB
         try:
             fcntl.flock(self._lock, flags)
@@ -274,9 +410,13 @@ class ResultsWriter:
             self._lock = None
 
     def _remove_stale_temporaries(self) -> None:
-        """Temporary files of earlier runs that were killed: with the lock held, nobody else owns them."""
-        for stale in self.out.parent.glob(f".{self.out.name}.*.tmp"):
-            stale.unlink(missing_ok=True)
+        """Temporary files of earlier runs into this ``--out`` that were killed: with the lock held,
+        nobody else owns them. Matched exactly (the name and mkstemp's random part), never by a glob
+        built from the name, so another output's temporary file is never touched."""
+        pattern = re.compile(rf"\.{re.escape(self.out.name)}\.[A-Za-z0-9_]{{8}}\.tmp")
+        for entry in os.scandir(self.out.parent):
+            if pattern.fullmatch(entry.name) and entry.is_file(follow_symlinks=False):
+                os.unlink(entry.path)
 
     def _create_with_header(self) -> None:
         """A new results file holding just the header, created atomically so --resume can append to it."""
@@ -288,9 +428,18 @@ class ResultsWriter:
 
     def _open_append(self) -> None:
         check_existing(self.out, self.fmt)
-        repair_tail(self.out, self.fmt)
-        self.done = done_keys(read_rows(self.out, self.fmt))
-        self._fd = os.open(self.out, os.O_WRONLY | os.O_APPEND)
+        index = index_results(self.out, self.fmt)
+        if index.cut_rows or index.keep < index.size:
+            log.warning(
+                "agebatch: %s ended in a torn write: removed %d byte(s) (%d complete row(s) of its last, "
+                "unfinished image), which will be scanned again",
+                printable(self.out),
+                index.size - index.keep,
+                index.cut_rows,
+            )
+        _truncate(self.out, index.keep)
+        self.done = index.done
+        self._fd = os.open(self.out, os.O_WRONLY | os.O_APPEND | os.O_NOFOLLOW)
         if os.fstat(self._fd).st_size == 0:
             self._write_all(header(self.fmt).encode())
 
@@ -308,7 +457,18 @@ class ResultsWriter:
 
     # -- writing -----------------------------------------------------------------------------
     def is_done(self, key: FileKey | None) -> bool:
-        return key is not None and key in self.done
+        """True for an image the file already has rows for (by path), so each image appears once.
+
+        An image whose size or modification time changed since is still skipped (appending it again
+        would list it twice) and counted in ``changed``; a spreadsheet that rounded ``file_mtime`` to
+        whole seconds does not count as a change.
+        """
+        if key is None or key.path not in self.done:
+            return False
+        size, mtime = self.done[key.path]
+        if size != key.size or mtime is None or abs(mtime - key.mtime) >= 1.0:
+            self.changed += 1
+        return True
 
     def write_image(self, rows: list[dict]) -> None:
         """Append one image's rows with one unbuffered write, so a kill cannot tear earlier images.
@@ -373,7 +533,5 @@ def _copy_mode(existing: Path, new: Path) -> None:
     try:
         mode = existing.stat().st_mode & 0o777
     except OSError:
-        umask = os.umask(0)
-        os.umask(umask)
-        mode = 0o666 & ~umask
+        mode = 0o666 & ~atomic.UMASK
     os.chmod(new, mode)

@@ -21,12 +21,12 @@ from PIL import Image
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from agebatch import quiet  # noqa: E402
+from agebatch.common import quiet  # noqa: E402
 
 quiet.load_tensorflow()
 
-from agebatch import faces  # noqa: E402
-from agebatch.dataset import read_labels  # noqa: E402
+from agebatch.scanning import faces  # noqa: E402
+from agebatch.training.dataset import read_labels  # noqa: E402
 
 
 def main() -> None:

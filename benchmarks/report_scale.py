@@ -20,7 +20,7 @@ import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from agebatch.report import build_report, write_report  # noqa: E402
+from agebatch.reporting.aggregate import build_report, write_report  # noqa: E402
 from agebatch.results import ALL_COLUMNS  # noqa: E402
 
 

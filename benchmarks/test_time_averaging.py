@@ -22,7 +22,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from agebatch import quiet  # noqa: E402
+from agebatch.common import quiet  # noqa: E402
 
 quiet.load_tensorflow()
 
@@ -56,8 +56,8 @@ def views(faces: np.ndarray) -> dict[str, np.ndarray]:
 def main() -> None:
     import pandas as pd
 
-    from agebatch import dataset, evaluate
-    from agebatch.predictor import load_model
+    from agebatch.scanning.predictor import load_model
+    from agebatch.training import dataset, evaluate
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("data_dir", type=Path)

@@ -39,7 +39,7 @@ from PIL import Image
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from agebatch import quiet  # noqa: E402
+from agebatch.common import quiet  # noqa: E402
 
 quiet.load_tensorflow()
 
@@ -153,7 +153,7 @@ def decode_cost(folder: Path, image_size: int, limit: int = 500) -> float:
     Even spread perfectly over C cores with no overhead, this bounds crops/model-only at
     1 / (1 + model_faces_per_s x this / C).
     """
-    from agebatch.scanner import ScanOptions, _Pipeline, _Work
+    from agebatch.scanning.scanner import ScanOptions, _Pipeline, _Work
 
     pipeline = _Pipeline(ScanOptions(detector="none"), image_size)
     files = sorted(str(p) for p in folder.iterdir())[:limit]
@@ -221,7 +221,7 @@ def scan_subprocess(folder: Path, out: Path, model: Path, *extra: str) -> dict:
 
 
 def scan_in_process(folder: Path, out: Path, predictor, **options) -> dict:
-    from agebatch.scanner import ScanOptions, scan_to_file
+    from agebatch.scanning.scanner import ScanOptions, scan_to_file
 
     started = time.perf_counter()
     summary = scan_to_file([folder], out, predictor, ScanOptions(**options))
@@ -235,7 +235,7 @@ def scan_in_process(folder: Path, out: Path, predictor, **options) -> dict:
 
 
 def main() -> None:
-    from agebatch.predictor import Predictor, default_model_path
+    from agebatch.scanning.predictor import Predictor, default_model_path
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", type=Path, default=None)

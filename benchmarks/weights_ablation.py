@@ -22,7 +22,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from agebatch import quiet  # noqa: E402
+from agebatch.common import quiet  # noqa: E402
 
 quiet.load_tensorflow()
 
@@ -64,11 +64,11 @@ def fit_heads(features, ages, genders, age_weights, gender_weights, val, seed: i
 def main() -> None:
     import pandas as pd
 
-    from agebatch import dataset, evaluate
-    from agebatch.ensemble import members_of
-    from agebatch.model import pooled_features
-    from agebatch.predictor import default_model_path, load_model
-    from agebatch.train import age_weights, gender_weights
+    from agebatch.contract import members_of
+    from agebatch.scanning.predictor import default_model_path, load_model
+    from agebatch.training import dataset, evaluate
+    from agebatch.training.network import pooled_features
+    from agebatch.training.train import age_weights, gender_weights
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("data_dir", type=Path)

@@ -15,10 +15,10 @@ UTKFACE = SHARED / "datasets" / "utkface"
 @pytest.fixture(scope="session")
 def tiny_model_path(tmp_path_factory) -> Path:
     """A small random network with the agebatch interface (64x64 input): fast, and outputs are real."""
-    from agebatch import quiet
+    from agebatch.common import quiet
 
     quiet.load_tensorflow()
-    from agebatch.model import build_model
+    from agebatch.training.network import build_model
 
     path = tmp_path_factory.mktemp("model") / "tiny.keras"
     build_model(64, None, alpha=0.35, augment=False).save(path)
@@ -27,7 +27,7 @@ def tiny_model_path(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def tiny_predictor(tiny_model_path):
-    from agebatch.predictor import Predictor
+    from agebatch.scanning.predictor import Predictor
 
     return Predictor(tiny_model_path, batch_size=8)
 

@@ -1,6 +1,7 @@
 import numpy as np
 
-from agebatch import calibration, quiet
+from agebatch.common import quiet
+from agebatch.training import calibration
 
 
 def test_age_map_undoes_shrinkage_towards_the_mean():
@@ -29,8 +30,8 @@ def test_calibrated_model_matches_numpy_and_saves(tmp_path):
     quiet.load_tensorflow()
     import keras
 
-    from agebatch.model import build_model
-    from agebatch.predictor import load_model
+    from agebatch.scanning.predictor import load_model
+    from agebatch.training.network import build_model
 
     model = build_model(32, None, alpha=0.35, augment=False)
     coef = np.array([1.0, 1.2] + [0.1] * len(calibration.KNOTS))
@@ -45,3 +46,15 @@ def test_calibrated_model_matches_numpy_and_saves(tmp_path):
     calibrated.save(tmp_path / "c.keras")
     loaded, size = load_model(tmp_path / "c.keras")
     assert size == 32 and isinstance(loaded, keras.Model)
+
+
+def test_temperature_softens_an_overconfident_gender_head():
+    rng = np.random.default_rng(2)
+    gender = rng.integers(0, 2, 5000)
+    x = np.where(gender == 1, 1.0, -1.0) + rng.normal(0, 1.0, gender.size)
+    honest = 2 * x  # the true log-odds of two unit Gaussians one either side of 0
+    overconfident = 1 / (1 + np.exp(-3 * honest))
+    temperature = calibration.fit_temperature(overconfident, gender)
+    assert 2.4 < temperature < 3.6
+    calibrated = 1 / (1 + np.exp(-honest))
+    assert 0.8 < calibration.fit_temperature(calibrated, gender) < 1.25

@@ -1,7 +1,8 @@
 import pandas as pd
 import pytest
 
-from agebatch import dataset
+from agebatch import contract
+from agebatch.training import dataset
 from tests.imagegen import utk_folder
 
 
@@ -93,9 +94,9 @@ def test_reuse_split_keeps_the_saved_parts_and_counts_unnamed_files(tmp_path):
 
 
 def test_age_band_edges():
-    assert dataset.age_band(0) == "0-12"
-    assert dataset.age_band(12.4) == "0-12"
-    assert dataset.age_band(13) == "13-17"
-    assert dataset.age_band(64.9) == "55-64"
-    assert dataset.age_band(65) == "65+"
-    assert dataset.age_band(116) == "65+"
+    assert contract.age_band(0) == "0-12"
+    assert contract.age_band(12.4) == "0-12"
+    assert contract.age_band(13) == "13-17"
+    assert contract.age_band(64.9) == "55-64"
+    assert contract.age_band(65) == "65+"
+    assert contract.age_band(116) == "65+"

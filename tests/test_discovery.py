@@ -2,7 +2,7 @@ import os
 
 import pytest
 
-from agebatch.discovery import discover
+from agebatch.scanning.discovery import discover
 from tests.imagegen import jpeg_bytes
 
 

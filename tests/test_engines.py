@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from agebatch import quiet
+from agebatch.common import quiet
 
 quiet.load_tensorflow()
 
@@ -11,8 +11,8 @@ def twin_models(tmp_path_factory, tiny_model_path):
     """The tiny Keras model and its .tflite twin side by side."""
     import shutil
 
-    from agebatch.engines import export_tflite, write_twin_record
-    from agebatch.predictor import load_model
+    from agebatch.scanning.engines import export_tflite, write_twin_record
+    from agebatch.scanning.predictor import load_model
 
     folder = tmp_path_factory.mktemp("twins")
     keras_path = folder / "agebatch.keras"
@@ -31,7 +31,7 @@ def test_a_recorded_twin_runs_without_loading_keras_or_tensorflow(twin_models):
     repo = Path(__file__).resolve().parent.parent
     code = (
         "import sys, numpy as np\n"
-        "from agebatch.predictor import Predictor\n"
+        "from agebatch.scanning.predictor import Predictor\n"
         f"p = Predictor({str(twin_models)!r})\n"
         "ages, females = p.predict_array(np.zeros((3, p.image_size, p.image_size, 3), np.uint8))\n"
         "print(p.engine, len(ages), 'keras' in sys.modules, 'tensorflow' in sys.modules)\n"
@@ -42,22 +42,40 @@ def test_a_recorded_twin_runs_without_loading_keras_or_tensorflow(twin_models):
     assert result.stdout.split() == ["tflite", "3", "False", "False"]
 
 
-def test_a_twin_whose_record_does_not_match_is_checked_against_keras(tmp_path, twin_models):
+def test_a_twin_that_its_record_does_not_bind_is_never_run(tmp_path, twin_models, caplog):
+    import json
+    import logging
     import shutil
 
-    from agebatch.predictor import Predictor
+    from agebatch.scanning.predictor import ModelLoadError, Predictor
 
     for name in ("agebatch.keras", "agebatch.tflite", "agebatch.tflite.json"):
         shutil.copy(twin_models.parent / name, tmp_path / name)
     assert Predictor(tmp_path / "agebatch.keras")._model is None  # record matches: Keras not loaded
-    (tmp_path / "agebatch.tflite.json").write_text('{"keras_sha256": "another model"}')
-    predictor = Predictor(tmp_path / "agebatch.keras")
-    assert predictor._model is not None and predictor.engine == "tflite"  # loaded, sizes checked, same size
-    assert predictor.model is predictor._model
+    record = json.loads((tmp_path / "agebatch.tflite.json").read_text())
+    good = (tmp_path / "agebatch.tflite").read_bytes()
+    impostors = {
+        "record names another model": ({**record, "keras_sha256": "0" * 64}, good),
+        "twin swapped, record kept": (record, good[:-8] + b"\0" * 8),
+        "no record": (None, good),
+    }
+    for why, (changed, blob) in impostors.items():
+        (tmp_path / "agebatch.tflite").write_bytes(blob)
+        if changed is None:
+            (tmp_path / "agebatch.tflite.json").unlink(missing_ok=True)
+        else:
+            (tmp_path / "agebatch.tflite.json").write_text(json.dumps(changed))
+        caplog.clear()
+        with caplog.at_level(logging.WARNING):
+            predictor = Predictor(tmp_path / "agebatch.keras")
+        assert predictor.engine == "keras" and predictor._model is not None, why
+        assert "ignoring the LiteRT twin" in caplog.text, why
+        with pytest.raises(ModelLoadError, match="does not match"):
+            Predictor(tmp_path / "agebatch.keras", engine="tflite")
 
 
 def test_tflite_twin_is_used_and_matches_keras(twin_models):
-    from agebatch.predictor import Predictor
+    from agebatch.scanning.predictor import Predictor
 
     fast = Predictor(twin_models)
     reference = Predictor(twin_models, engine="keras")
@@ -70,7 +88,7 @@ def test_tflite_twin_is_used_and_matches_keras(twin_models):
 
 
 def test_engine_tflite_without_twin_is_a_load_error(tiny_model_path):
-    from agebatch.predictor import ModelLoadError, Predictor
+    from agebatch.scanning.predictor import ModelLoadError, Predictor
 
     with pytest.raises(ModelLoadError, match="needs"):
         Predictor(tiny_model_path, engine="tflite")
@@ -80,7 +98,7 @@ def test_engine_tflite_without_twin_is_a_load_error(tiny_model_path):
 def test_broken_tflite_twin_falls_back_to_keras(tmp_path, tiny_model_path):
     import shutil
 
-    from agebatch.predictor import ModelLoadError, Predictor
+    from agebatch.scanning.predictor import ModelLoadError, Predictor
 
     shutil.copy(tiny_model_path, tmp_path / "m.keras")
     (tmp_path / "m.tflite").write_bytes(b"not a flatbuffer")
@@ -110,7 +128,7 @@ def test_scan_cli_engine_option(run_cli, twin_models, tmp_path):
 
 
 def test_flip_average_is_the_mean_of_the_face_and_its_mirror(twin_models):
-    from agebatch.predictor import Predictor
+    from agebatch.scanning.predictor import Predictor
 
     faces = np.random.default_rng(1).integers(0, 255, (5, 64, 64, 3), np.uint8)
     for engine in ("keras", "tflite"):
@@ -124,8 +142,8 @@ def test_flip_average_is_the_mean_of_the_face_and_its_mirror(twin_models):
 
 
 def test_flip_averaged_feeds_the_mirror_image():
-    from agebatch.evaluate import predict_with
-    from agebatch.predictor import flip_averaged
+    from agebatch.scanning.predictor import flip_averaged
+    from agebatch.training.evaluate import predict_with
 
     def left_and_right_edges(batch):  # a "model" that sees which side of the face is where
         return batch[:, 0, 0, 0] * 100, batch[:, 0, -1, 0]

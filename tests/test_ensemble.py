@@ -3,7 +3,7 @@ import json
 import numpy as np
 import pytest
 
-from agebatch import quiet
+from agebatch.common import quiet
 from tests.imagegen import utk_folder
 
 quiet.load_tensorflow()
@@ -12,7 +12,7 @@ quiet.load_tensorflow()
 def _network(seed: int):
     """A small random network whose outputs depend on the face. Keras' initial weights shrink a random
     MobileNetV2's features to almost nothing; He-scaled kernels keep them alive."""
-    from agebatch.model import build_model
+    from agebatch.training.network import build_model
 
     model = build_model(64, None, alpha=0.35, augment=False)
     rng = np.random.default_rng(seed)
@@ -36,8 +36,8 @@ def _faces(count: int = 6) -> np.ndarray:
 def test_an_ensemble_averages_its_members_face_by_face(tmp_path):
     import keras
 
-    from agebatch.ensemble import combine, members_of
-    from agebatch.model import check_interface
+    from agebatch.contract import check_interface, members_of
+    from agebatch.training.ensemble import combine
 
     first, second = _network(1), _network(2)
     faces = _faces()
@@ -56,8 +56,8 @@ def test_an_ensemble_averages_its_members_face_by_face(tmp_path):
 
 
 def test_half_precision_storage_halves_the_file_and_loads_computing_in_float32(tmp_path):
-    from agebatch.precision import half_precision_storage, stores_half_precision
-    from agebatch.predictor import load_model
+    from agebatch.scanning.precision import half_precision_storage, stores_half_precision
+    from agebatch.scanning.predictor import load_model
 
     model = _network(4)
     model.save(tmp_path / "full.keras")
@@ -79,8 +79,8 @@ def test_half_precision_storage_halves_the_file_and_loads_computing_in_float32(t
 
 
 def test_grad_cam_of_an_ensemble_averages_its_members_maps():
-    from agebatch.ensemble import combine
-    from agebatch.explain import grad_cam
+    from agebatch.scanning.explain import grad_cam
+    from agebatch.training.ensemble import combine
 
     first, second = _network(5), _network(6)
     ensemble = combine([first, second])
@@ -95,7 +95,7 @@ def test_grad_cam_of_an_ensemble_averages_its_members_maps():
 
 
 def test_combine_cli_writes_a_scored_ensemble_that_scan_and_evaluate_use(run_cli, tmp_path):
-    from agebatch import dataset
+    from agebatch.training import dataset
 
     data = utk_folder(tmp_path / "utk", count=30)
     split = dataset.add_split(dataset.read_labels(data)[0], 0.3, 0.2, seed=5)

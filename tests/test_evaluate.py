@@ -1,7 +1,7 @@
 import pandas as pd
 import pytest
 
-from agebatch.evaluate import confusion, score
+from agebatch.training.evaluate import confusion, score
 
 
 def test_score_on_hand_computed_example():
@@ -24,3 +24,37 @@ def test_score_on_hand_computed_example():
 
 def test_confusion_counts():
     assert confusion([0, 0, 1, 1, 1], [0, 1, 1, 1, 0]) == [[1, 1], [1, 2]]
+
+
+def test_band_labelled_faces_score_band_accuracy_and_sources_score_apart():
+    nan = float("nan")
+    truth = pd.DataFrame(
+        {
+            "source": ["utk", "utk", "ff", "ff", "ff"],
+            "age": [10, 30, nan, nan, nan],
+            "age_low": [10, 30, 20, 20, 70],
+            "age_high": [10, 30, 29, 29, 100],
+            "gender": [0, 1, 1, 0, 0],
+            "race": ["white", "black", "east asian", "east asian", "indian"],
+        }
+    )
+    predictions = pd.DataFrame({"pred_age": [12, 30, 29.9, 30.0, 75], "pred_female": [0.2, 0.9, 0.6, 0.7, 0.1]})
+    result = score(truth, predictions)
+    assert result["overall"]["n"] == 5 and result["overall"]["n_exact_age"] == 2
+    assert result["overall"]["age_mae"] == pytest.approx(1.0)  # only faces with an exact age
+    # 29.9 lies in 20-29 (its whole years are 29), 30.0 does not, 75 lies in 70+
+    assert result["overall"]["age_band_accuracy"] == pytest.approx(2 / 3)
+    assert list(result["by_label_band"]) == ["20-29", "70-100"]
+    ff = result["by_source"]["ff"]
+    assert "age_mae" not in ff["overall"] and ff["overall"]["gender_accuracy"] == pytest.approx(2 / 3)
+    assert ff["race_gender_gap"]["gap"] == pytest.approx(0.5)
+    assert result["by_source"]["utk"]["overall"]["age_mae"] == pytest.approx(1.0)
+
+
+def test_calibration_error_on_a_hand_computed_case():
+    from agebatch.training.evaluate import calibration_error
+
+    # two faces called female at 0.9 (one right), two called male at 0.7 (both right)
+    error = calibration_error([0.9, 0.9, 0.3, 0.3], [1, 0, 0, 0], bins=10)
+    assert error == pytest.approx((2 * abs(0.9 - 0.5) + 2 * abs(0.7 - 1.0)) / 4)
+    assert calibration_error([1.0, 0.0], [1, 0]) == pytest.approx(0.0)

@@ -5,7 +5,7 @@ import json
 import numpy as np
 import pytest
 
-from agebatch import quiet
+from agebatch.common import quiet
 from tests.imagegen import FACE_PHOTO, NO_FACE_PHOTOS
 
 quiet.load_tensorflow()
@@ -44,7 +44,7 @@ def toy_model():
 
 
 def test_grad_cam_peaks_where_the_evidence_is(toy_model):
-    from agebatch.explain import grad_cam
+    from agebatch.scanning.explain import grad_cam
 
     model, sample = toy_model
     cam = grad_cam(model, sample, head="gender")
@@ -55,15 +55,15 @@ def test_grad_cam_peaks_where_the_evidence_is(toy_model):
 
 
 def test_grad_cam_rejects_unknown_head(toy_model):
-    from agebatch.explain import grad_cam
+    from agebatch.scanning.explain import grad_cam
 
     with pytest.raises(ValueError):
         grad_cam(toy_model[0], toy_model[1], head="race")
 
 
 def test_heat_map_on_a_face_photo(tiny_predictor, toy_model):
-    from agebatch.explain import explain_photo, grad_cam
-    from agebatch.photo import analyse
+    from agebatch.scanning.explain import explain_photo, grad_cam
+    from agebatch.scanning.photo import analyse
 
     result = analyse(FACE_PHOTO, tiny_predictor)
     assert len(result.faces) == 1
@@ -72,7 +72,7 @@ def test_heat_map_on_a_face_photo(tiny_predictor, toy_model):
     assert explanation.heat.shape == (result.image.height, result.image.width)
     cam = grad_cam(tiny_predictor.model, result.faces[0].crop, head="gender")
     assert cam.shape == result.faces[0].crop.shape[:2]
-    from agebatch.explain import place_in_image
+    from agebatch.scanning.explain import place_in_image
 
     centre_weighted = np.outer(np.hanning(64), np.hanning(64)).astype("float32")
     heat = place_in_image(centre_weighted, result.faces[0].face, result.image.size, whole_image=False)
@@ -119,9 +119,9 @@ def test_explain_cli(run_cli, tmp_path):
 
 def test_shipped_model_heat_map_lies_on_the_face():
     """With the trained model: the map has the photo's size, is not flat, and sits inside the face box."""
-    from agebatch.explain import explain_photo
-    from agebatch.photo import analyse
-    from agebatch.predictor import Predictor, default_model_path
+    from agebatch.scanning.explain import explain_photo
+    from agebatch.scanning.photo import analyse
+    from agebatch.scanning.predictor import Predictor, default_model_path
 
     if not default_model_path().is_file():
         pytest.skip("the shipped model is not present")

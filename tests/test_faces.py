@@ -4,13 +4,13 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from agebatch import faces, images
+from agebatch.scanning import faces, images
 from tests.imagegen import FACE_PHOTO, NO_FACE_PHOTOS
 
 
 @pytest.fixture(scope="module")
 def detector():
-    from agebatch import quiet
+    from agebatch.common import quiet
 
     quiet.load_tensorflow()
     return faces.MtcnnDetector(min_face=20)

@@ -26,8 +26,8 @@ def read_csv(path):
 
 @pytest.fixture(scope="module")
 def hostile_scan(tmp_path_factory, tiny_model_path):
-    from agebatch.predictor import Predictor
-    from agebatch.scanner import ScanOptions, scan_to_file
+    from agebatch.scanning.predictor import Predictor
+    from agebatch.scanning.scanner import ScanOptions, scan_to_file
 
     root = tmp_path_factory.mktemp("hostile") / "inbox"
     kinds = hostile.build(root)
@@ -74,8 +74,8 @@ def test_summary_counts_errors_by_reason(hostile_scan):
 
 
 def test_file_deleted_between_discovery_and_reading(tmp_path, tiny_predictor, monkeypatch):
-    from agebatch import scanner
-    from agebatch.discovery import Candidate
+    from agebatch.scanning import scanner
+    from agebatch.scanning.discovery import Candidate
 
     victim = tmp_path / "vanishing.jpg"
     noise_image().save(victim)

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from agebatch import images
+from agebatch.scanning import images
 from tests.imagegen import bomb_png, exif_rotated_jpeg, jpeg_bytes, noise_image
 
 

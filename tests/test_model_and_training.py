@@ -1,9 +1,10 @@
 import json
 
 import numpy as np
+import pandas as pd
 import pytest
 
-from agebatch import quiet
+from agebatch.common import quiet
 from tests.conftest import UTKFACE, needs_utkface
 from tests.imagegen import utk_folder
 
@@ -11,7 +12,8 @@ quiet.load_tensorflow()
 
 
 def test_model_shapes_and_outputs():
-    from agebatch.model import AGE_OUTPUT, GENDER_OUTPUT, build_model, check_interface
+    from agebatch.contract import AGE_OUTPUT, GENDER_OUTPUT, check_interface
+    from agebatch.training.network import build_model
 
     model = build_model(64, None, alpha=0.35, augment=False)
     assert check_interface(model) == 64
@@ -22,8 +24,9 @@ def test_model_shapes_and_outputs():
 
 
 def test_colour_jitter_changes_training_inputs_only():
-    from agebatch.model import AGE_OUTPUT, build_model
-    from agebatch.train import TrainConfig, inference_copy
+    from agebatch.contract import AGE_OUTPUT
+    from agebatch.training.network import build_model
+    from agebatch.training.train import TrainConfig, inference_copy
 
     model = build_model(64, None, dropout=0.0, alpha=0.35, color_jitter=0.3)
     names = {layer.name for layer in model.layers}
@@ -41,7 +44,7 @@ def test_colour_jitter_changes_training_inputs_only():
 
 
 def test_pooled_features_of_all_faces_or_chosen_rows():
-    from agebatch.model import build_model, pooled_features
+    from agebatch.training.network import build_model, pooled_features
 
     model = build_model(64, None, alpha=0.35, augment=False)
     faces = np.random.default_rng(0).integers(0, 255, (7, 64, 64, 3), np.uint8)
@@ -53,7 +56,7 @@ def test_pooled_features_of_all_faces_or_chosen_rows():
 def test_set_trainable_keeps_batch_norm_frozen():
     from keras import layers
 
-    from agebatch.model import backbone_of, build_model, set_trainable_from
+    from agebatch.training.network import backbone_of, build_model, set_trainable_from
 
     model = build_model(64, None, alpha=0.35)
     assert set_trainable_from(model, 0.0) == 0
@@ -66,7 +69,7 @@ def test_set_trainable_keeps_batch_norm_frozen():
 
 
 def test_weights(tmp_path):
-    from agebatch.train import age_weights, gender_weights
+    from agebatch.training.train import age_weights, gender_weights
 
     g = gender_weights(np.array([0, 0, 0, 1]))
     assert g.mean() == pytest.approx(1.0)
@@ -89,7 +92,7 @@ def test_config_rejects_an_unknown_schedule_and_a_teacher_share_outside_0_1():
 def test_teacher_estimates_are_blended_into_the_training_targets():
     import pandas as pd
 
-    from agebatch.train import blend_with_teacher
+    from agebatch.training.train import blend_with_teacher
 
     ages, genders = np.array([20, 40]), np.array([0, 1])
     teacher = pd.DataFrame({"pred_age": [30.0, 40.0], "pred_female": [0.2, 0.6]})
@@ -102,9 +105,9 @@ def test_teacher_estimates_are_blended_into_the_training_targets():
 
 
 def test_several_teachers_are_averaged_face_by_face():
-    from agebatch.evaluate import predict_arrays
-    from agebatch.model import build_model
-    from agebatch.train import teacher_predictions
+    from agebatch.training.evaluate import predict_arrays
+    from agebatch.training.network import build_model
+    from agebatch.training.train import teacher_predictions
 
     rng = np.random.default_rng(1)
     images = rng.integers(0, 256, (6, 64, 64, 3), dtype=np.uint8)
@@ -121,8 +124,8 @@ def test_several_teachers_are_averaged_face_by_face():
 
 
 def test_smoke_training_writes_a_loadable_model_and_card(tmp_path):
-    from agebatch.predictor import Predictor
-    from agebatch.train import TrainConfig, smoke_config, train
+    from agebatch.scanning.predictor import Predictor
+    from agebatch.training.train import TrainConfig, smoke_config, train
 
     data = utk_folder(tmp_path / "utk", count=40)
     (data / "39_1_20170116174525125.jpg.chip.jpg").write_bytes(b"malformed name, skipped")
@@ -133,10 +136,10 @@ def test_smoke_training_writes_a_loadable_model_and_card(tmp_path):
     predictor = Predictor(result.model_path)  # loads in safe mode, interface checked
     assert predictor.image_size == 64
     card = json.loads(result.card_path.read_text())
-    assert card["data"]["skipped_names"] == ["39_1_20170116174525125.jpg.chip.jpg"]
+    assert card["data"]["skipped_rows"] == 1
     assert len(card["history"]) == 2 and card["history"][0]["phase"] == "heads"
     split = (tmp_path / "out" / "split.csv").read_text().splitlines()
-    assert split[0] == "file,age,gender,race,split" and len(split) == 41
+    assert split[0] == "source,file,age,age_low,age_high,gender,race,split" and len(split) == 41
     n_test = sum(line.endswith(",test") for line in split)
     assert 6 <= n_test <= 14
     assert card["test_metrics"]["overall"]["n"] == n_test
@@ -148,8 +151,8 @@ def test_smoke_training_writes_a_loadable_model_and_card(tmp_path):
 
 
 def test_train_and_evaluate_cli(run_cli, tmp_path, tiny_model_path):
-    from agebatch import dataset
-    from agebatch.model import build_model
+    from agebatch.training import dataset
+    from agebatch.training.network import build_model
 
     data = utk_folder(tmp_path / "utk", count=40)
     earlier = dataset.add_split(dataset.read_labels(data)[0], 0.3, 0.2, seed=5)  # not what --smoke would draw
@@ -175,7 +178,8 @@ def test_train_and_evaluate_cli(run_cli, tmp_path, tiny_model_path):
     )
     assert code == 0, err
     assert "age MAE" in out
-    assert (tmp_path / "m" / "split.csv").read_text() == (tmp_path / "earlier.csv").read_text()
+    written = pd.read_csv(tmp_path / "m" / "split.csv")
+    assert dict(zip(written["file"], written["split"])) == dict(zip(earlier["file"], earlier["split"]))
     card = json.loads((tmp_path / "m" / "agebatch.card.json").read_text())
     assert card["recipe"]["schedule"] == "cosine"
     assert card["recipe"]["teachers"] == [str(tiny_model_path), str(second_teacher)]
@@ -202,8 +206,8 @@ def test_train_and_evaluate_cli(run_cli, tmp_path, tiny_model_path):
 
 
 def test_continuing_copies_every_weight_and_rejects_another_network():
-    from agebatch.model import build_model
-    from agebatch.train import continue_from
+    from agebatch.training.network import build_model
+    from agebatch.training.train import continue_from
 
     saved = build_model(64, None, alpha=0.35, augment=False)
     fresh = build_model(64, None, alpha=0.35)  # the training network also has augmentation layers
@@ -211,7 +215,7 @@ def test_continuing_copies_every_weight_and_rejects_another_network():
     for layer in (layer for layer in fresh.layers if layer.weights):
         for mine, theirs in zip(layer.get_weights(), saved.get_layer(layer.name).get_weights()):
             np.testing.assert_array_equal(mine, theirs)
-    from agebatch.calibration import KNOTS, calibrated_model
+    from agebatch.training.calibration import KNOTS, calibrated_model
 
     shipped_like = calibrated_model(saved, np.arange(len(KNOTS) + 2, dtype="float32"), gender_shift=0.0)
     fresh = build_model(64, None, alpha=0.35)
@@ -223,7 +227,7 @@ def test_continuing_copies_every_weight_and_rejects_another_network():
 
 
 def test_train_cli_rejects_a_missing_or_mismatched_teacher(run_cli, tmp_path):
-    from agebatch.model import build_model
+    from agebatch.training.network import build_model
 
     data = utk_folder(tmp_path / "utk", count=40)
     code, _, err = run_cli("train", data, "--smoke", "--teacher", tmp_path / "missing.keras")
@@ -250,7 +254,7 @@ def test_evaluate_html(run_cli, tmp_path, tiny_model_path):
 
 @needs_utkface()
 def test_shared_dataset_names_parse_with_known_malformed():
-    from agebatch.dataset import read_labels
+    from agebatch.training.dataset import read_labels
 
     frame, skipped = read_labels(UTKFACE)
     assert len(frame) > 20000
@@ -261,8 +265,8 @@ def test_shared_dataset_names_parse_with_known_malformed():
 def test_optional_final_phases_are_recorded_and_each_kept_only_if_validation_improves(tmp_path, tiny_model_path):
     """Continuing a saved model, weight averaging and the age-head refit share one smoke run: each
     training costs about a minute."""
-    from agebatch.predictor import Predictor
-    from agebatch.train import TrainConfig, smoke_config, train
+    from agebatch.scanning.predictor import Predictor
+    from agebatch.training.train import TrainConfig, smoke_config, train
 
     data = utk_folder(tmp_path / "utk", count=40)
     config = smoke_config(TrainConfig(data_dir=str(data), out_dir=str(tmp_path / "out"), verbose=0))
@@ -279,3 +283,68 @@ def test_optional_final_phases_are_recorded_and_each_kept_only_if_validation_imp
     record = card["age_head_refit"]
     assert record["kept"] == (record["val_mae_after"] < record["val_mae_before"])
     assert Predictor(result.model_path, engine="keras").image_size == 64
+
+
+def test_smoke_training_on_two_sources_with_the_age_distribution(tmp_path):
+    from agebatch.contract import has_distribution
+    from agebatch.scanning.predictor import Predictor, load_model
+    from agebatch.training.train import TrainConfig, smoke_config, train
+
+    utk = utk_folder(tmp_path / "utk", count=32)
+    banded = tmp_path / "banded"
+    lines = ["file,age,gender,race"]
+    for i, name in enumerate(sorted(p.name for p in utk.iterdir())):  # the same pictures, labelled in bands
+        (banded / "img").mkdir(parents=True, exist_ok=True)
+        (banded / "img" / f"{i}.jpg").write_bytes((utk / name).read_bytes())
+        lines.append(f"img/{i}.jpg,{10 * (i % 7)}-{10 * (i % 7) + 9},{'Female' if i % 2 else 'Male'},group {i % 3}")
+    (banded / "labels.csv").write_text("\n".join(lines) + "\n")
+    config = smoke_config(
+        TrainConfig(
+            data_dir=str(utk),
+            more_data=(str(banded),),
+            age_head="distribution",
+            age_loss_weight=0.5,
+            out_dir=str(tmp_path / "out"),
+            verbose=0,
+        )
+    )
+    result = train(config)
+    card = json.loads(result.card_path.read_text())
+    assert card["data"]["sources"] == [str(utk), str(banded)]
+    split = pd.read_csv(tmp_path / "out" / "split.csv")
+    assert set(split["source"]) == {"utk", "banded"}
+    n_test = int((split["split"] == "test").sum())
+    metrics = card["test_metrics"]
+    assert metrics["overall"]["n"] == n_test
+    assert set(metrics["by_source"]) == set(split.loc[split["split"] == "test", "source"])
+    model, _ = load_model(result.model_path)
+    assert has_distribution(model)
+    keras_figures = metrics["overall"]
+    lite_figures = card["tflite"]["test_metrics"]  # the LiteRT twin computes the same estimates
+    assert lite_figures["n"] == n_test
+    assert lite_figures["gender_accuracy"] == pytest.approx(keras_figures["gender_accuracy"])
+    if "age_mae" in keras_figures:
+        assert lite_figures["age_mae"] == pytest.approx(keras_figures["age_mae"], abs=1e-3)
+    assert (
+        "Source: banded" in (tmp_path / "out" / "agebatch.card.md").read_text() or "banded" not in metrics["by_source"]
+    )
+    assert Predictor(result.model_path).image_size == 64
+
+
+def test_gender_calibration_folds_temperature_and_shift_into_the_head():
+    from agebatch.contract import GENDER_OUTPUT
+    from agebatch.training import calibration
+    from agebatch.training.network import build_model
+
+    model = build_model(64, None, alpha=0.35, augment=False, age_head="distribution")
+    head = model.get_layer(GENDER_OUTPUT)
+    kernel, bias = head.get_weights()
+    head.set_weights([kernel * 40, bias])  # spread the probabilities out
+    faces = np.random.default_rng(0).random((32, 64, 64, 3)).astype("float32")
+    before = np.asarray(model.predict(faces, verbose=0)[GENDER_OUTPUT])[:, 1]
+    calibration.fold_gender_calibration(model, temperature=2.5, shift=0.3)
+    after = np.asarray(model.predict(faces, verbose=0)[GENDER_OUTPUT])[:, 1]
+    p = np.clip(before, 1e-7, 1 - 1e-7)
+    expected = 1 / (1 + np.exp(-(np.log(p / (1 - p)) / 2.5 + 0.3)))
+    np.testing.assert_allclose(after, expected, atol=1e-4)
+    assert not np.allclose(after, before, atol=1e-3)

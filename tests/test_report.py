@@ -7,7 +7,7 @@ import shutil
 import pytest
 
 from agebatch import results
-from agebatch.report import ReportError, build_report, write_report
+from agebatch.reporting.aggregate import ReportError, build_report, write_report
 
 HOSTILE = '<img src=x onerror=alert("x")>.jpg'
 
@@ -70,7 +70,7 @@ def test_numbers(known):
 
 
 def TOP_LEVEL():
-    from agebatch.report import TOP_LEVEL as name
+    from agebatch.reporting.aggregate import TOP_LEVEL as name
 
     return name
 

@@ -17,7 +17,7 @@ def test_report_renders_in_a_real_browser(tmp_path):
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
 
-    from agebatch.report import build_report, write_report
+    from agebatch.reporting.aggregate import build_report, write_report
 
     rows = [
         face(f"photos/{folder}/{i}.jpg", 0, 5 + i * 7 % 80, "male" if i % 3 else "female")

@@ -97,11 +97,12 @@ def test_repair_tail_drops_an_image_with_missing_face_rows(tmp_path, fmt):
 
 def test_writer_replaces_only_on_commit(tmp_path):
     out = tmp_path / "r.csv"
-    out.write_text("previous results\n")
+    _write_file(out, [rows_for("previous.jpg")])
+    previous = out.read_bytes()
     with results.ResultsWriter(out) as writer:
         writer.write_image(rows_for("a.jpg"))
-        assert out.read_text() == "previous results\n"
-    assert out.read_text() == "previous results\n"  # no commit: old file untouched
+        assert out.read_bytes() == previous
+    assert out.read_bytes() == previous  # no commit: old file untouched
     with results.ResultsWriter(out) as writer:
         writer.write_image(rows_for("a.jpg"))
         writer.commit()
@@ -121,7 +122,10 @@ def test_resume_appends_and_knows_done_images(tmp_path):
     _write_file(out, [rows_for("a.jpg")])
     with results.ResultsWriter(out, resume=True) as writer:
         assert writer.is_done(results.FileKey("a.jpg", 10, 2.5))
-        assert not writer.is_done(results.FileKey("a.jpg", 11, 2.5))
+        assert writer.changed == 0
+        assert writer.is_done(results.FileKey("a.jpg", 11, 2.5))  # changed since: still listed once
+        assert writer.changed == 1
+        assert not writer.is_done(results.FileKey("b.jpg", 10, 2.5))
         writer.write_image(rows_for("b.jpg"))
         writer.commit()
     assert [r["path"] for r in results.read_rows(out, "csv")] == ["a.jpg", "b.jpg"]
@@ -130,7 +134,7 @@ def test_resume_appends_and_knows_done_images(tmp_path):
 def test_resume_refuses_a_foreign_file(tmp_path):
     out = tmp_path / "r.csv"
     out.write_text("name,value\nx,1\n")
-    with pytest.raises(results.OutputError, match="not an agebatch CSV"):
+    with pytest.raises(results.OutputError, match="not an agebatch results file"):
         with results.ResultsWriter(out, resume=True):
             pass
     assert out.read_text() == "name,value\nx,1\n"
@@ -173,7 +177,7 @@ def test_failed_write_is_undone(tmp_path, monkeypatch):
 
 def test_commit_keeps_permissions_of_the_old_file(tmp_path):
     out = tmp_path / "r.csv"
-    out.write_text("x")
+    _write_file(out, [rows_for("a.jpg")])
     out.chmod(0o640)
     with results.ResultsWriter(out) as writer:
         writer.commit()

@@ -112,22 +112,34 @@ def test_resume_scans_only_new_images(run_cli, crops, tmp_path):
     assert len(read_csv(out)) == 11
 
 
-def test_resume_rescans_a_changed_file(run_cli, crops, tmp_path):
+def test_resume_keeps_a_changed_file_once_and_says_so(run_cli, crops, tmp_path):
     out = tmp_path / "r.csv"
     run_cli("scan", crops, "--out", out, "--detector", "none")
+    before = out.read_bytes()
     noise_image((200, 200), seed=5).save(crops / "a.jpg", quality=50)
     os.utime(crops / "a.jpg", (1, 1))
+    from agebatch.results import ResultsWriter
+
+    with ResultsWriter(out, resume=True) as writer:
+        from agebatch.results import file_key
+
+        assert writer.is_done(file_key(str(crops / "a.jpg"))) and writer.changed == 1
     run_cli("scan", crops, "--out", out, "--detector", "none", "--resume")
-    rows = read_csv(out)
-    assert len(rows) == 11
-    assert [r["file_mtime"] for r in rows if r["path"].endswith("/a.jpg")][-1] == "1.0"
+    assert out.read_bytes() == before  # each image once: the changed photo is not appended again
 
 
-def test_fresh_run_replaces_output(run_cli, crops, tmp_path):
+def test_fresh_run_replaces_earlier_results_but_nothing_else(run_cli, crops, tmp_path):
     out = tmp_path / "r.csv"
-    out.write_text("old")
+    assert run_cli("scan", crops, "--out", out, "--detector", "none")[0] == 0
+    assert len(read_csv(out)) == 10
     assert run_cli("scan", crops / "a.jpg", "--out", out, "--detector", "none")[0] == 0
     assert len(read_csv(out)) == 1
+    photo = tmp_path / "keep.jpg"
+    noise_image().save(photo)
+    kept = photo.read_bytes()
+    code, _, err = run_cli("scan", crops / "a.jpg", "--out", photo, "--detector", "none")  # an --out *.jpg slip
+    assert code == 2 and "not an agebatch results file" in err
+    assert photo.read_bytes() == kept
 
 
 def test_excel_safe_option(run_cli, tmp_path, monkeypatch):

@@ -14,18 +14,12 @@ import keras
 import numpy as np
 from keras import layers
 
-from agebatch.train_config import AGE_HEADS
+from agebatch.contract import AGE_DISTRIBUTION, AGE_OUTPUT, GENDER_OUTPUT
+from agebatch.training.config import AGE_HEADS
 
-AGE_OUTPUT = "age_output"
-GENDER_OUTPUT = "gender_output"
-AGE_DISTRIBUTION = "age_distribution"  # the distribution head's probabilities over years (see agedist)
 DEFAULT_IMAGE_SIZE = 128
 BACKBONE_NAME = "mobilenetv2"
 MEAN_AGE = 33.0  # UTKFace mean; starting the age bias here saves the first epoch from learning it
-
-
-class ModelInterfaceError(ValueError):
-    """A loaded model that does not take faces and give age and gender."""
 
 
 def build_backbone(image_size: int, weights: str | os.PathLike | None, alpha: float = 1.0) -> keras.Model:
@@ -103,17 +97,12 @@ def distribution_head(features):
     The expected value is a ``Dense`` layer with the years as its fixed, frozen kernel (not a
     ``Lambda``), so the saved model loads in safe mode and scans read ``age_output`` as before.
     """
-    from agebatch.agedist import AGE_BINS
+    from agebatch.training.agedist import AGE_BINS
 
     distribution = layers.Dense(AGE_BINS, activation="softmax", name=AGE_DISTRIBUTION)(features)
     years = keras.initializers.Constant(np.arange(AGE_BINS, dtype="float32").reshape(-1, 1))
     expected = layers.Dense(1, use_bias=False, kernel_initializer=years, trainable=False, name=AGE_OUTPUT)
     return distribution, expected(distribution)
-
-
-def has_distribution(model: keras.Model) -> bool:
-    """True when ``model`` has the age distribution head (and so can give an age interval)."""
-    return AGE_DISTRIBUTION in set(getattr(model, "output_names", []) or [])
 
 
 def pooled_features(model: keras.Model, faces, index: np.ndarray | None = None, batch_size: int = 256) -> np.ndarray:
@@ -148,17 +137,3 @@ def set_trainable_from(model: keras.Model, fraction: float) -> int:
         layer.trainable = unfrozen
         count += unfrozen
     return count
-
-
-def check_interface(model: keras.Model) -> int:
-    """Verify the model takes (n, s, s, 3) images and returns age and gender; returns s."""
-    try:
-        shape = tuple(model.inputs[0].shape) if len(model.inputs) == 1 else None
-    except (AttributeError, IndexError, TypeError):
-        shape = None
-    if shape is None or len(shape) != 4 or shape[3] != 3 or shape[1] is None or shape[1] != shape[2]:
-        raise ModelInterfaceError(f"model input must be (batch, size, size, 3), got {shape}")
-    names = set(model.output_names) if hasattr(model, "output_names") else set()
-    if not {AGE_OUTPUT, GENDER_OUTPUT} <= names:
-        raise ModelInterfaceError(f"model must have outputs {AGE_OUTPUT!r} and {GENDER_OUTPUT!r}, has {sorted(names)}")
-    return int(shape[1])

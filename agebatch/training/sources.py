@@ -26,7 +26,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from agebatch import dataset
+from agebatch import contract
+from agebatch.training import dataset
 
 log = logging.getLogger(__name__)
 
@@ -179,7 +180,7 @@ def _read_csv(csv: Path, name: str) -> tuple[pd.DataFrame, int]:
 
 def band_of(frame: pd.DataFrame) -> pd.Series:
     """The report's age band of each row's lower age bound (exact ages: the age itself)."""
-    return frame["age_low"].map(dataset.age_band)
+    return frame["age_low"].map(contract.age_band)
 
 
 def strata(frame: pd.DataFrame) -> pd.Series:
@@ -208,6 +209,24 @@ def balance_weights(frame: pd.DataFrame, power: float = 0.5) -> np.ndarray:
 SPLIT_COLUMNS = ("source", "file", "age", "age_low", "age_high", "gender", "race", "split")
 
 
+def saved_parts(frame: pd.DataFrame, saved: pd.DataFrame) -> pd.DataFrame:
+    """``frame`` with the ``split`` column of a saved split.csv (None for the files it does not name).
+
+    Rows are matched on (source, file); a split written before there were several sources has no
+    ``source`` column and is matched on the file name alone.
+    """
+    if not {"file", "split"} <= set(saved.columns) or not set(saved["split"].dropna()) <= {"train", "val", "test"}:
+        raise ValueError("not a split file written by agebatch train")
+    out = frame.copy()
+    if "source" in saved.columns:
+        parts = saved.drop_duplicates(["source", "file"]).set_index(["source", "file"])["split"]
+        out["split"] = parts.reindex(pd.MultiIndex.from_frame(out[["source", "file"]])).to_numpy()
+    else:
+        out["split"] = out["file"].map(saved.drop_duplicates("file").set_index("file")["split"])
+    out["split"] = out["split"].astype(object).where(out["split"].notna(), None)
+    return out
+
+
 def add_split(
     frame: pd.DataFrame, test_fraction: float, val_fraction: float, seed: int, saved: pd.DataFrame | None = None
 ) -> tuple[pd.DataFrame, int]:
@@ -218,17 +237,7 @@ def add_split(
     not name are left out rather than guessed into a part. Sources it does not mention (or all, without
     one) get a fresh split stratified by source, age band and gender, chosen by a hash of the file name.
     """
-    out = frame.copy()
-    out["split"] = None
-    if saved is not None:
-        if not {"file", "split"} <= set(saved.columns) or not set(saved["split"]) <= {"train", "val", "test"}:
-            raise ValueError("not a split file written by agebatch train")
-        if "source" in saved.columns:
-            parts = saved.drop_duplicates(["source", "file"]).set_index(["source", "file"])["split"]
-            keys = pd.MultiIndex.from_frame(out[["source", "file"]])
-            out["split"] = parts.reindex(keys).to_numpy()
-        else:  # written before there were several sources: file names alone
-            out["split"] = out["file"].map(saved.drop_duplicates("file").set_index("file")["split"])
+    out = saved_parts(frame, saved) if saved is not None else frame.assign(split=None)
     covered = set(out.loc[out["split"].notna(), "source"])
     in_covered = out["source"].isin(covered)
     left_out = int((in_covered & out["split"].isna()).sum())

@@ -15,7 +15,9 @@ import plotly.graph_objects as go
 from plotly.offline import get_plotlyjs
 from plotly.utils import PlotlyJSONEncoder
 
-from agebatch.report import MAX_AGE
+from agebatch.common.htmlpage import page
+from agebatch.common.text import percent
+from agebatch.contract import REPORT_MAX_AGE as MAX_AGE
 
 FOLDER_CHART_CAP = 40
 FOLDER_TABLE_CAP = 2000
@@ -54,7 +56,7 @@ def _e(value) -> str:
 
 
 def _pct(x) -> str:
-    return "–" if x is None else f"{100 * x:.1f}%"
+    return percent(x, missing="–")
 
 
 def _num(x, digits=1) -> str:
@@ -307,7 +309,9 @@ def _how_to_read(data: dict) -> str:
         "model from a face crop. They are not identities, not self-reported genders, and individual estimates can be "
         "far off; use the report for patterns across many faces.</p>"
     )
-    if card and card.get("age_mae") is not None:
+    if card and card.get("unreadable"):
+        text += "<p class='meta'>The model card could not be read, so the model's error figures are not shown.</p>"
+    elif card and card.get("age_mae") is not None:
         gap = card.get("race_gender_gap") or {}
         bands = ", ".join(f"{_e(k)}: {v:.1f}" for k, v in (card.get("by_age_band") or {}).items() if v is not None)
         text += (
@@ -323,9 +327,23 @@ def _how_to_read(data: dict) -> str:
         text += "</p>"
         if bands:
             text += f"<p class='meta'>Mean age error by true age band (years): {bands}.</p>"
+        text += _per_source(card.get("by_source") or {})
     else:
         text += "<p class='meta'>No model card was found, so the model's error figures are not shown.</p>"
     return f"<h2>How to read this</h2><div class='note'>{text}</div>"
+
+
+def _per_source(sources: dict) -> str:
+    """One line per collection the model was tested on (its card's ``by_source``)."""
+    lines = []
+    for name, figures in sources.items():
+        parts = [f"{_pct(figures.get('gender_accuracy'))} gender right"]
+        if figures.get("age_mae") is not None:
+            parts.append(f"age off by {figures['age_mae']:.2f} years on average")
+        if figures.get("age_band_accuracy") is not None:
+            parts.append(f"age band right for {_pct(figures['age_band_accuracy'])}")
+        lines.append(f"<li>{_e(name)} ({_e(_num(figures.get('faces'), 0))} test faces): {', '.join(parts)}</li>")
+    return f"<p class='meta'>By test collection:</p><ul class='meta'>{''.join(lines)}</ul>" if lines else ""
 
 
 def render(data: dict, bins: int = 5) -> str:
@@ -353,11 +371,5 @@ def render(data: dict, bins: int = 5) -> str:
     inputs = ", ".join(_e(p) for p in data["inputs"])
     model = _e((data.get("model_card") or {}).get("name") or "unknown")
     meta = f"<p class='meta'>Created {_e(data['created'])} · inputs: {inputs} · model: {model}</p>"
-    return (
-        "<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>"
-        "<meta name='viewport' content='width=device-width, initial-scale=1'>"
-        f"<title>agebatch report</title><style>{CSS}</style>"
-        f"<script>{get_plotlyjs()}</script></head><body>"
-        f"<h1>agebatch report</h1>{meta}{''.join(sections)}"
-        f"{charts.script()}<script>{SORT_JS}</script></body></html>"
-    )
+    body = f"<h1>agebatch report</h1>{meta}{''.join(sections)}{charts.script()}<script>{SORT_JS}</script>"
+    return page("agebatch report", body, style=CSS, head_scripts=(get_plotlyjs(),))

@@ -15,6 +15,9 @@ from pathlib import Path
 
 import pandas as pd
 
+from agebatch.common import atomic
+from agebatch.common.text import percent
+
 CARD_SUFFIX = ".card.json"
 
 
@@ -112,10 +115,6 @@ def ensemble_card(
     }
 
 
-def _pct(x: float | None) -> str:
-    return "-" if x is None else f"{100 * x:.1f}%"
-
-
 def _years(x: float | None) -> str:
     return "-" if x is None else f"{x:.2f}"
 
@@ -132,8 +131,8 @@ def _group_table(title: str, groups: dict) -> list[str]:
     for name, m in groups.items():
         if m.get("n"):
             lines.append(
-                f"| {name} | {m['n']} | {_years(m.get('age_mae'))} | {_pct(m.get('age_within_5'))} "
-                f"| {_pct(m.get('age_band_accuracy'))} | {_pct(m.get('gender_accuracy'))} | {_pct(m.get('gender_ece'))} |"
+                f"| {name} | {m['n']} | {_years(m.get('age_mae'))} | {percent(m.get('age_within_5'))} "
+                f"| {percent(m.get('age_band_accuracy'))} | {percent(m.get('gender_accuracy'))} | {percent(m.get('gender_ece'))} |"
             )
     return lines + [""]
 
@@ -167,7 +166,7 @@ def to_markdown(card: dict) -> str:
             "## Optional: flip averaging (`--flip-average`, off by default)",
             "",
             f"- averaging each face with its mirror image (test-time flip): age MAE {p['age_mae']:.2f} -> {f['age_mae']:.2f}, "
-            f"gender {_pct(p['gender_accuracy'])} -> {_pct(f['gender_accuracy'])}, at twice the inference cost",
+            f"gender {percent(p['gender_accuracy'])} -> {percent(f['gender_accuracy'])}, at twice the inference cost",
         ]
     return "\n".join(lines + _closing_sections(card))
 
@@ -183,7 +182,7 @@ def ensemble_markdown(card: dict) -> str:
         f"Stored: {card['storage']}.",
         "",
         f"**Data.** The members' split (`split.csv`): {card['data']['split_counts']}. Validation: age MAE "
-        f"{v['age_mae']:.2f}, gender {_pct(v['gender_accuracy'])}.",
+        f"{v['age_mae']:.2f}, gender {percent(v['gender_accuracy'])}.",
         "",
     ]
     lines += _test_section(card)
@@ -196,7 +195,7 @@ def ensemble_markdown(card: dict) -> str:
             t = member_card["training"]
             lines += [
                 "",
-                f"Alone: test age MAE {o['age_mae']:.2f}, gender {_pct(o['gender_accuracy'])}. Trained "
+                f"Alone: test age MAE {o['age_mae']:.2f}, gender {percent(o['gender_accuracy'])}. Trained "
                 f"{t['epochs']} epochs, {t['seconds_total'] / 60:.1f} min. Recipe:",
                 "",
                 "```json",
@@ -218,15 +217,15 @@ def _overall_lines(m: dict) -> list[str]:
     if "age_mae" in o:
         lines.append(
             f"- age MAE **{o['age_mae']:.2f}** years, RMSE {o['age_rmse']:.2f}, within 5 years "
-            f"{_pct(o['age_within_5'])} ({o.get('n_exact_age', o['n'])} faces with an exact age)"
+            f"{percent(o['age_within_5'])} ({o.get('n_exact_age', o['n'])} faces with an exact age)"
         )
     if "age_band_accuracy" in o:
         lines.append(
-            f"- age band right (the estimate inside the labelled band) **{_pct(o['age_band_accuracy'])}** "
+            f"- age band right (the estimate inside the labelled band) **{percent(o['age_band_accuracy'])}** "
             f"({o['n_age_band']} faces labelled with a band)"
         )
     lines.append(
-        f"- gender accuracy **{_pct(o['gender_accuracy'])}**, calibration error (ECE) {_pct(o.get('gender_ece'))} "
+        f"- gender accuracy **{percent(o['gender_accuracy'])}**, calibration error (ECE) {percent(o.get('gender_ece'))} "
         f"(confusion rows true male/female, columns predicted: {m['confusion']})"
     )
     if "race_gender_gap" in m:
@@ -258,15 +257,15 @@ def _test_section(card: dict) -> list[str]:
         )
         lines.append(
             f"- calibration ({fitted}; fitted on the validation split, folded into the network): validation age MAE "
-            f"{_years(vb.get('age_mae'))} -> {_years(va.get('age_mae'))}, gender {_pct(vb['gender_accuracy'])} -> "
-            f"{_pct(va['gender_accuracy'])}; test before calibration: age MAE {_years(tb.get('age_mae'))}, "
-            f"gender {_pct(tb['gender_accuracy'])}"
+            f"{_years(vb.get('age_mae'))} -> {_years(va.get('age_mae'))}, gender {percent(vb['gender_accuracy'])} -> "
+            f"{percent(va['gender_accuracy'])}; test before calibration: age MAE {_years(tb.get('age_mae'))}, "
+            f"gender {percent(tb['gender_accuracy'])}"
         )
     lite = card.get("tflite")
     if lite:
         t = lite["test_metrics"]
         lines.append(
-            f"- `{lite['file']}` (the engine scan uses): age MAE {_years(t.get('age_mae'))}, gender {_pct(t['gender_accuracy'])} on the same test faces"
+            f"- `{lite['file']}` (the engine scan uses): age MAE {_years(t.get('age_mae'))}, gender {percent(t['gender_accuracy'])} on the same test faces"
         )
     lines.append("")
     for source, scored in (m.get("by_source") or {}).items():
@@ -286,7 +285,7 @@ def _history_table(history: list[dict]) -> list[str]:
     for h in history:
         lines.append(
             f"| {h.get('phase')} | {h.get('epoch')} | {h.get('val_age_output_mae', float('nan')):.2f} | "
-            f"{_pct(h.get('val_gender_output_accuracy'))} | {h.get('seconds')} |"
+            f"{percent(h.get('val_gender_output_accuracy'))} | {h.get('seconds')} |"
         )
     return lines
 
@@ -304,8 +303,8 @@ def write_card(card: dict, out_dir: str | os.PathLike, stem: str) -> Path:
     """Write ``<stem>.card.json`` and ``<stem>.card.md``; returns the JSON path."""
     out = Path(out_dir)
     path = out / f"{stem}{CARD_SUFFIX}"
-    path.write_text(json.dumps(card, indent=2))
-    (out / f"{stem}.card.md").write_text(to_markdown(card))
+    atomic.write_text(path, json.dumps(card, indent=2))
+    atomic.write_text(out / f"{stem}.card.md", to_markdown(card))
     return path
 
 

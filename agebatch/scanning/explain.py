@@ -13,10 +13,9 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image
 
-from agebatch import faces
-from agebatch.model import AGE_OUTPUT, GENDER_OUTPUT
-
-HEADS = ("age", "gender")
+from agebatch.contract import AGE_OUTPUT, GENDER_OUTPUT
+from agebatch.scanning import faces
+from agebatch.scanning.options import EXPLAIN_HEADS
 
 
 def _feature_layer(model):
@@ -80,10 +79,10 @@ def grad_cam(model, face: np.ndarray, head: str = "gender", gender_class: int | 
     """
     import tensorflow as tf
 
-    from agebatch.ensemble import members_of
+    from agebatch.contract import members_of
 
-    if head not in HEADS:
-        raise ValueError(f"head must be one of {HEADS}")
+    if head not in EXPLAIN_HEADS:
+        raise ValueError(f"head must be one of {EXPLAIN_HEADS}")
     members = members_of(model)
     if members:
         if head == "gender" and gender_class is None:
@@ -140,8 +139,8 @@ def explain_photo(
     result, model, head: str = "gender", face_index: int | None = None, whole_image: bool = False
 ) -> Explanation:
     """Grad-CAM for the faces of a ``photo.PhotoResult`` (all, or one), blended onto the photo."""
-    from agebatch import drawing
-    from agebatch.photo import face_in_image
+    from agebatch.scanning import drawing
+    from agebatch.scanning.photo import face_in_image
 
     chosen = result.faces if face_index is None else [f for f in result.faces if f.index == face_index]
     if not chosen:

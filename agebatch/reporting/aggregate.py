@@ -18,13 +18,14 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from agebatch.dataset import AGE_BANDS, age_band
-from agebatch.results import reason_group
+from agebatch.common import atomic
+from agebatch.common.text import one_line
+from agebatch.contract import AGE_BAND_LABELS, AGE_BANDS, GENDERS, REPORT_MAX_AGE, age_band
+from agebatch.results import is_results_file, reason_group
 
 REQUIRED_COLUMNS = ("path", "face", "age", "gender", "gender_prob", "status", "error")
-MAX_AGE = 120
-AGE_GROUPS = [age_band(low) for low, _ in AGE_BANDS]
-GENDERS = ("male", "female")
+MAX_AGE = REPORT_MAX_AGE
+AGE_GROUPS = list(AGE_BAND_LABELS)
 ERROR_LIST_CAP = 200
 CHUNK_ROWS = 200_000
 TOP_LEVEL = "(top level)"
@@ -126,7 +127,7 @@ def _read_chunks(path: Path) -> Iterator[pd.DataFrame]:
     except ReportError:
         raise
     except (ValueError, pd.errors.ParserError, UnicodeDecodeError) as exc:
-        reason = " ".join(str(exc).split())[:160]
+        reason = one_line(exc)
         raise ReportError(f"cannot parse {path}: {reason}") from exc
 
 
@@ -331,33 +332,64 @@ def build_report(
     }
 
 
+def _number(value) -> float | None:
+    """A figure from a model card, or None for anything that is not a number."""
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+
+
 def _card_summary(card: dict | None) -> dict | None:
+    """The figures the report quotes from a model card. A card is optional data: one that does not
+    have the expected shape gives ``{"unreadable": True}`` (the page says so) rather than an error."""
     if not card:
         return None
-    metrics = card.get("test_metrics", {})
-    overall = metrics.get("overall", {})
-    return {
-        "name": card.get("name"),
-        "created": card.get("created"),
-        "age_mae": overall.get("age_mae"),
-        "gender_accuracy": overall.get("gender_accuracy"),
-        "test_faces": overall.get("n"),
-        "by_age_band": {k: v.get("age_mae") for k, v in metrics.get("by_age_band", {}).items()},
-        "gender_accuracy_by_race": {k: v.get("gender_accuracy") for k, v in metrics.get("by_race", {}).items()},
-        "race_gender_gap": metrics.get("race_gender_gap"),
-    }
+    try:
+        metrics = card.get("test_metrics") or {}
+        overall = metrics.get("overall") or {}
+        gap = metrics.get("race_gender_gap")
+        return {
+            "name": str(card.get("name") or ""),
+            "created": str(card.get("created") or ""),
+            "age_mae": _number(overall.get("age_mae")),
+            "gender_accuracy": _number(overall.get("gender_accuracy")),
+            "test_faces": _number(overall.get("n")),
+            "by_age_band": {str(k): _number(v.get("age_mae")) for k, v in (metrics.get("by_age_band") or {}).items()},
+            "gender_accuracy_by_race": {
+                str(k): _number(v.get("gender_accuracy")) for k, v in (metrics.get("by_race") or {}).items()
+            },
+            "race_gender_gap": {
+                "best": str(gap.get("best")),
+                "worst": str(gap.get("worst")),
+                "gap": _number(gap.get("gap")),
+            }
+            if isinstance(gap, dict)
+            else None,
+            "by_source": {
+                str(name): {
+                    "faces": _number((scored.get("overall") or {}).get("n")),
+                    "age_mae": _number((scored.get("overall") or {}).get("age_mae")),
+                    "age_band_accuracy": _number((scored.get("overall") or {}).get("age_band_accuracy")),
+                    "gender_accuracy": _number((scored.get("overall") or {}).get("gender_accuracy")),
+                }
+                for name, scored in (metrics.get("by_source") or {}).items()
+            },
+        }
+    except (AttributeError, TypeError, ValueError):
+        return {"unreadable": True}
 
 
 def write_report(data: dict, out: str | os.PathLike, fmt: str = "html", bins: int = 5) -> Path:
     """Write the report atomically (temporary file, then rename) as HTML or JSON."""
     out = Path(out)
+    try:
+        atomic.check_output(out, data.get("inputs") or [])
+    except atomic.UnsafeOutputError as exc:
+        raise ReportError(str(exc)) from exc
+    if out.exists() and is_results_file(out):
+        raise ReportError(f"refusing to replace {out}: it is an agebatch results file, not a report")
     if fmt == "json":
         text = json.dumps(data, indent=1)
     else:
-        from agebatch.report_html import render
+        from agebatch.reporting.html import render
 
         text = render(data, bins=bins)
-    tmp = out.with_name(f".{out.name}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, out)
-    return out
+    return atomic.write_text(out, text)

@@ -1,4 +1,4 @@
-"""The training recipe: two phases of transfer learning on a UTKFace-style folder.
+"""The training recipe: two phases of transfer learning on one or more labelled sources.
 
 Phase 1 trains only the heads on a frozen ImageNet backbone (fast, and it keeps large random-head
 gradients from wrecking the pretrained features). Phase 2 unfreezes the backbone (BatchNormalization
@@ -27,13 +27,26 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
-from agebatch import dataset, sources
-from agebatch.train_config import TrainConfig
+from agebatch import contract
+from agebatch.common import atomic
+from agebatch.training import dataset, sources
+from agebatch.training.config import TrainConfig
 
 if TYPE_CHECKING:  # keras loads only when training starts
     import keras
 
 log = logging.getLogger(__name__)
+
+
+@dataclass
+class RunRecord:
+    """What a training run did, as the card reports it."""
+
+    skipped: int  # labelled rows that could not be read
+    history: list[dict]  # one row per epoch
+    steps: dict  # records of the optional last steps (weight averaging, age-head refit)
+    seconds: float
+    interrupted: bool
 
 
 @dataclass
@@ -59,7 +72,7 @@ def age_weights(ages: np.ndarray, power: float) -> np.ndarray:
     them towards the mean. ``power`` 0.5 is a compromise between no weighting (0) and full
     inverse-frequency weighting (1), which over-fits the rare bands.
     """
-    bands = np.array([dataset.age_band(a) for a in ages])
+    bands = np.array([contract.age_band(a) for a in ages])
     names, inverse, counts = np.unique(bands, return_inverse=True, return_counts=True)
     weights = counts[inverse].astype(float) ** -power
     return (weights / weights.mean()).astype("float32")
@@ -72,8 +85,8 @@ def blend_with_teacher(
 
     A teacher's soft gender probabilities say which faces are ambiguous and its age estimates are
     smoother than single annotators' guesses; a network trained on the mix ("born-again"
-    distillation) can end up better than the teacher itself, though on UTKFace a 12-epoch run from
-    the shipped model ended behind it (model card, note (i)). ``weight`` 0 gives the plain labels.
+    distillation) can end up better than the teacher itself (the model card's notes say when it did
+    not). ``weight`` 0 gives the plain labels.
     """
     age = np.asarray(ages, "float32").reshape(-1, 1)
     onehot = np.eye(2, dtype="float32")[np.asarray(genders)]
@@ -90,8 +103,8 @@ def load_checked(path: str, image_size: int, role: str) -> keras.Model:
     any face is decoded, so a wrong file fails in seconds rather than after minutes of decoding."""
     import keras
 
-    from agebatch.model import check_interface
-    from agebatch.precision import full_precision
+    from agebatch.contract import check_interface
+    from agebatch.scanning.precision import full_precision
 
     model = full_precision(keras.saving.load_model(path, compile=False))
     size = check_interface(model)
@@ -107,8 +120,8 @@ def continue_from(source, target, path: str) -> None:
     ``age_raw`` behind the calibration map: that is the head training continues. The map itself is
     refitted at the end of the run.
     """
-    from agebatch.calibration import RAW_AGE
-    from agebatch.model import AGE_OUTPUT
+    from agebatch.contract import AGE_OUTPUT
+    from agebatch.training.calibration import RAW_AGE
 
     calibrated = any(layer.name == RAW_AGE for layer in source.layers)
     try:
@@ -124,8 +137,7 @@ def warm_start(source, target) -> list[str]:
     another shape (the age distribution) starts fresh. An ensemble gives its first network. Returns
     the names of the layers copied.
     """
-    from agebatch.ensemble import members_of
-    from agebatch.model import AGE_OUTPUT
+    from agebatch.contract import AGE_OUTPUT, members_of
 
     source = (members_of(source) or [source])[0]
     known = {layer.name: layer for layer in source.layers}
@@ -148,10 +160,9 @@ def teacher_predictions(teachers: list, images, index: np.ndarray, batch_size: i
     """The teachers' flip-averaged estimates for the faces ``index``, averaged over the teachers.
 
     Computed once, before training. Several independently trained teachers are an ensemble, which is
-    more accurate than any one of them (on UTKFace two networks at test MAE 5.04-5.05 and gender
-    91.0-91.7% averaged to 4.93 and 92.1%); distillation is how one network can learn from it.
+    more accurate than any one of them; distillation is how one network can learn from it.
     """
-    from agebatch import evaluate
+    from agebatch.training import evaluate
 
     log.info("teacher: %d model(s) predicting %d training faces (flip-averaged)", len(teachers), len(index))
     faces = np.asarray(images[index])  # gathered once, not once per teacher
@@ -166,8 +177,8 @@ def label_ages(frame: pd.DataFrame) -> np.ndarray:
 
 def training_targets(frame: pd.DataFrame, config: TrainConfig, teacher: pd.DataFrame | None = None) -> dict:
     """Targets per output for ``frame``'s faces (a teacher blends in only for the regression head)."""
-    from agebatch import agedist
-    from agebatch.model import AGE_DISTRIBUTION, AGE_OUTPUT, GENDER_OUTPUT
+    from agebatch.contract import AGE_DISTRIBUTION, AGE_OUTPUT, GENDER_OUTPUT
+    from agebatch.training import agedist
 
     ages, onehot = blend_with_teacher(label_ages(frame), frame["gender"].to_numpy(), teacher, config.teacher_weight)
     targets = {AGE_OUTPUT: ages, GENDER_OUTPUT: onehot}
@@ -232,9 +243,9 @@ def _phase_schedule(config: TrainConfig, phase: str) -> str:
 def _cosine_rate(config: TrainConfig, steps_per_epoch: int):
     """Fine-tuning rate for ``schedule="cosine"``: from the rate down to 1% of it over the planned epochs.
 
-    The default plateau rule reacts to a noisy validation loss; it cut the rate within 4-8 epochs
-    in every full run here. The cosine spends the planned epochs going smoothly down instead (on
-    UTKFace it reached a lower validation loss but not a better test score; see the model card).
+    The plateau rule reacts to a noisy validation loss and tends to cut the rate early; the cosine
+    spends exactly the planned epochs going smoothly down instead, which also makes a run's length
+    known in advance (useful with ``--time-limit``).
     """
     import keras
 
@@ -247,8 +258,8 @@ def _compile(
 ) -> None:
     import keras
 
-    from agebatch import agedist
-    from agebatch.model import AGE_DISTRIBUTION, AGE_OUTPUT, GENDER_OUTPUT
+    from agebatch.contract import AGE_DISTRIBUTION, AGE_OUTPUT, GENDER_OUTPUT
+    from agebatch.training import agedist
 
     if config.age_head == "distribution":
         # age_output (the distribution's mean) has no loss of its own: it is only watched (MAE).
@@ -315,7 +326,7 @@ def _callbacks(config, stopper: _StopOnInterrupt, checkpoint: Path, phase: str, 
             row.update(phase=phase, epoch=len(logs) + 1, seconds=round(time.time() - self.started, 1))
             row["learning_rate"] = float(self.model.optimizer.learning_rate.numpy())
             logs.append(row)
-            (checkpoint.parent / "history.json").write_text(json.dumps(logs, indent=1))
+            atomic.write_text(checkpoint.parent / "history.json", json.dumps(logs, indent=1))
 
     callbacks = [
         Record(),
@@ -350,7 +361,7 @@ def _copy_weights(source, target, renamed: dict[str, str] | None = None) -> None
 
 def inference_copy(trained, config: TrainConfig):
     """The trained network without augmentation layers: what scan loads, and smaller to run."""
-    from agebatch.model import build_model
+    from agebatch.training.network import build_model
 
     clean = build_model(config.image_size, None, config.dropout, config.alpha, augment=False, age_head=config.age_head)
     _copy_weights(trained, clean)
@@ -384,7 +395,7 @@ def train(config: TrainConfig) -> TrainResult:
     """Run the whole recipe and write the model, split, model card and curves into ``config.out_dir``."""
     import keras
 
-    from agebatch.model import build_model, set_trainable_from
+    from agebatch.training.network import build_model, set_trainable_from
 
     keras.utils.set_random_seed(config.seed)
     out = Path(config.out_dir)
@@ -425,7 +436,7 @@ def train(config: TrainConfig) -> TrainResult:
         continue_from(start, model, config.init_from)
         del start
     checkpoint = out / "checkpoint.keras"
-    history: list[dict] = list(config.extra.get("history_before", []))  # when continuing a run
+    history: list[dict] = []
     deadline = started + 60 * config.time_limit_minutes if config.time_limit_minutes else None
     verbose = _verbosity(config)
     with _StopOnInterrupt() as stopper:
@@ -456,16 +467,18 @@ def train(config: TrainConfig) -> TrainResult:
         # EarlyStopping restores the best weights only when it is what stopped training; after Ctrl-C,
         # the time limit or the last epoch, the best epoch is the one the checkpoint holds.
         _copy_weights(keras.saving.load_model(checkpoint, compile=False), model)
+    steps = {}  # what the optional last steps measured, for the card
     if config.average_epochs > 0 and not stopper.interrupted:
         with _StopOnInterrupt() as averaging_stopper:
-            config.extra["weight_averaging"] = average_weights(
+            steps["weight_averaging"] = average_weights(
                 model, data, config, averaging_stopper, checkpoint, history, verbose
             )
     final = inference_copy(model, config)
     checkpoint.unlink(missing_ok=True)
     if config.refit_age_head and config.age_head == "regression" and not stopper.interrupted:
-        config.extra["age_head_refit"] = refit_age_head(final, images, frame, config)
-    return finalize(config, frame, skipped, images, final, history, time.time() - started, stopper.interrupted)
+        steps["age_head_refit"] = refit_age_head(final, images, frame, config)
+    run = RunRecord(skipped, history, steps, time.time() - started, stopper.interrupted)
+    return finalize(config, frame, images, final, run)
 
 
 def average_weights(model, data: dict, config: TrainConfig, stopper, checkpoint: Path, history: list, verbose: int):
@@ -477,7 +490,7 @@ def average_weights(model, data: dict, config: TrainConfig, stopper, checkpoint:
     """
     import keras
 
-    from agebatch.model import set_trainable_from
+    from agebatch.training.network import set_trainable_from
 
     set_trainable_from(model, config.fine_tune_fraction)
     _compile(model, config.average_learning_rate, config)
@@ -534,7 +547,8 @@ def refit_age_head(model, images, frame: pd.DataFrame, config: TrainConfig) -> d
     import keras
     from keras import layers
 
-    from agebatch.model import AGE_OUTPUT, pooled_features
+    from agebatch.contract import AGE_OUTPUT
+    from agebatch.training.network import pooled_features
 
     def features(part: str) -> tuple[np.ndarray, np.ndarray]:
         index = frame.index[frame["split"] == part].to_numpy()
@@ -567,76 +581,74 @@ def refit_age_head(model, images, frame: pd.DataFrame, config: TrainConfig) -> d
     return {"val_mae_before": mae_before, "val_mae_after": mae_after, "kept": kept}
 
 
-def finalize(
-    config: TrainConfig,
-    frame: pd.DataFrame,
-    skipped: int,
-    images,
-    model,
-    history: list[dict],
-    seconds: float,
-    interrupted: bool,
-) -> TrainResult:
+def finalize(config: TrainConfig, frame: pd.DataFrame, images, model, run: RunRecord) -> TrainResult:
     """Calibrate on the validation split, save, score on the test split, write the card and curves.
 
     Both the raw and the calibrated model are scored on the test split and both sets of figures go
     into the card; the calibrated one is shipped when ``config.calibrate`` (it is fitted on validation
     faces only, so the test figures stay honest).
     """
-    from agebatch import calibration, curves, evaluate, modelcard
+    from agebatch.training import curves, evaluate, modelcard
 
     out = Path(config.out_dir)
     parts = {name: frame.index[frame["split"] == name].to_numpy() for name in ("val", "test")}
     test = frame.loc[parts["test"]].reset_index(drop=True)
-    raw_metrics = evaluate.score(test, evaluate.predict_arrays(model, images[parts["test"]], config.batch_size))
+
+    def scored(network, part: str, truth: pd.DataFrame) -> dict:
+        return evaluate.score(truth, evaluate.predict_arrays(network, images[parts[part]], config.batch_size))
+
+    metrics = scored(model, "test", test)
     calibration_info = None
-    if config.calibrate and len(parts["val"]) >= 20 and config.age_head == "distribution":
+    if config.calibrate and len(parts["val"]) >= 20:
         val = frame.loc[parts["val"]].reset_index(drop=True)
         val_pred = evaluate.predict_arrays(model, images[parts["val"]], config.batch_size)
-        calibration_info = calibration.calibrate_gender(model, val_pred["pred_female"].to_numpy(), val["gender"])
-        calibrated_val = evaluate.score(val, evaluate.predict_arrays(model, images[parts["val"]], config.batch_size))
+        model, calibration_info = _calibrate(model, val, val_pred, config)
         calibration_info.update(
             val_before=evaluate.score(val, val_pred)["overall"],
-            val_after=calibrated_val["overall"],
-            test_before=raw_metrics["overall"],
+            val_after=scored(model, "val", val)["overall"],
+            test_before=metrics["overall"],
         )
-        metrics = evaluate.score(test, evaluate.predict_arrays(model, images[parts["test"]], config.batch_size))
-    elif config.calibrate and len(parts["val"]) >= 20:
-        val = frame.loc[parts["val"]].reset_index(drop=True)
-        val_pred = evaluate.predict_arrays(model, images[parts["val"]], config.batch_size)
-        coef = calibration.fit_age_map(val_pred["pred_age"].to_numpy(), label_ages(val))
-        shift = calibration.best_gender_shift(val_pred["pred_female"].to_numpy(), val["gender"].to_numpy())
-        model = calibration.calibrated_model(model, coef, shift)
-        calibrated_val = evaluate.score(val, evaluate.predict_arrays(model, images[parts["val"]], config.batch_size))
-        calibration_info = {
-            "age_knots": list(calibration.KNOTS),
-            "age_coefficients": [float(c) for c in coef],
-            "gender_logit_shift": shift,
-            "val_before": evaluate.score(val, val_pred)["overall"],
-            "val_after": calibrated_val["overall"],
-            "test_before": raw_metrics["overall"],
-        }
-        metrics = evaluate.score(test, evaluate.predict_arrays(model, images[parts["test"]], config.batch_size))
-    else:
-        metrics = raw_metrics
+        metrics = scored(model, "test", test)
     model_path = out / config.model_name
-    model.save(model_path)
-    card = modelcard.build_card(config, frame, skipped, history, metrics, seconds, interrupted)
+    with atomic.atomic_path(model_path) as tmp:
+        model.save(tmp)
+    card = modelcard.build_card(config, frame, run.skipped, run.history, metrics, run.seconds, run.interrupted)
     card["calibration"] = calibration_info
-    for step in ("weight_averaging", "age_head_refit"):
-        if step in config.extra:
-            card[step] = config.extra[step]
+    card.update(run.steps)
     card["tflite"] = export_and_score_tflite(model, model_path, test, images[parts["test"]])
     card_path = modelcard.write_card(card, out, Path(config.model_name).stem)
-    curves.write_curves(history, out / f"{Path(config.model_name).stem}.curves")
-    return TrainResult(model_path, card_path, history, metrics, interrupted)
+    curves.write_curves(run.history, out / f"{Path(config.model_name).stem}.curves")
+    return TrainResult(model_path, card_path, run.history, metrics, run.interrupted)
+
+
+def _calibrate(model, val: pd.DataFrame, val_pred: pd.DataFrame, config: TrainConfig):
+    """The calibrated model and what was fitted, from the validation faces' raw estimates.
+
+    A distribution head gets a gender temperature and threshold (its age is the distribution's mean,
+    which an extra map would decouple from the interval). A regression head also gets the age map
+    that undoes its pull towards the mean.
+    """
+    from agebatch.training import calibration
+
+    female = val_pred["pred_female"].to_numpy()
+    if config.age_head == "distribution":
+        return model, calibration.calibrate_gender(model, female, val["gender"])
+    coef = calibration.fit_age_map(val_pred["pred_age"].to_numpy(), label_ages(val))
+    shift = calibration.best_gender_shift(female, val["gender"].to_numpy())
+    info = {
+        "age_knots": list(calibration.KNOTS),
+        "age_coefficients": [float(c) for c in coef],
+        "gender_logit_shift": shift,
+    }
+    return calibration.calibrated_model(model, coef, shift), info
 
 
 def export_and_score_tflite(
     model, model_path: Path, test: pd.DataFrame, test_images, half_precision: bool = False
 ) -> dict | None:
     """Write the ``.tflite`` twin scan uses, and score it on the same test faces as the Keras model."""
-    from agebatch import engines, evaluate
+    from agebatch.scanning import engines
+    from agebatch.training import evaluate
 
     try:
         path = engines.export_tflite(model, engines.tflite_path_for(model_path), half_precision)

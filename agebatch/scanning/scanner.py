@@ -6,8 +6,7 @@ held in memory (faces as 128x128 arrays), so memory does not grow with the size 
 
 When inference alone keeps every core busy (pre-cropped faces, ``--detector none``), overlapping
 cannot hide decoding: it is extra work on the same cores. benchmarks/throughput.py measures that
-cost per crop and the ceiling it sets. (Pausing the pool while the model runs was measured too:
-no faster, so the pipeline stays this simple.)
+cost per crop and the ceiling it sets.
 """
 
 from __future__ import annotations
@@ -23,22 +22,11 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from agebatch import discovery, faces, images, results
-from agebatch.predictor import Predictor, to_prediction
-
-
-@dataclass
-class ScanOptions:
-    """How to find faces; the CLI's scan options map one to one onto these fields."""
-
-    recursive: bool = True
-    exclude: tuple[str, ...] = ()
-    follow_symlinks: bool = False
-    detector: str = "mtcnn"
-    min_face: int = 40
-    min_score: float = faces.DEFAULT_MIN_SCORE
-    batch_size: int = 64
-    jobs: int | None = None  # decode/detect threads; None: one per core
+from agebatch import results
+from agebatch.common.text import one_line
+from agebatch.scanning import discovery, faces, images
+from agebatch.scanning.options import ScanOptions
+from agebatch.scanning.predictor import Predictor, to_prediction
 
 
 @dataclass
@@ -48,6 +36,7 @@ class ScanSummary:
     no_face: int = 0
     errors: int = 0
     skipped: int = 0  # already in --out (resume)
+    changed: int = 0  # of those, files changed since they were scanned (not scanned again: each image once)
     seconds: float = 0.0
     error_reasons: Counter = field(default_factory=Counter)
     interrupted: bool = False
@@ -70,6 +59,10 @@ class ScanSummary:
         )
         if self.skipped:
             text += f" ({self.skipped} already done, skipped)"
+        if self.changed:
+            text += (
+                f" ({self.changed} changed since they were scanned, kept as scanned: scan into a new file to refresh)"
+            )
         if self.error_reasons:
             text += "; errors: " + ", ".join(f"{n} {r}" for r, n in self.error_reasons.most_common())
         return text
@@ -113,7 +106,7 @@ class _Pipeline:
             work.faces = [face.scaled(decoded.scale) for face in found]
         except Exception as exc:  # a detector failure on one odd image must not end the run
             work.faces, work.crops = [], []
-            work.error = f"face detection failed: {' '.join(str(exc).split())[:160] or type(exc).__name__}"
+            work.error = f"face detection failed: {one_line(exc)}"
         return work
 
 
@@ -162,7 +155,7 @@ def iter_scan(
     """
     options = options or ScanOptions()
     if options.detector != "none":
-        from agebatch import quiet
+        from agebatch.common import quiet
 
         quiet.load_tensorflow()  # the detector needs it: import once here, not in every worker thread
     pipeline = _Pipeline(options, predictor.image_size)
@@ -259,6 +252,7 @@ def scan_to_file(
     """
     paths = list(paths)
     discovery.check_paths(paths)
+    results.check_not_an_input(out, paths)
     summary = ScanSummary()
     started = time.monotonic()
 
@@ -273,6 +267,7 @@ def scan_to_file(
                 if progress:
                     progress(summary)
             summary.seconds = time.monotonic() - started
+            summary.changed = writer.changed
             writer.commit()
         except KeyboardInterrupt as exc:
             summary.interrupted = True

@@ -8,32 +8,27 @@ from __future__ import annotations
 
 import math
 import os
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from agebatch import dataset
+from agebatch import contract
+from agebatch.common import atomic
+from agebatch.common.htmlpage import page
+from agebatch.training import dataset, sources
 
 
 def predict_with(run, images: np.ndarray, batch_size: int = 64) -> pd.DataFrame:
-    """Feed uint8 faces to ``run`` (float batch in [0, 1] -> ages, female probabilities) in chunks.
+    """``predictor.run_in_batches`` as a frame with columns ``pred_age, pred_female``."""
+    from agebatch.scanning.predictor import run_in_batches
 
-    Chunks keep memory bounded; the result has columns ``pred_age, pred_female``.
-    """
-    ages, females = [], []
-    for start in range(0, len(images), batch_size):
-        age, female = run(np.asarray(images[start : start + batch_size], dtype="float32") / 255.0)
-        ages.append(np.asarray(age).reshape(-1))
-        females.append(np.asarray(female).reshape(-1))
-    if not ages:
-        return pd.DataFrame({"pred_age": [], "pred_female": []})
-    return pd.DataFrame({"pred_age": np.concatenate(ages), "pred_female": np.concatenate(females)})
+    ages, females = run_in_batches(run, images, batch_size)
+    return pd.DataFrame({"pred_age": ages, "pred_female": females})
 
 
 def predict_arrays(model, images: np.ndarray, batch_size: int = 64, flip_average: bool = False) -> pd.DataFrame:
     """``predict_with`` for a Keras model (chunks of 16 batches through ``model.predict``)."""
-    from agebatch.predictor import flip_averaged
+    from agebatch.scanning.predictor import flip_averaged
 
     def run(chunk):
         out = model.predict(chunk, batch_size=batch_size, verbose=0)
@@ -135,10 +130,10 @@ def score(truth: pd.DataFrame, predictions: pd.DataFrame) -> dict:
 def _score_frame(data: pd.DataFrame) -> dict:
     pred_gender = (data["pred_female"].to_numpy() >= 0.5).astype(int)
     result = {"overall": _metrics(data), "confusion": confusion(data["gender"], pred_gender)}
-    result["confusion_labels"] = list(dataset.GENDERS)
+    result["confusion_labels"] = list(contract.GENDERS)
     exact = data[data["age"].notna()]
-    band_order = [dataset.age_band(low) for low, _ in dataset.AGE_BANDS]
-    bands = exact["age"].map(dataset.age_band)
+    band_order = [contract.age_band(low) for low, _ in contract.AGE_BANDS]
+    bands = exact["age"].map(contract.age_band)
     result["by_age_band"] = {b: _metrics(exact[bands == b]) for b in band_order if (bands == b).any()}
     banded = data[data["age"].isna()]
     if len(banded):
@@ -146,7 +141,7 @@ def _score_frame(data: pd.DataFrame) -> dict:
         order = labels.groupby(banded["age_low"].to_numpy()).first().tolist()
         result["by_label_band"] = {band: _metrics(banded[labels == band]) for band in order}
     result["by_gender"] = {
-        dataset.GENDERS[g]: _metrics(data[data["gender"] == g]) for g in (0, 1) if (data["gender"] == g).any()
+        contract.GENDERS[g]: _metrics(data[data["gender"] == g]) for g in (0, 1) if (data["gender"] == g).any()
     }
     if "race" in data and (data["race"] != "").any():
         groups = [g for g in pd.unique(data["race"]) if g != ""]
@@ -159,62 +154,82 @@ def _score_frame(data: pd.DataFrame) -> dict:
 
 def evaluate_folder(
     model_path: str | os.PathLike,
-    data_dir: str | os.PathLike,
+    data: str | os.PathLike | list[str | os.PathLike],
     split_file: str | os.PathLike | None = None,
     split: str = "test",
     batch_size: int = 64,
     limit: int | None = None,
     flip_average: bool = False,
 ) -> dict:
-    """Score a saved model on a UTKFace-style folder, or on one part of a saved split of it."""
-    from agebatch.predictor import load_model
+    """Score a saved model on labelled sources (see ``sources``), or on one part of a saved split of them.
 
+    With several sources the result also holds each source's figures under ``by_source``.
+    """
+    from agebatch.scanning.predictor import load_model
+
+    paths = [data] if isinstance(data, (str, os.PathLike)) else list(data)
     model, image_size = load_model(model_path)
+    frame, _ = sources.read_sources(paths)
     if split_file is not None:
-        frame = dataset.load_split(split_file)
+        frame = sources.saved_parts(frame, pd.read_csv(split_file))
         frame = frame[frame["split"] == split].reset_index(drop=True)
-        present = frame["file"].map(lambda f: (Path(data_dir) / f).is_file())
-        frame = frame[present].reset_index(drop=True)
-    else:
-        frame, _ = dataset.read_labels(data_dir)
     if limit:
         frame = frame.head(limit)
     if frame.empty:
-        raise ValueError(f"no labelled images to evaluate in {data_dir}")
-    images = dataset.load_images(data_dir, list(frame["file"]), image_size)
+        raise ValueError(f"no labelled images to evaluate in {', '.join(map(str, paths))}")
+    images = dataset.load_images("/", list(frame["path"]), image_size)
     result = score(frame, predict_arrays(model, images, batch_size, flip_average))
     result["flip_average"] = flip_average
     result["model"] = str(model_path)
-    result["data"] = str(data_dir)
+    result["data"] = ", ".join(map(str, paths))
     result["split"] = split if split_file is not None else "all"
     return result
 
 
 def format_text(result: dict) -> str:
     """A readable summary for the terminal (the same figures ``--json`` prints)."""
-    o = result["overall"]
     lines = [
-        f"{o['n']} faces ({result.get('split', '')}) from {result.get('data', '')}"
+        f"{result['overall']['n']} faces ({result.get('split', '')}) from {result.get('data', '')}"
         + (", each also mirrored (flip-averaged)" if result.get("flip_average") else ""),
-        f"age:    MAE {o['age_mae']:.2f} y, RMSE {o['age_rmse']:.2f} y, within 5 y {100 * o['age_within_5']:.1f}%",
-        f"gender: accuracy {100 * o['gender_accuracy']:.1f}%  confusion (rows true m/f, cols predicted) {result['confusion']}",
+        *_summary_lines(result),
     ]
-    for title, key in (("age band", "by_age_band"), ("gender", "by_gender"), ("race", "by_race")):
-        groups = result.get(key) or {}
-        if not groups:
-            continue
-        lines.append(f"by {title}:")
-        for name, m in groups.items():
-            lines.append(
-                f"  {name:>8}  n={m['n']:>5}  MAE {m['age_mae']:5.2f}  within5 {100 * m['age_within_5']:5.1f}%  "
-                f"gender {100 * m['gender_accuracy']:5.1f}%"
+    for source, scored in (result.get("by_source") or {}).items():
+        lines += ["", f"source {source}: {scored['overall']['n']} faces", *_summary_lines(scored)]
+    return "\n".join(lines)
+
+
+def _summary_lines(result: dict) -> list[str]:
+    o = result["overall"]
+    lines = []
+    if "age_mae" in o:
+        lines.append(
+            f"age:    MAE {o['age_mae']:.2f} y, RMSE {o['age_rmse']:.2f} y, within 5 y {100 * o['age_within_5']:.1f}%"
+        )
+    if "age_band_accuracy" in o:
+        lines.append(f"age band right: {100 * o['age_band_accuracy']:.1f}% of {o['n_age_band']} band-labelled faces")
+    lines.append(
+        f"gender: accuracy {100 * o['gender_accuracy']:.1f}%, calibration error {100 * o['gender_ece']:.1f}%  "
+        f"confusion (rows true m/f, cols predicted) {result['confusion']}"
+    )
+    for title, key in (
+        ("age band", "by_age_band"),
+        ("labelled band", "by_label_band"),
+        ("gender", "by_gender"),
+        ("race", "by_race"),
+    ):
+        for name, m in (result.get(key) or {}).items():
+            age = (
+                f"MAE {m['age_mae']:5.2f}"
+                if "age_mae" in m
+                else f"band right {100 * m.get('age_band_accuracy', 0):5.1f}%"
             )
+            lines.append(f"  {title} {name:>16}  n={m['n']:>5}  {age}  gender {100 * m['gender_accuracy']:5.1f}%")
     if "race_gender_gap" in result:
         gap = result["race_gender_gap"]
         lines.append(
             f"largest per-race gender-accuracy gap: {100 * gap['gap']:.1f} points ({gap['best']} vs {gap['worst']})"
         )
-    return "\n".join(lines)
+    return lines
 
 
 def write_html(result: dict, path: str | os.PathLike) -> None:
@@ -232,13 +247,9 @@ def write_html(result: dict, path: str | os.PathLike) -> None:
     for col, (key, _) in enumerate(groups, start=1):
         data = result.get(key) or {}
         names = list(data)
-        figure.add_bar(x=names, y=[data[n]["age_mae"] for n in names], row=1, col=col, showlegend=False)
+        figure.add_bar(x=names, y=[data[n].get("age_mae") for n in names], row=1, col=col, showlegend=False)
         figure.add_bar(x=names, y=[data[n]["gender_accuracy"] for n in names], row=2, col=col, showlegend=False)
     figure.update_layout(height=700, template="plotly_white", title="agebatch evaluation")
     body = figure.to_html(include_plotlyjs=True, full_html=False)
     summary = html_lib.escape(format_text(result))
-    Path(path).write_text(
-        f"<!doctype html><html><head><meta charset='utf-8'><title>agebatch evaluation</title></head>"
-        f"<body><pre>{summary}</pre>{body}</body></html>",
-        encoding="utf-8",
-    )
+    atomic.write_text(path, page("agebatch evaluation", f"<pre>{summary}</pre>{body}"))

@@ -15,15 +15,14 @@ from typing import Protocol
 import numpy as np
 from PIL import Image
 
+from agebatch.scanning.options import DEFAULT_MIN_FACE, DEFAULT_MIN_SCORE
+
 # Measured on UTKFace crops with MTCNN: box side (sqrt(w*h)) is 0.885 of the crop side, and the crop
 # centre lies 0.014 box sides below the midpoint between eye centre and mouth centre.
 UTK_BOX_TO_CROP = 1 / 0.885
 UTK_CENTRE_BELOW_EYE_MOUTH = 0.014
 DETECT_SIDE = 1280  # longer side of the copy the detector runs on
 MTCNN_MIN_FACE = 20  # mtcnn 1.0.0 finds nothing with any other min_face_size
-DEFAULT_MIN_SCORE = (
-    0.8  # MTCNN's own output threshold; measured: 99.7% of portraits found, no false positives on 27 face-less photos
-)
 
 
 @dataclass
@@ -77,7 +76,7 @@ class MtcnnDetector:
     name = "mtcnn"
 
     def __init__(
-        self, min_face: int = 40, min_score: float = DEFAULT_MIN_SCORE, detect_side: int = DETECT_SIDE
+        self, min_face: int = DEFAULT_MIN_FACE, min_score: float = DEFAULT_MIN_SCORE, detect_side: int = DETECT_SIDE
     ) -> None:
         self.min_face = min_face
         self.min_score = min_score
@@ -86,7 +85,7 @@ class MtcnnDetector:
 
     def _net(self):
         if self._mtcnn is None:
-            from agebatch import quiet
+            from agebatch.common import quiet
 
             quiet.load_tensorflow()  # mtcnn imports TensorFlow: keep its start-up notices quiet
             from mtcnn import MTCNN
@@ -122,7 +121,7 @@ class MtcnnDetector:
         return faces
 
 
-def make_detector(name: str, min_face: int = 40, min_score: float = DEFAULT_MIN_SCORE) -> Detector:
+def make_detector(name: str, min_face: int = DEFAULT_MIN_FACE, min_score: float = DEFAULT_MIN_SCORE) -> Detector:
     if name == "none":
         return WholeImageDetector()
     if name == "mtcnn":

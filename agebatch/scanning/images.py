@@ -7,12 +7,15 @@ Everything that touches untrusted bytes lives here, so the rest of the program o
 from __future__ import annotations
 
 import os
+import stat
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
+
+from agebatch.common.text import one_line
 
 # The largest image we decode. Pillow raises by itself only above twice its MAX_IMAGE_PIXELS and
 # merely warns between; we check the size ourselves (below) because turning that warning into an
@@ -27,6 +30,15 @@ warnings.filterwarnings("ignore", category=UserWarning, module=r"PIL\.")
 warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
 
 TOO_LARGE = "image too large (decompression bomb guard)"
+# Memory is bounded by bytes, not pixels alone: a 300 KB 16-bit PNG can declare 120 MP. Peak bytes per
+# decoded pixel of each mode on its way to 8-bit RGB (the mode itself, the conversion's intermediates
+# and the RGB result); a decode whose estimate passes MAX_DECODE_BYTES is an error row.
+MAX_DECODE_BYTES = 1 << 30
+_PEAK_BYTES_PER_PIXEL = {"1": 4, "L": 4, "P": 8, "RGB": 3, "YCbCr": 6, "LAB": 6, "HSV": 6, "CMYK": 7}
+_PEAK_BYTES_PER_PIXEL.update(dict.fromkeys(("LA", "La", "PA", "RGBA", "RGBa"), 11))
+_PEAK_BYTES_PER_PIXEL.update(dict.fromkeys(("I;16", "I;16B", "I;16L", "I;16N"), 11))
+_PEAK_BYTES_PER_PIXEL.update(dict.fromkeys(("I", "F"), 13))
+_DEFAULT_PEAK_BYTES = 16  # any mode not listed
 
 SUPPORTED_FORMATS = {"JPEG", "PNG", "WEBP", "BMP", "TIFF", "GIF", "MPO"}
 
@@ -48,33 +60,61 @@ class DecodedImage:
     scale: float
 
 
-def _one_line(exc: BaseException) -> str:
-    text = " ".join(str(exc).split()) or exc.__class__.__name__
-    return text[:200]
+def _check_decode_bytes(opened: Image.Image) -> None:
+    """Refuse a decode whose peak memory (see ``_PEAK_BYTES_PER_PIXEL``) would pass ``MAX_DECODE_BYTES``."""
+    width, height = opened.size  # after draft(): the reduced size actually decoded
+    peak = width * height * _PEAK_BYTES_PER_PIXEL.get(opened.mode, _DEFAULT_PEAK_BYTES)
+    if peak > MAX_DECODE_BYTES:
+        raise ImageError(
+            f"{TOO_LARGE}: {width}x{height} {opened.mode} pixels need about {peak >> 20} MB to decode, "
+            f"more than {MAX_DECODE_BYTES >> 20} MB"
+        )
+
+
+def _stretch_to_8_bits(image: Image.Image) -> Image.Image:
+    """A 16/32-bit or float greyscale image stretched to 8 bits over its actual range, in float32 and
+    in place, so the intermediate costs 4 bytes a pixel."""
+    array = np.asarray(image, dtype=np.float32)
+    if not array.flags.writeable:
+        array = array.copy()
+    np.nan_to_num(array, copy=False)
+    low, high = float(array.min()), float(array.max())
+    if high > low:
+        array -= low
+        array *= 255.0 / (high - low)
+    else:
+        array[...] = 0
+    return Image.fromarray(array.astype(np.uint8), "L").convert("RGB")
 
 
 def _to_rgb(image: Image.Image) -> Image.Image:
     """Convert any Pillow mode to 8-bit RGB, compositing transparency onto white."""
     if image.mode == "RGB":
         return image
-    if image.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I"):
-        # 16/32-bit greyscale: stretch to 8 bits using the actual range (PNG 16-bit grey is common).
-        array = np.asarray(image, dtype=np.float64)
-        low, high = float(array.min()), float(array.max())
-        scaled = (array - low) * (255.0 / (high - low)) if high > low else np.zeros_like(array)
-        return Image.fromarray(scaled.astype(np.uint8), "L").convert("RGB")
-    if image.mode == "F":
-        array = np.nan_to_num(np.asarray(image, dtype=np.float64))
-        low, high = float(array.min()), float(array.max())
-        scaled = (array - low) * (255.0 / (high - low)) if high > low else np.zeros_like(array)
-        return Image.fromarray(scaled.astype(np.uint8), "L").convert("RGB")
+    if image.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
+        return _stretch_to_8_bits(image)  # PNG 16-bit grey is common
     if image.mode == "P" and "transparency" in image.info:
         image = image.convert("RGBA")
     if image.mode in ("RGBA", "LA", "PA", "RGBa", "La"):
-        rgba = image.convert("RGBA")
-        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
-        return Image.alpha_composite(background, rgba).convert("RGB")
+        # Transparency onto white: paste through the alpha channel (no second RGBA canvas).
+        alpha = image.getchannel("A") if "A" in image.getbands() else image.convert("RGBA").getchannel("A")
+        background = Image.new("RGB", image.size, (255, 255, 255))
+        background.paste(image.convert("RGB"), mask=alpha)
+        return background
     return image.convert("RGB")
+
+
+def _open_regular(path: str | os.PathLike):
+    """``path`` opened for reading without blocking, and only if it is a regular file.
+
+    A FIFO or a device put where a photo was (after discovery listed it) would otherwise block the
+    scan forever: opened non-blocking it returns at once and is then refused.
+    """
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise ImageError("not a regular file")
+    return os.fdopen(fd, "rb")
 
 
 def decode(path: str | os.PathLike, max_side: int | None = None) -> DecodedImage:
@@ -86,7 +126,7 @@ def decode(path: str | os.PathLike, max_side: int | None = None) -> DecodedImage
     Raises ``ImageError`` with a one-line reason for anything unusable.
     """
     try:
-        with Image.open(path) as opened:
+        with _open_regular(path) as handle, Image.open(handle) as opened:
             if opened.format not in SUPPORTED_FORMATS:
                 raise ImageError(f"unsupported image format {opened.format}")
             full_size = opened.size
@@ -96,6 +136,7 @@ def decode(path: str | os.PathLike, max_side: int | None = None) -> DecodedImage
                 )
             if max_side and opened.format == "JPEG" and max(full_size) > max_side:
                 opened.draft("RGB", _draft_target(full_size, max_side))
+            _check_decode_bytes(opened)
             opened.seek(0)  # first frame of animated GIF / multi-page TIFF
             opened.load()
             scale = full_size[0] / opened.size[0]
@@ -106,7 +147,7 @@ def decode(path: str | os.PathLike, max_side: int | None = None) -> DecodedImage
     except ImageError:
         raise
     except Image.DecompressionBombError as exc:
-        raise ImageError(f"{TOO_LARGE}: {_one_line(exc)}") from exc
+        raise ImageError(f"{TOO_LARGE}: {one_line(exc)}") from exc
     except UnidentifiedImageError as exc:
         raise ImageError("not a recognised image") from exc
     except FileNotFoundError as exc:
@@ -118,9 +159,9 @@ def decode(path: str | os.PathLike, max_side: int | None = None) -> DecodedImage
     except OSError as exc:
         if "truncat" in str(exc).lower():
             raise ImageError("truncated image: the file is cut short") from exc
-        raise ImageError(f"unreadable image: {_one_line(exc)}") from exc
+        raise ImageError(f"unreadable image: {one_line(exc)}") from exc
     except (ValueError, SyntaxError, EOFError, MemoryError, TypeError, IndexError, KeyError, ZeroDivisionError) as exc:
-        raise ImageError(f"corrupt image: {_one_line(exc)}") from exc
+        raise ImageError(f"corrupt image: {one_line(exc)}") from exc
     if image.width < 1 or image.height < 1:
         raise ImageError("empty image")
     width, height = image.size

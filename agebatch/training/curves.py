@@ -5,6 +5,9 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from agebatch.common import atomic
+from agebatch.common.htmlpage import page
+
 PANELS = (("age_output_mae", "age MAE (years)"), ("gender_output_accuracy", "gender accuracy"))
 
 
@@ -44,7 +47,8 @@ def _write_html(history, epochs, path: Path) -> None:
             )
         figure.update_xaxes(title_text="epoch", row=1, col=col)
     figure.update_layout(title="agebatch training curves", template="plotly_white", height=420)
-    figure.write_html(path, include_plotlyjs=True, full_html=True)
+    body = figure.to_html(include_plotlyjs=True, full_html=False)
+    atomic.write_text(path, page("agebatch training curves", body))
 
 
 def _write_png(history, epochs, path: Path) -> None:
@@ -63,5 +67,6 @@ def _write_png(history, epochs, path: Path) -> None:
         axis.grid(alpha=0.3)
         axis.legend()
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    with atomic.atomic_writer(path, binary=True) as handle:
+        fig.savefig(handle, dpi=100, format="png")
     plt.close(fig)

@@ -20,11 +20,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from agebatch.common import atomic
+from agebatch.contract import age_band
+
 log = logging.getLogger(__name__)
 
-GENDERS = ("male", "female")
 RACES = ("white", "black", "asian", "indian", "others")
-AGE_BANDS = ((0, 12), (13, 17), (18, 24), (25, 34), (35, 44), (45, 54), (55, 64), (65, 200))
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
 
 # age_gender_race_datetime then an image suffix (".jpg", ".jpg.chip.jpg", ".png", ...).
@@ -49,14 +50,6 @@ def parse_name(name: str) -> Label | None:
     if not 0 <= age <= 120:
         return None
     return Label(age, gender, race)
-
-
-def age_band(age: float) -> str:
-    """The report's age band label ("0-12" ... "65+") for an age in years."""
-    for low, high in AGE_BANDS:
-        if age < high + 1:
-            return f"{low}+" if high >= 200 else f"{low}-{high}"
-    return f"{AGE_BANDS[-1][0]}+"
 
 
 def read_labels(data_dir: str | os.PathLike) -> tuple[pd.DataFrame, list[str]]:
@@ -167,7 +160,7 @@ def load_images(
     the first free of JPEG decoding: on a 2-core machine that is the difference between training and
     waiting. Decoding runs in threads because Pillow releases the GIL while it decodes.
     """
-    from agebatch.images import load_face_array  # local: keeps dataset importable without Pillow
+    from agebatch.scanning.images import load_face_array  # local: keeps dataset importable without Pillow
 
     root = Path(data_dir)
     out = np.empty((len(files), image_size, image_size, 3), dtype=np.uint8)
@@ -192,7 +185,6 @@ def cached_images(
         return np.load(path, mmap_mode="r")
     arrays = load_images(data_dir, files, image_size)
     Path(cache_dir).mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp.npy")
-    np.save(tmp, arrays)
-    os.replace(tmp, path)
+    with atomic.atomic_writer(path, binary=True) as handle:
+        np.save(handle, arrays)
     return arrays

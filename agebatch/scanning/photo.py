@@ -12,8 +12,8 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image
 
-from agebatch import faces, images
-from agebatch.predictor import Prediction, Predictor, to_prediction
+from agebatch.scanning import faces, images, options
+from agebatch.scanning.predictor import Prediction, Predictor, to_prediction
 
 
 @dataclass
@@ -35,9 +35,9 @@ class PhotoResult:
 def analyse(
     path: str | os.PathLike,
     predictor: Predictor,
-    detector: str = "mtcnn",
-    min_face: int = 40,
-    min_score: float = faces.DEFAULT_MIN_SCORE,
+    detector: str = options.DEFAULT_DETECTOR,
+    min_face: int = options.DEFAULT_MIN_FACE,
+    min_score: float = options.DEFAULT_MIN_SCORE,
 ) -> PhotoResult:
     """Every face in one photo with its prediction; raises ``images.ImageError`` for unusable files."""
     decoded = images.decode(path, max_side=faces.decode_side(detector == "none", predictor.image_size))

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-ENGINES = ("auto", "keras", "tflite")
+from agebatch.common import atomic
 
 
 def tflite_path_for(model_path: str | os.PathLike) -> Path:
@@ -45,20 +45,34 @@ def file_sha256(path: str | os.PathLike) -> str:
 
 
 def write_twin_record(keras_path: str | os.PathLike, tflite_path: str | os.PathLike) -> Path:
-    """Record that ``tflite_path`` was exported from exactly this ``keras_path`` file."""
-    record = {"keras_file": Path(keras_path).name, "keras_sha256": file_sha256(keras_path)}
-    target = twin_record_path(tflite_path)
-    target.write_text(json.dumps(record, indent=1) + "\n")
-    return target
+    """Record that ``tflite_path`` was exported from exactly this ``keras_path`` file: the SHA-256
+    of both, so neither can be swapped without the record noticing."""
+    record = {
+        "keras_file": Path(keras_path).name,
+        "keras_sha256": file_sha256(keras_path),
+        "tflite_file": Path(tflite_path).name,
+        "tflite_sha256": file_sha256(tflite_path),
+    }
+    return atomic.write_text(twin_record_path(tflite_path), json.dumps(record, indent=1) + "\n")
 
 
-def twin_matches(keras_path: str | os.PathLike, tflite_path: str | os.PathLike) -> bool:
-    """True when the twin's record names this very Keras file (by content), so Keras need not load."""
+def checked_twin(keras_path: str | os.PathLike, tflite_path: str | os.PathLike) -> bytes | None:
+    """The twin's bytes when its record binds this very Keras file and these very bytes, else None.
+
+    The bytes are read once, hashed and returned, and the interpreter is built from them, so the
+    file that runs is the file that was checked.
+    """
     try:
         record = json.loads(twin_record_path(tflite_path).read_text())
-        return record.get("keras_sha256") == file_sha256(keras_path)
-    except (OSError, ValueError, AttributeError):
-        return False
+        blob = Path(tflite_path).read_bytes()
+    except (OSError, ValueError):
+        return None
+    if not isinstance(record, dict) or record.get("tflite_sha256") != hashlib.sha256(blob).hexdigest():
+        return None
+    try:
+        return blob if record.get("keras_sha256") == file_sha256(keras_path) else None
+    except OSError:
+        return None
 
 
 def export_tflite(model, path: str | os.PathLike, half_precision: bool = False) -> Path:
@@ -76,11 +90,7 @@ def export_tflite(model, path: str | os.PathLike, half_precision: bool = False) 
             converter.optimizations = [tf.lite.Optimize.DEFAULT]
             converter.target_spec.supported_types = [tf.float16]
         blob = converter.convert()
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_bytes(blob)
-    os.replace(tmp, path)
-    return path
+    return atomic.write_bytes(path, blob)
 
 
 def _interpreter_class():
@@ -100,11 +110,12 @@ class TFLiteRunner:
     Not thread-safe (one interpreter); the scanner calls it from one thread only.
     """
 
-    def __init__(self, path: str | os.PathLike, threads: int | None = None) -> None:
-        from agebatch.quiet import native_stderr_silenced
+    def __init__(self, path: str | os.PathLike | None = None, threads: int | None = None, content: bytes | None = None):
+        from agebatch.common.quiet import native_stderr_silenced
 
+        source = {"model_content": content} if content is not None else {"model_path": str(path)}
         with native_stderr_silenced():  # the runtime announces its XNNPACK delegate on fd 2
-            self.interpreter = _interpreter_class()(model_path=str(path), num_threads=threads or os.cpu_count() or 1)
+            self.interpreter = _interpreter_class()(**source, num_threads=threads or os.cpu_count() or 1)
             self.interpreter.allocate_tensors()
         self.input = self.interpreter.get_input_details()[0]
         self.image_size = int(self.input["shape"][1])
@@ -118,7 +129,7 @@ class TFLiteRunner:
 
     def __call__(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         if self._batch != len(batch):
-            from agebatch.quiet import native_stderr_silenced
+            from agebatch.common.quiet import native_stderr_silenced
 
             with native_stderr_silenced():
                 self.interpreter.resize_tensor_input(self.input["index"], [len(batch), *self.input["shape"][1:]])

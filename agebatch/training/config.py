@@ -1,0 +1,92 @@
+"""Every knob of a training run, in a module of its own so the CLI can show the defaults cheaply.
+
+``agebatch.training.train`` (which needs TensorFlow) is imported only when training starts; the
+command line reads each option's default and help text from here (``common.settings``), so both are
+written once.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from agebatch.common.settings import setting
+
+SCHEDULES = ("plateau", "cosine")
+AGE_HEADS = ("regression", "distribution")
+
+
+@dataclass
+class TrainConfig:
+    """Every knob of a training run; the model card records all of them."""
+
+    data_dir: str = setting("", "Labelled faces: a UTKFace-style folder, a folder with labels.csv, or a CSV.")
+    more_data: tuple[str, ...] = setting((), "Another labelled source to train on as well (repeatable).")
+    out_dir: str = setting("trained", "Folder for the model, model card, split and curves.")
+    model_name: str = setting("agebatch.keras", "File name of the model inside the output folder.")
+    image_size: int = setting(128, "Side of the square face crops the network takes, in pixels.")
+    batch_size: int = setting(64, "Faces per training batch.")
+    head_epochs: int = setting(2, "Epochs training only the heads on a frozen base.")
+    epochs: int = setting(30, "Most fine-tuning epochs (early stopping may end sooner).")
+    patience: int = setting(4, "Early-stopping patience (epochs).")
+    test_split: float = setting(0.2, "Share held out for evaluation (of each source split afresh).")
+    val_split: float = setting(0.1, "Share of the training part kept for early stopping.")
+    seed: int = setting(42, "Seeds the split and the training (weights, shuffling, augmentation).")
+    split_from: str | None = setting(None, "Reuse an earlier run's split.csv (then --seed only seeds the training).")
+    backbone_weights: str | None = setting("imagenet", "imagenet, none, or a .weights.h5 path.")
+    alpha: float = setting(1.0, "MobileNetV2 width multiplier.")
+    head_learning_rate: float = setting(1e-3, "Learning rate of the heads phase.")
+    learning_rate: float = setting(1e-4, "Fine-tuning learning rate.")
+    schedule: str = setting(
+        "plateau", "Fine-tuning rate: cut when validation stalls (plateau) or cosine decay over --epochs."
+    )
+    fine_tune_fraction: float = setting(1.0, "Share of the backbone's layers (from the top) fine-tuned.")
+    age_head: str = setting(
+        "regression", "Age head: one regression output, or a distribution over years (exact ages and bands)."
+    )
+    age_sigma: float = setting(2.5, "Distribution head: width in years of an exact age's soft label.")
+    age_loss_weight: float = setting(
+        0.05, "Weight of the age loss (MSE in years^2, or the distribution's cross-entropy) against gender's."
+    )
+    balance_gender: bool = setting(True, "Regression head: weigh the gender loss so both genders count equally.")
+    age_weight_power: float = setting(0.5, "Weigh faces by (size of their age band or stratum) to this power, negated.")
+    dropout: float = setting(0.3, "Dropout before the heads.")
+    color_jitter: float = setting(0.0, "Random brightness/contrast strength in augmentation (0: off).")
+    max_images: int | None = setting(None, "Use at most this many labelled faces (a random sample).")
+    init_from: str | None = setting(
+        None, "Continue from this saved model instead of new heads (skips the heads phase)."
+    )
+    warm_start: str | None = setting(
+        None, "Start from the layers this saved model shares with the new network (heads phase kept)."
+    )
+    teachers: tuple[str, ...] = setting(
+        (),
+        "Distil: blend the labels with this saved model's estimates (see --teacher-weight); "
+        "repeat to average several models.",
+    )
+    teacher_weight: float = setting(0.5, "Share of the teacher in the training targets.")
+    average_epochs: int = setting(0, "Extra epochs whose weights are averaged (kept only if validation improves).")
+    refit_age_head: bool = setting(
+        False, "Finally refit the age head on frozen features, unweighted (kept if validation improves)."
+    )
+    average_learning_rate: float = setting(3e-5, "Learning rate of the weight-averaging epochs.")
+    calibrate: bool = setting(True, "Fit the age map / gender temperature and threshold on the validation split.")
+    time_limit_minutes: float | None = setting(None, "Stop fine-tuning after this many minutes (best weights kept).")
+    cache_dir: str | None = setting(None, "Cache decoded faces here between runs.")
+    verbose: int | None = setting(None, "Keras verbosity; default: a bar on a terminal, one line per epoch otherwise.")
+
+    @property
+    def sources(self) -> tuple[str, ...]:
+        """Every labelled source of the run, the first one first."""
+        return (str(self.data_dir), *map(str, self.more_data))
+
+    def __post_init__(self) -> None:
+        self.teachers = tuple(str(path) for path in self.teachers)
+        self.more_data = tuple(str(path) for path in self.more_data)
+        if self.schedule not in SCHEDULES:
+            raise ValueError(f"unknown schedule {self.schedule!r}; choose one of {', '.join(SCHEDULES)}")
+        if self.age_head not in AGE_HEADS:
+            raise ValueError(f"unknown age head {self.age_head!r}; choose one of {', '.join(AGE_HEADS)}")
+        if self.age_head == "distribution" and self.teachers:
+            raise ValueError("distillation (teachers) works with the regression age head only")
+        if not 0.0 <= self.teacher_weight <= 1.0:
+            raise ValueError(f"teacher_weight must be between 0 and 1, got {self.teacher_weight}")

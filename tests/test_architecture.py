@@ -1,0 +1,108 @@
+"""The package's layers, checked by reading every module's imports (top level and inside functions).
+
+The rules are the ones ARCHITECTURE.md draws: scanning never imports training; reporting imports
+neither TensorFlow/Keras nor scanning nor training; nothing imports the CLI; the bottom layers
+(``contract``, ``common``) import no other layer; and no two modules import each other, directly or
+round a longer loop.
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+PACKAGE = Path(__file__).resolve().parent.parent / "agebatch"
+
+
+def _module_name(path: Path) -> str:
+    parts = path.relative_to(PACKAGE.parent).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def _imports(path: Path) -> set[str]:
+    """Every module ``path`` imports, as dotted names (``from a import b`` counts a.b when b is a module)."""
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    found: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            found.add(node.module)
+            found.update(f"{node.module}.{alias.name}" for alias in node.names)
+    return found
+
+
+MODULES = {_module_name(p): p for p in PACKAGE.rglob("*.py")}
+IMPORTS = {
+    name: {i for i in _imports(path) if i in MODULES or not i.startswith("agebatch")} for name, path in MODULES.items()
+}
+
+
+def _agebatch_imports(module: str) -> set[str]:
+    return {i for i in IMPORTS[module] if i in MODULES and i != "agebatch"}
+
+
+def _layer_modules(prefix: str) -> list[str]:
+    return sorted(m for m in MODULES if m == prefix or m.startswith(prefix + "."))
+
+
+def test_the_layers_exist():
+    for layer in ("agebatch.scanning", "agebatch.training", "agebatch.reporting", "agebatch.common"):
+        assert len(_layer_modules(layer)) > 1, layer
+    assert "agebatch.contract" in MODULES and "agebatch.cli" in MODULES
+
+
+@pytest.mark.parametrize("module", _layer_modules("agebatch.scanning"))
+def test_scanning_never_imports_training_or_reporting(module):
+    bad = {i for i in _agebatch_imports(module) if i.startswith(("agebatch.training", "agebatch.reporting"))}
+    assert not bad, f"{module} imports {sorted(bad)}"
+
+
+@pytest.mark.parametrize("module", _layer_modules("agebatch.reporting"))
+def test_reporting_imports_no_tensorflow_no_scanning_no_training(module):
+    bad = {
+        i
+        for i in IMPORTS[module]
+        if i.split(".")[0] in ("tensorflow", "keras", "ai_edge_litert", "mtcnn")
+        or i.startswith(("agebatch.scanning", "agebatch.training"))
+    }
+    assert not bad, f"{module} imports {sorted(bad)}"
+
+
+@pytest.mark.parametrize("module", _layer_modules("agebatch.training"))
+def test_training_never_imports_reporting(module):
+    bad = {i for i in _agebatch_imports(module) if i.startswith("agebatch.reporting")}
+    assert not bad, f"{module} imports {sorted(bad)}"
+
+
+@pytest.mark.parametrize("module", ["agebatch.contract", "agebatch.results", *_layer_modules("agebatch.common")])
+def test_bottom_layers_import_no_upper_layer(module):
+    allowed = ("agebatch.contract", "agebatch.common")
+    bad = {i for i in _agebatch_imports(module) if not i.startswith(allowed)}
+    assert not bad, f"{module} imports {sorted(bad)}"
+
+
+def test_nothing_imports_the_cli():
+    importers = sorted(m for m in MODULES if "agebatch.cli" in IMPORTS[m] and m != "agebatch.__main__")
+    assert not importers
+
+
+def test_no_import_cycles():
+    graph = {m: _agebatch_imports(m) for m in MODULES}
+    state: dict[str, int] = {}  # 1: on the current path, 2: done
+
+    def visit(module: str, path: list[str]) -> None:
+        state[module] = 1
+        for other in sorted(graph[module]):
+            if state.get(other) == 1:
+                cycle = path[path.index(other) :] + [other] if other in path else [module, other]
+                pytest.fail("import cycle: " + " -> ".join(cycle))
+            if other not in state:
+                visit(other, [*path, other])
+        state[module] = 2
+
+    for module in sorted(graph):
+        if module not in state:
+            visit(module, [module])

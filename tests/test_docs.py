@@ -1,0 +1,77 @@
+"""The README's option tables and the CLI's own options cannot drift apart.
+
+Each ``| option | default | meaning |`` table in the README belongs to the command named in the
+heading above it. Every option of that command appears in its table and nothing else does, and a
+default written as a number in the table is the default the command really has (which the CLI
+reads from the library's settings, so the library, the CLI and the README say one thing).
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+import typer.main
+
+from agebatch.cli import app
+
+README = Path(__file__).resolve().parent.parent / "README.md"
+HEADING = re.compile(r"^#{2,4} .*?`agebatch (\w+)")
+
+
+def _tables() -> dict[str, list[tuple[str, str]]]:
+    """command -> [(first cell, default cell)] for every option table in the README."""
+    tables: dict[str, list[tuple[str, str]]] = {}
+    command = None
+    lines = README.read_text(encoding="utf-8").splitlines()
+    for number, line in enumerate(lines):
+        heading = HEADING.match(line)
+        if heading:
+            command = heading.group(1)
+        if line.startswith("| option | default | meaning |") and command:
+            rows = tables.setdefault(command, [])
+            for row in lines[number + 2 :]:
+                if not row.startswith("|"):
+                    break
+                cells = [c.strip() for c in re.split(r"(?<!\\)\|", row)[1:-1]]
+                rows.append((cells[0], cells[1]))
+    return tables
+
+
+TABLES = _tables()
+
+
+def _command(name: str):
+    group = typer.main.get_command(app)
+    return group.commands[name]
+
+
+def test_the_readme_has_option_tables_for_the_main_commands():
+    assert {"scan", "report", "train"} <= set(TABLES)
+
+
+@pytest.mark.parametrize("name", sorted(TABLES))
+def test_each_option_of_the_command_is_in_its_readme_table_and_nothing_else(name):
+    documented = {flag for cell, _ in TABLES[name] for flag in re.findall(r"--[a-z][a-z0-9-]*", cell)}
+    options = [
+        {o for o in param.opts + param.secondary_opts if o.startswith("--")}
+        for param in _command(name).params
+        if param.param_type_name == "option" and "--help" not in param.opts
+    ]
+    undocumented = sorted(min(names) for names in options if not names & documented)
+    unknown = sorted(documented - set().union(*options))
+    assert not undocumented and not unknown, f"not in the README: {undocumented}; not an option: {unknown}"
+
+
+@pytest.mark.parametrize("name", sorted(TABLES))
+def test_numeric_defaults_in_the_readme_are_the_commands_defaults(name):
+    params = {o: p for p in _command(name).params for o in p.opts}
+    checked = 0
+    for cell, default in TABLES[name]:
+        flag = re.search(r"--[a-z][a-z0-9-]*", cell)
+        if flag and re.fullmatch(r"-?\d+(\.\d+)?(e-?\d+)?", default):
+            actual = params[flag.group()].default
+            assert float(getattr(actual, "value", actual)) == float(default), flag.group()
+            checked += 1
+    assert checked > 0
