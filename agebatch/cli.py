@@ -464,6 +464,13 @@ def _analyse(image: Path, predictor, detector: Detector, min_face: int, min_scor
         raise Fail(f"{image}: {exc if isinstance(exc, ImageError) else one_line(exc)}") from exc
 
 
+def _age_text(prediction) -> str:
+    """``31.4``, or ``31.4 (25-38)`` with the model's 80% interval when it gives one."""
+    if prediction.age_low is None:
+        return f"{prediction.age:.1f}"
+    return f"{prediction.age:.1f} ({prediction.age_low:.0f}-{prediction.age_high:.0f})"
+
+
 @app.command()
 def predict(
     images: Annotated[list[Path], typer.Argument(help="Photos to examine.", show_default=False)],
@@ -511,6 +518,8 @@ def predict(
                     "face": f.index,
                     "box": box,
                     "age": f.prediction.age,
+                    "age_low": f.prediction.age_low,
+                    "age_high": f.prediction.age_high,
                     "gender": f.prediction.gender,
                     "gender_prob": f.prediction.gender_prob,
                     "face_score": round(f.face.score, 4),
@@ -520,7 +529,7 @@ def predict(
                 name,
                 str(f.index),
                 ", ".join(map(str, box)),
-                f"{f.prediction.age:.1f}",
+                _age_text(f.prediction),
                 f.prediction.gender,
                 f"{100 * f.prediction.gender_prob:.0f}%",
             )

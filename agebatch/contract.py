@@ -16,6 +16,8 @@ ENSEMBLE_MEMBER_PREFIX = "net_"  # the nested networks of an ensemble model are 
 GENDERS = ("male", "female")  # index 0 and 1 of the gender output, and the words the results file uses
 AGE_BANDS = ((0, 12), (13, 17), (18, 24), (25, 34), (35, 44), (45, 54), (55, 64), (65, 200))
 REPORT_MAX_AGE = 120  # ages are tallied in whole years up to this one (older counts as this)
+AGE_BINS = 101  # the age distribution's years 0..100, the last bin holding 100 and over
+AGE_INTERVAL = 0.8  # the share of the distribution between age_low and age_high
 
 
 class ModelInterfaceError(ValueError):
@@ -45,6 +47,32 @@ def check_interface(model: Any) -> int:
     if not {AGE_OUTPUT, GENDER_OUTPUT} <= names:
         raise ModelInterfaceError(f"model must have outputs {AGE_OUTPUT!r} and {GENDER_OUTPUT!r}, has {sorted(names)}")
     return int(shape[1])
+
+
+def age_interval(probs: Any, share: float = AGE_INTERVAL) -> tuple[Any, Any]:
+    """The central ``share`` of each age distribution (rows of ``probs``): arrays (low, high) in years.
+
+    Year ``i``'s bin spans ``i - 0.5 .. i + 0.5`` (soft labels centre on ``i``), and each quantile is
+    interpolated linearly inside its bin.
+    """
+    import numpy as np
+
+    probs = np.atleast_2d(np.asarray(probs, float))
+    cumulative = np.cumsum(probs, axis=1)
+    cumulative /= np.maximum(cumulative[:, -1:], 1e-12)
+    tail = (1 - share) / 2
+    return _quantile(cumulative, tail), _quantile(cumulative, 1 - tail)
+
+
+def _quantile(cumulative: Any, q: float) -> Any:
+    import numpy as np
+
+    rows = np.arange(len(cumulative))
+    index = np.argmax(cumulative >= q, axis=1)
+    before = np.where(index > 0, cumulative[rows, np.maximum(index - 1, 0)], 0.0)
+    inside = cumulative[rows, index] - before
+    fraction = np.where(inside > 0, (q - before) / np.maximum(inside, 1e-12), 0.5)
+    return np.maximum(index - 0.5 + np.clip(fraction, 0.0, 1.0), 0.0)
 
 
 def has_distribution(model: Any) -> bool:

@@ -45,7 +45,9 @@ COLUMNS = (
 )
 # Beyond the required columns: how many faces the image has (lets a resume tell a complete image from
 # a torn one, and the report count faces per image) and the file's identity for --resume.
-EXTRA_COLUMNS = ("faces", "female_prob", "file_size", "file_mtime")
+# The age interval (age_low, age_high: the central 80% of the model's age distribution) is empty for a
+# model without one; files written before these columns existed keep their own header on --resume.
+EXTRA_COLUMNS = ("faces", "female_prob", "file_size", "file_mtime", "age_low", "age_high")
 ALL_COLUMNS = COLUMNS + EXTRA_COLUMNS
 FORMATS = ("csv", "jsonl")
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
@@ -96,20 +98,28 @@ def _cell(value) -> str:
     return str(value)
 
 
-def encode_rows(rows: list[dict], fmt: str, excel: bool = False) -> str:
-    """One image's rows as text in ``fmt``; each record ends with a newline."""
+def encode_rows(rows: list[dict], fmt: str, excel: bool = False, columns: tuple[str, ...] = ALL_COLUMNS) -> str:
+    """One image's rows as text in ``fmt`` with ``columns``; each record ends with a newline."""
     if fmt == "jsonl":
-        return "".join(json.dumps({c: row.get(c) for c in ALL_COLUMNS}, ensure_ascii=False) + "\n" for row in rows)
+        return "".join(json.dumps({c: row.get(c) for c in columns}, ensure_ascii=False) + "\n" for row in rows)
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     for row in rows:
-        cells = [_cell(row.get(c)) for c in ALL_COLUMNS]
+        cells = [_cell(row.get(c)) for c in columns]
         if excel:
             for name in _TEXT_COLUMNS:
-                i = ALL_COLUMNS.index(name)
+                i = columns.index(name)
                 cells[i] = excel_safe(cells[i])
         writer.writerow(cells)
     return buffer.getvalue()
+
+
+def file_columns(path: str | os.PathLike) -> tuple[str, ...]:
+    """The columns an existing CSV results file was written with: its header, when that is ours (a file
+    from an older version has fewer columns, and rows appended to it must keep its shape)."""
+    with open(path, "rb") as handle:
+        names = tuple(next(csv.reader([handle.readline().decode("utf-8", "replace")]), []))
+    return names if names and names == ALL_COLUMNS[: len(names)] and len(names) >= len(COLUMNS) else ALL_COLUMNS
 
 
 def header(fmt: str) -> str:
@@ -332,6 +342,7 @@ class ResultsWriter:
         self.wait = wait
         self.done: dict[str, tuple[int, float | None]] = {}  # path -> (size, mtime) already in --out
         self.changed = 0  # images skipped as done although their file changed since
+        self.columns = ALL_COLUMNS  # on --resume, the columns of the file appended to
         self.existed = False  # decided once the lock is held (another run may be finishing it)
         self._lock = None
         self._fd: int | None = None
@@ -439,6 +450,8 @@ class ResultsWriter:
             )
         _truncate(self.out, index.keep)
         self.done = index.done
+        if self.fmt == "csv" and index.size:
+            self.columns = file_columns(self.out)
         self._fd = os.open(self.out, os.O_WRONLY | os.O_APPEND | os.O_NOFOLLOW)
         if os.fstat(self._fd).st_size == 0:
             self._write_all(header(self.fmt).encode())
@@ -475,7 +488,7 @@ class ResultsWriter:
 
         On failure (disk full, I/O error) the file is cut back to where this image began.
         """
-        data = encode_rows(rows, self.fmt, self.excel).encode("utf-8")
+        data = encode_rows(rows, self.fmt, self.excel, self.columns).encode("utf-8")
         before = os.lseek(self._fd, 0, os.SEEK_END)
         try:
             self._write_all(data)

@@ -132,3 +132,15 @@ def test_a_waiting_fresh_run_decides_about_the_earlier_file_under_the_lock(tmp_p
     thread.join(timeout=30)
     assert outcome == {"interrupted": True}
     assert [r["path"] for r in results.read_rows(out, "csv")] == ["first.jpg"]  # the finished file survives
+
+
+def test_resuming_a_file_from_before_the_age_interval_keeps_its_columns(tmp_path):
+    old_columns = results.ALL_COLUMNS[:-2]
+    path = tmp_path / "r.csv"
+    path.write_text(",".join(old_columns) + "\n" + results.encode_rows([_row("a.jpg")], "csv", columns=old_columns))
+    with results.ResultsWriter(path, resume=True) as writer:
+        writer.write_image([_row("b.jpg", age_low=25.0, age_high=35.0)])
+        writer.commit()
+    lines = path.read_text().splitlines()
+    assert len(lines) == 3 and all(line.count(",") == len(old_columns) - 1 for line in lines)
+    assert set(_resume(path).done) == {"a.jpg", "b.jpg"}

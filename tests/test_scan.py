@@ -214,3 +214,21 @@ def test_rgba_and_palette_crops(run_cli, tmp_path):
     out = tmp_path / "r.csv"
     assert run_cli("scan", root, "--out", out, "--detector", "none")[0] == 0
     assert [r["status"] for r in read_csv(out)] == ["ok", "ok", "ok"]
+
+
+def test_a_model_with_an_age_distribution_gives_an_interval_that_holds_the_estimate(run_cli, crops, tmp_path):
+    from agebatch.training.network import build_model
+
+    model = tmp_path / "dist.keras"
+    build_model(64, None, alpha=0.35, augment=False, age_head="distribution").save(model)
+    out = tmp_path / "r.csv"
+    code, _, err = run_cli("scan", crops, "--out", out, "--detector", "none", "--model", model)
+    assert code == 0, err
+    rows = read_csv(out)
+    assert len(rows) == 10
+    for row in rows:
+        low, age, high = float(row["age_low"]), float(row["age"]), float(row["age_high"])
+        assert low <= age <= high and high - low > 1
+    plain = tmp_path / "plain.csv"  # a model without a distribution leaves the interval empty
+    assert run_cli("scan", crops, "--out", plain, "--detector", "none")[0] == 0
+    assert {r["age_low"] for r in read_csv(plain)} == {""}

@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from agebatch.common import atomic
+from agebatch.contract import AGE_BINS
 
 
 def tflite_path_for(model_path: str | os.PathLike) -> Path:
@@ -121,13 +122,17 @@ class TFLiteRunner:
         self.image_size = int(self.input["shape"][1])
         self._batch = None
 
-    def _outputs(self) -> tuple[np.ndarray, np.ndarray]:
+    def _outputs(self) -> tuple:
+        """(ages, female probabilities) and, for a model with an age distribution, the distribution."""
         outputs = [self.interpreter.get_tensor(d["index"]) for d in self.interpreter.get_output_details()]
         age = next(o for o in outputs if o.shape[-1] == 1)
         gender = next(o for o in outputs if o.shape[-1] == 2)
-        return age.reshape(-1), gender[:, 1]
+        distribution = next((o for o in outputs if o.shape[-1] == AGE_BINS), None)
+        if distribution is None:
+            return age.reshape(-1), gender[:, 1]
+        return age.reshape(-1), gender[:, 1], distribution
 
-    def __call__(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def __call__(self, batch: np.ndarray) -> tuple:
         if self._batch != len(batch):
             from agebatch.common.quiet import native_stderr_silenced
 

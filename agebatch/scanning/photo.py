@@ -13,7 +13,7 @@ import numpy as np
 from PIL import Image
 
 from agebatch.scanning import faces, images, options
-from agebatch.scanning.predictor import Prediction, Predictor, to_prediction
+from agebatch.scanning.predictor import Prediction, Predictor
 
 
 @dataclass
@@ -46,11 +46,9 @@ def analyse(
     )
     results = []
     if crops:
-        ages, females = predictor.predict_array(np.stack(crops))
+        estimates = predictor.estimate(np.stack(crops))
         for index, (face, crop) in enumerate(zip(found, crops)):
-            results.append(
-                FaceResult(index, face.scaled(decoded.scale), crop, to_prediction(ages[index], females[index]))
-            )
+            results.append(FaceResult(index, face.scaled(decoded.scale), crop, estimates.prediction(index)))
     return PhotoResult(str(path), decoded.image, decoded.scale, results)
 
 

@@ -19,6 +19,7 @@ import numpy as np
 from PIL import Image
 
 from agebatch.common.text import one_line, printable
+from agebatch.contract import AGE_DISTRIBUTION, AGE_OUTPUT, GENDER_OUTPUT, age_interval, has_distribution
 from agebatch.scanning.images import resize_face
 
 MODEL_ENV = "AGEBATCH_MODEL"
@@ -38,6 +39,33 @@ class Prediction:
     gender: str  # "male" or "female"
     gender_prob: float  # probability of ``gender``
     female_prob: float
+    age_low: float | None = None  # the central 80% of the model's age distribution, when it has one
+    age_high: float | None = None
+
+
+@dataclass
+class Estimates:
+    """Raw outputs for a batch of faces: ages, female probabilities and, for a model with an age
+    distribution, the bounds of its central ``contract.AGE_INTERVAL`` (else None)."""
+
+    ages: np.ndarray
+    females: np.ndarray
+    age_low: np.ndarray | None = None
+    age_high: np.ndarray | None = None
+
+    def __len__(self) -> int:
+        return len(self.ages)
+
+    def prediction(self, index: int) -> Prediction:
+        low = None if self.age_low is None else self.age_low[index]
+        high = None if self.age_high is None else self.age_high[index]
+        return to_prediction(self.ages[index], self.females[index], low, high)
+
+    def part(self, start: int, stop: int) -> Estimates:
+        def cut(array):
+            return None if array is None else array[start:stop]
+
+        return Estimates(self.ages[start:stop], self.females[start:stop], cut(self.age_low), cut(self.age_high))
 
 
 def default_model_path() -> Path:
@@ -192,10 +220,14 @@ class Predictor:
 
             model = self.model
 
+            with_distribution = has_distribution(model)
+
             @tf.function(reduce_retracing=True)
             def run(batch):
                 out = model(batch, training=False)
-                return out["age_output"], out["gender_output"][:, 1]
+                if with_distribution:
+                    return out[AGE_OUTPUT], out[GENDER_OUTPUT][:, 1], out[AGE_DISTRIBUTION]
+                return out[AGE_OUTPUT], out[GENDER_OUTPUT][:, 1]
 
             self._run = run
         return self._run
@@ -215,27 +247,37 @@ class Predictor:
             return np.empty((0, self.image_size, self.image_size, 3), np.uint8)
         return np.stack(arrays)
 
-    def predict_array(self, faces: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Raw outputs for uint8 faces: ages (n,) and female probabilities (n,)."""
+    def estimate(self, faces: np.ndarray) -> Estimates:
+        """All raw outputs for uint8 faces (n, size, size, 3), the age interval included."""
         run = flip_averaged(self._compiled()) if self.flip_average else self._compiled()
         return run_in_batches(run, faces, self.batch_size)
 
+    def predict_array(self, faces: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Raw outputs for uint8 faces: ages (n,) and female probabilities (n,)."""
+        estimates = self.estimate(faces)
+        return estimates.ages, estimates.females
+
     def predict(self, faces: Sequence[Image.Image | np.ndarray]) -> list[Prediction]:
-        ages, females = self.predict_array(self.as_array(faces))
-        return [to_prediction(a, f) for a, f in zip(ages, females)]
+        estimates = self.estimate(self.as_array(faces))
+        return [estimates.prediction(i) for i in range(len(estimates))]
 
 
-def run_in_batches(run, faces, batch_size: int) -> tuple[np.ndarray, np.ndarray]:
-    """Feed uint8 ``faces`` to ``run`` (a float batch in [0, 1] -> ages, female probabilities) in
-    chunks of ``batch_size``, so memory stays bounded (``faces`` may be a memory-mapped array)."""
-    ages, females = [], []
+def run_in_batches(run, faces, batch_size: int) -> Estimates:
+    """Feed uint8 ``faces`` to ``run`` in chunks of ``batch_size``, so memory stays bounded (``faces``
+    may be a memory-mapped array). ``run`` takes a float batch in [0, 1] and returns ages and female
+    probabilities, and the age distribution when the model has one."""
+    parts: list[list[np.ndarray]] = [[], [], []]
     for start in range(0, len(faces), batch_size):
-        age, female = run(np.asarray(faces[start : start + batch_size], dtype=np.float32) / 255.0)
-        ages.append(np.asarray(age).reshape(-1))
-        females.append(np.asarray(female).reshape(-1))
-    if not ages:
-        return np.empty(0, np.float32), np.empty(0, np.float32)
-    return np.concatenate(ages), np.concatenate(females)
+        outputs = run(np.asarray(faces[start : start + batch_size], dtype=np.float32) / 255.0)
+        for kept, output in zip(parts, outputs):
+            kept.append(np.asarray(output).reshape(len(outputs[0]), -1))
+    if not parts[0]:
+        return Estimates(np.empty(0, np.float32), np.empty(0, np.float32))
+    ages, females = (np.concatenate(p).reshape(-1) for p in parts[:2])
+    if not parts[2]:
+        return Estimates(ages, females)
+    low, high = age_interval(np.concatenate(parts[2]))
+    return Estimates(ages, females, low, high)
 
 
 def flip_averaged(run):
@@ -246,19 +288,22 @@ def flip_averaged(run):
     """
 
     def averaged(batch):
-        age, female = run(batch)
-        age_flipped, female_flipped = run(np.ascontiguousarray(batch[:, :, ::-1, :]))
-        return (
-            (np.asarray(age).reshape(-1) + np.asarray(age_flipped).reshape(-1)) / 2,
-            (np.asarray(female).reshape(-1) + np.asarray(female_flipped).reshape(-1)) / 2,
-        )
+        straight = run(batch)
+        mirrored = run(np.ascontiguousarray(batch[:, :, ::-1, :]))
+        return tuple((np.asarray(a) + np.asarray(b)) / 2 for a, b in zip(straight, mirrored))
 
     return averaged
 
 
-def to_prediction(age: float, female_prob: float) -> Prediction:
-    """Round and label raw outputs the way the CSV reports them (age clipped at 0, one decimal)."""
+def to_prediction(
+    age: float, female_prob: float, age_low: float | None = None, age_high: float | None = None
+) -> Prediction:
+    """Round and label raw outputs the way the CSV reports them (ages clipped at 0, one decimal)."""
     female_prob = float(np.clip(female_prob, 0.0, 1.0))
     gender = "female" if female_prob >= 0.5 else "male"
     prob = female_prob if gender == "female" else 1.0 - female_prob
-    return Prediction(round(max(0.0, float(age)), 1), gender, round(prob, 4), round(female_prob, 4))
+
+    def years(value):
+        return None if value is None else round(max(0.0, float(value)), 1)
+
+    return Prediction(years(age), gender, round(prob, 4), round(female_prob, 4), years(age_low), years(age_high))

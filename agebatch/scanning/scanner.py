@@ -26,7 +26,7 @@ from agebatch import results
 from agebatch.common.text import one_line
 from agebatch.scanning import discovery, faces, images
 from agebatch.scanning.options import ScanOptions
-from agebatch.scanning.predictor import Predictor, to_prediction
+from agebatch.scanning.predictor import Estimates, Predictor
 
 
 @dataclass
@@ -110,7 +110,7 @@ class _Pipeline:
         return work
 
 
-def _rows(work: _Work, ages: np.ndarray | None, females: np.ndarray | None) -> list[dict]:
+def _rows(work: _Work, estimates: Estimates | None) -> list[dict]:
     base = {"path": results.display_path(work.path), "file_size": None, "file_mtime": None}
     if work.key is not None:
         base.update(file_size=work.key.size, file_mtime=work.key.mtime)
@@ -120,7 +120,7 @@ def _rows(work: _Work, ages: np.ndarray | None, females: np.ndarray | None) -> l
         return [dict(base, face=None, status="no_face", error=None, faces=0)]
     rows = []
     for index, face in enumerate(work.faces):
-        p = to_prediction(ages[index], females[index])
+        p = estimates.prediction(index)
         rows.append(
             dict(
                 base,
@@ -131,6 +131,8 @@ def _rows(work: _Work, ages: np.ndarray | None, females: np.ndarray | None) -> l
                 height=round(face.height),
                 face_score=round(face.score, 4),
                 age=p.age,
+                age_low=p.age_low,
+                age_high=p.age_high,
                 gender=p.gender,
                 gender_prob=p.gender_prob,
                 female_prob=p.female_prob,
@@ -169,16 +171,12 @@ def iter_scan(
     def flush() -> Iterator[list[dict]]:
         nonlocal pending_faces
         crops = [c for w in ready for c in w.crops]
-        ages, females = predictor.predict_array(np.stack(crops)) if crops else (None, None)
+        estimates = predictor.estimate(np.stack(crops)) if crops else None
         offset = 0
         while ready:
             work = ready.popleft()
             n = len(work.crops)
-            yield _rows(
-                work,
-                None if ages is None else ages[offset : offset + n],
-                None if females is None else females[offset : offset + n],
-            )
+            yield _rows(work, None if estimates is None else estimates.part(offset, offset + n))
             offset += n
         pending_faces = 0
 

@@ -14,9 +14,10 @@ from __future__ import annotations
 
 import numpy as np
 
-AGE_BINS = 101  # years 0..100, the last bin holding 100 and over
+from agebatch.contract import AGE_BINS, age_interval
+
 SOFT_LABEL_SIGMA = 2.5  # years; the width of an exact age's soft label
-INTERVAL = 0.8  # the share of the distribution between age_low and age_high
+interval = age_interval  # the estimate's interval, as scans compute it
 
 
 def targets(age_low: np.ndarray, age_high: np.ndarray, sigma: float = SOFT_LABEL_SIGMA) -> np.ndarray:
@@ -51,24 +52,3 @@ def band_loss_numpy(probs: np.ndarray, low: int, high: int) -> float:
 def expected_age(probs: np.ndarray) -> np.ndarray:
     """The estimate: each distribution's mean age (what the model's ``age_output`` computes)."""
     return np.asarray(probs, float) @ np.arange(AGE_BINS)
-
-
-def interval(probs: np.ndarray, share: float = INTERVAL) -> tuple[np.ndarray, np.ndarray]:
-    """The central ``share`` of each distribution: (low, high) ages.
-
-    Year ``i``'s bin is taken to span ``i - 0.5 .. i + 0.5`` (the soft labels centre on ``i``), and a
-    quantile is interpolated linearly inside its bin.
-    """
-    probs = np.atleast_2d(np.asarray(probs, float))
-    cumulative = np.cumsum(probs, axis=1)
-    cumulative /= cumulative[:, -1:]
-    tail = (1 - share) / 2
-    return _quantile(cumulative, tail), _quantile(cumulative, 1 - tail)
-
-
-def _quantile(cumulative: np.ndarray, q: float) -> np.ndarray:
-    index = np.argmax(cumulative >= q, axis=1)
-    before = np.where(index > 0, cumulative[np.arange(len(index)), np.maximum(index - 1, 0)], 0.0)
-    inside = cumulative[np.arange(len(index)), index] - before
-    fraction = np.where(inside > 0, (q - before) / np.maximum(inside, 1e-12), 0.5)
-    return np.maximum(index - 0.5 + np.clip(fraction, 0.0, 1.0), 0.0)

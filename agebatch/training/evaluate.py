@@ -22,8 +22,8 @@ def predict_with(run, images: np.ndarray, batch_size: int = 64) -> pd.DataFrame:
     """``predictor.run_in_batches`` as a frame with columns ``pred_age, pred_female``."""
     from agebatch.scanning.predictor import run_in_batches
 
-    ages, females = run_in_batches(run, images, batch_size)
-    return pd.DataFrame({"pred_age": ages, "pred_female": females})
+    estimates = run_in_batches(run, images, batch_size)
+    return pd.DataFrame({"pred_age": estimates.ages, "pred_female": estimates.females})
 
 
 def predict_arrays(model, images: np.ndarray, batch_size: int = 64, flip_average: bool = False) -> pd.DataFrame:

@@ -14,7 +14,7 @@ import keras
 import numpy as np
 from keras import layers
 
-from agebatch.contract import AGE_DISTRIBUTION, AGE_OUTPUT, GENDER_OUTPUT
+from agebatch.contract import AGE_BINS, AGE_DISTRIBUTION, AGE_OUTPUT, GENDER_OUTPUT
 from agebatch.training.config import AGE_HEADS
 
 DEFAULT_IMAGE_SIZE = 128
@@ -97,8 +97,6 @@ def distribution_head(features):
     The expected value is a ``Dense`` layer with the years as its fixed, frozen kernel (not a
     ``Lambda``), so the saved model loads in safe mode and scans read ``age_output`` as before.
     """
-    from agebatch.training.agedist import AGE_BINS
-
     distribution = layers.Dense(AGE_BINS, activation="softmax", name=AGE_DISTRIBUTION)(features)
     years = keras.initializers.Constant(np.arange(AGE_BINS, dtype="float32").reshape(-1, 1))
     expected = layers.Dense(1, use_bias=False, kernel_initializer=years, trainable=False, name=AGE_OUTPUT)
