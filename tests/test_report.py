@@ -153,3 +153,23 @@ def test_existing_report_is_replaced_atomically(known, tmp_path):
     write_report(build_report([known]), out)
     assert out.read_text().startswith("<!DOCTYPE html>")
     assert not list(tmp_path.glob(".*.tmp"))
+
+
+def test_how_to_read_quotes_each_test_collection_and_warns_about_children(known, tmp_path):
+    card = {
+        "name": "m",
+        "test_metrics": {
+            "overall": {"n": 100, "age_mae": 5.0, "gender_accuracy": 0.9},
+            "by_age_band": {"0-12": {"age_mae": 2.5, "gender_accuracy": 0.71}, "25-34": {"age_mae": 4.0}},
+            "by_source": {
+                "utkface": {"overall": {"n": 60, "age_mae": 5.0, "gender_accuracy": 0.93}},
+                "fairface": {"overall": {"n": 40, "age_band_accuracy": 0.5, "gender_accuracy": 0.89}},
+            },
+        },
+    }
+    out = tmp_path / "report.html"
+    write_report(build_report([known], model_card=card), out)
+    page = out.read_text()
+    assert "utkface (60 test faces): 93.0% gender right, age off by 5.00 years" in page
+    assert "fairface (40 test faces): 89.0% gender right, age band right for 50.0%" in page
+    assert "only 71.0% of test faces" in page

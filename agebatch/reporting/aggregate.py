@@ -353,6 +353,9 @@ def _card_summary(card: dict | None) -> dict | None:
             "gender_accuracy": _number(overall.get("gender_accuracy")),
             "test_faces": _number(overall.get("n")),
             "by_age_band": {str(k): _number(v.get("age_mae")) for k, v in (metrics.get("by_age_band") or {}).items()},
+            "gender_accuracy_by_age_band": {
+                str(k): _number(v.get("gender_accuracy")) for k, v in (metrics.get("by_age_band") or {}).items()
+            },
             "gender_accuracy_by_race": {
                 str(k): _number(v.get("gender_accuracy")) for k, v in (metrics.get("by_race") or {}).items()
             },

@@ -17,6 +17,7 @@ from plotly.utils import PlotlyJSONEncoder
 
 from agebatch.common.htmlpage import page
 from agebatch.common.text import percent
+from agebatch.contract import AGE_BAND_LABELS
 from agebatch.contract import REPORT_MAX_AGE as MAX_AGE
 
 FOLDER_CHART_CAP = 40
@@ -327,6 +328,13 @@ def _how_to_read(data: dict) -> str:
         text += "</p>"
         if bands:
             text += f"<p class='meta'>Mean age error by true age band (years): {bands}.</p>"
+        children = (card.get("gender_accuracy_by_age_band") or {}).get(AGE_BAND_LABELS[0])
+        if children is not None:
+            text += (
+                f"<p><b>Children:</b> for faces aged {AGE_BAND_LABELS[0]} the gender call is right for only "
+                f"{_pct(children)} of test faces, so every gender figure on this page that includes children "
+                "is less certain than the overall accuracy suggests.</p>"
+            )
         text += _per_source(card.get("by_source") or {})
     else:
         text += "<p class='meta'>No model card was found, so the model's error figures are not shown.</p>"
