@@ -197,14 +197,12 @@ def _records(path: Path, fmt: str):
                     record = None
                 yield (record if isinstance(record, dict) else None), offset, number, 1
             return
-        ends: list[int] = []
-        offset = 0
+        offset = 0  # bytes consumed: csv.reader reads no further than the record it returns
 
         def lines():
             nonlocal offset
             for line in raw:
                 offset += len(line)
-                ends.append(offset)
                 yield line.decode("utf-8", "replace")
 
         reader = csv.reader(lines())
@@ -213,7 +211,7 @@ def _records(path: Path, fmt: str):
         for cells in reader if names else ():
             spanned, consumed = reader.line_num - consumed, reader.line_num
             record = dict(zip(names, cells)) if len(cells) == len(names) else None
-            yield record, ends[reader.line_num - 1], reader.line_num, spanned
+            yield record, offset, reader.line_num, spanned
 
 
 def _ends_with_newline(path: Path) -> bool:
