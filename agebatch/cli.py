@@ -152,6 +152,7 @@ def scan(
     min_score: MinScoreOption = _scan_default("min_score"),
     batch_size: Annotated[int, _scan("batch_size", min=1, max=4096)] = _scan_default("batch_size"),
     jobs: Annotated[int | None, _scan("jobs", min=1)] = _scan_default("jobs"),
+    shard: Annotated[str | None, _scan("shard", metavar="I/N")] = None,
     model: ModelOption = None,
     engine: Annotated[
         Engine, typer.Option(help="Inference engine: tflite (fast, used when the model has a .tflite twin) or keras.")
@@ -168,7 +169,14 @@ def scan(
 
     if fmt == Format.csv and out.suffix.lower() == ".jsonl":
         fmt = Format.jsonl
+    from agebatch.scanning.sharding import parse_shard
+
+    try:
+        part = parse_shard(shard) if shard is not None else None
+    except ValueError as exc:
+        raise Fail(str(exc)) from exc
     options = ScanOptions(
+        shard=part,
         recursive=recursive,
         exclude=tuple(exclude or ()),
         follow_symlinks=follow_symlinks,
@@ -195,6 +203,22 @@ def scan(
         raise typer.Exit(_interrupted_code()) from None
     if show:
         progress.error_console().print(f"{printable(out)}: {summary.line()}", markup=False)
+
+
+@app.command()
+def merge(
+    parts: Annotated[list[Path], typer.Argument(help="Results files of one scan's shards.", show_default=False)],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Results file to write (all the parts, once each).")],
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print nothing but errors.")] = False,
+) -> None:
+    """Put the shards of one scan together: refuses overlapping parts and parts with other columns."""
+    from agebatch.results import merge as merge_parts
+
+    summary = merge_parts(parts, out)
+    if progress.interactive(quiet):
+        progress.error_console().print(
+            f"{printable(out)}: {summary.images} images from {summary.parts} parts", markup=False
+        )
 
 
 EXAMPLES_REPORT = """

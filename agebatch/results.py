@@ -320,6 +320,54 @@ def check_existing(path: str | os.PathLike, fmt: str, replacing: bool = False) -
         raise OutputError(f"{path} is an agebatch {found.upper()} file, not {fmt.upper()}; choose another --out")
 
 
+class OutputLock:
+    """The exclusive ``flock`` on the hidden lock file beside an output: one writer at a time.
+
+    The lock file is opened without following links (a planted link is refused, never followed) and
+    must be a regular file; with ``wait`` a second writer waits instead of failing.
+    """
+
+    def __init__(self, out: Path, wait: bool = False) -> None:
+        self.path = out.with_name(f".{out.name}.lock")
+        self.out = out
+        self.wait = wait
+        self._file = None
+
+    def acquire(self) -> None:
+        try:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK, 0o600)
+        except OSError as exc:
+            if exc.errno == errno.ELOOP:
+                raise OutputError(f"the lock file {self.path} is a symbolic link; remove it") from exc
+            raise OutputError(f"cannot write in {self.out.parent}: {exc.strerror or exc}") from exc
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            os.close(fd)
+            raise OutputError(f"the lock file {self.path} is not a regular file; remove it")
+        self._file = os.fdopen(fd, "r+")
+        flags = fcntl.LOCK_EX if self.wait else fcntl.LOCK_EX | fcntl.LOCK_NB
+        try:
+            fcntl.flock(self._file, flags)
+        except OSError as exc:
+            self._file.close()
+            self._file = None
+            if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+                raise OutputError(f"another agebatch scan or merge is writing {self.out}; wait for it or use --wait") from exc
+            raise
+
+    def release(self) -> None:
+        if self._file is not None:
+            fcntl.flock(self._file, fcntl.LOCK_UN)
+            self._file.close()
+            self._file = None
+
+    def __enter__(self) -> OutputLock:
+        self.acquire()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.release()
+
+
 class ResultsWriter:
     """Writes image row groups to ``out`` with the guarantees in the module docstring.
 
@@ -390,32 +438,12 @@ class ResultsWriter:
             raise OutputError(f"--out is not a regular file (a FIFO, socket or device): {self.out}")
 
     def _acquire_lock(self) -> None:
-        lock_path = self.out.with_name(f".{self.out.name}.lock")
-        try:
-            # O_NOFOLLOW: a link planted under the lock's name is refused, never followed.
-            fd = os.open(lock_path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK, 0o600)
-        except OSError as exc:
-            if exc.errno == errno.ELOOP:
-                raise OutputError(f"the lock file {lock_path} is a symbolic link; remove it") from exc
-            raise OutputError(f"cannot write in {self.out.parent}: {exc.strerror or exc}") from exc
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            os.close(fd)
-            raise OutputError(f"the lock file {lock_path} is not a regular file; remove it")
-        self._lock = os.fdopen(fd, "r+")
-        flags = fcntl.LOCK_EX if self.wait else fcntl.LOCK_EX | fcntl.LOCK_NB
-        try:
-            fcntl.flock(self._lock, flags)
-        except OSError as exc:
-            self._lock.close()
-            self._lock = None
-            if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
-                raise OutputError(f"another agebatch scan is writing {self.out}; wait for it or use --wait") from exc
-            raise
+        self._lock = OutputLock(self.out, self.wait)
+        self._lock.acquire()
 
     def _release_lock(self) -> None:
         if self._lock is not None:
-            fcntl.flock(self._lock, fcntl.LOCK_UN)
-            self._lock.close()
+            self._lock.release()
             self._lock = None
 
     def _remove_stale_temporaries(self) -> None:
@@ -546,3 +574,63 @@ def _copy_mode(existing: Path, new: Path) -> None:
     except OSError:
         mode = 0o666 & ~atomic.UMASK
     os.chmod(new, mode)
+
+
+@dataclass
+class MergeSummary:
+    parts: int
+    images: int
+    bytes: int
+
+
+def merge(parts: list[str | os.PathLike], out: str | os.PathLike) -> MergeSummary:
+    """Concatenate results files (the shards of one scan) into ``out``, written whole or not at all.
+
+    Refused with an ``OutputError``, before anything is written: a part that is not an agebatch results
+    file, parts of another format or other columns than the first, a part that ends in a torn write
+    (finish it with ``--resume`` first), an image listed in two parts, and an ``out`` that is one of
+    the parts or not a results file. The parts are copied byte for byte, in the order given.
+    """
+    parts = [Path(p) for p in parts]
+    out = Path(out)
+    if not parts:
+        raise OutputError("merge needs at least one results file")
+    check_not_an_input(out, parts)
+    formats = {}
+    for part in parts:
+        if not part.is_file():
+            raise OutputError(f"results file not found: {part}")
+        formats[part] = is_results_file(part) if part.stat().st_size else None
+        if formats[part] is None:
+            raise OutputError(f"{part} is not an agebatch results file")
+    fmt = formats[parts[0]]
+    header_line = _first_line(parts[0]) if fmt == "csv" else b""
+    seen: dict[str, Path] = {}
+    for part in parts:
+        if formats[part] != fmt or (fmt == "csv" and _first_line(part) != header_line):
+            raise OutputError(f"{part} has other columns or another format than {parts[0]}; merge parts of one scan")
+        index = index_results(part, fmt)
+        if index.keep < index.size:
+            raise OutputError(f"{part} ends in a torn write; finish it with scan --resume first")
+        for image in index.done:
+            if image in seen:
+                raise OutputError(f"{printable(image)} is in both {seen[image]} and {part}: the parts overlap")
+            seen[image] = part
+    with OutputLock(out):
+        if out.exists():
+            check_existing(out, fmt, replacing=True)
+        written = 0
+        with atomic.atomic_writer(out, binary=True) as handle:
+            handle.write(header_line)
+            for part in parts:
+                with open(part, "rb") as source:
+                    source.seek(len(header_line))
+                    while block := source.read(1 << 20):
+                        handle.write(block)
+                        written += len(block)
+    return MergeSummary(len(parts), len(seen), written + len(header_line))
+
+
+def _first_line(path: Path) -> bytes:
+    with open(path, "rb") as handle:
+        return handle.readline()

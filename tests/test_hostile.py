@@ -217,7 +217,7 @@ def test_second_scan_on_the_same_output_is_refused_or_waits(tmp_path, many_image
     out = tmp_path / "results.csv"
     with results.ResultsWriter(out):
         code, _, err = run_cli("scan", many_images / "img_0000.jpg", "--out", out, "--detector", "none")
-        assert code == 2 and "another agebatch scan is writing" in err
+        assert code == 2 and "another agebatch scan or merge is writing" in err
     holder = subprocess.Popen(
         [
             sys.executable,

@@ -143,7 +143,7 @@ def test_resume_refuses_a_foreign_file(tmp_path):
 def test_second_writer_is_refused(tmp_path):
     out = tmp_path / "r.csv"
     with results.ResultsWriter(out):
-        with pytest.raises(results.OutputError, match="another agebatch scan is writing"):
+        with pytest.raises(results.OutputError, match="another agebatch scan or merge is writing"):
             with results.ResultsWriter(out):
                 pass
 

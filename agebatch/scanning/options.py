@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from agebatch.common.settings import setting
+from agebatch.scanning.sharding import Shard
 
 DETECTORS = ("mtcnn", "none")  # "none": each whole image is one face crop
 DEFAULT_DETECTOR = "mtcnn"
@@ -34,3 +35,6 @@ class ScanOptions:
     min_score: float = setting(DEFAULT_MIN_SCORE, "Detector confidence a face needs.")
     batch_size: int = setting(DEFAULT_BATCH_SIZE, "Faces per model batch.")
     jobs: int | None = setting(None, "Decode/detect threads (default: one per core).")
+    shard: Shard | None = setting(
+        None, "Scan only shard I of N (I/N, or auto/N from $JOB_COMPLETION_INDEX or $SLURM_ARRAY_TASK_ID)."
+    )

@@ -189,6 +189,8 @@ def iter_scan(
                     if candidate is None:
                         exhausted = True
                         break
+                    if options.shard is not None and not options.shard.holds(candidate.path):
+                        continue  # another shard's image
                     key = results.file_key(candidate.path) if candidate.error is None else None
                     if skip is not None and key is not None and skip(key):
                         if on_skip:

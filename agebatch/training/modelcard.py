@@ -56,7 +56,12 @@ def build_card(
         "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "task": TASK,
         "architecture": "MobileNetV2 (ImageNet) -> global average pooling -> dropout -> "
-        "age_output Dense(1, linear), gender_output Dense(2, softmax)",
+        + (
+            "age_distribution Dense(101, softmax) over years 0..100+ -> age_output its expected value, "
+            "gender_output Dense(2, softmax)"
+            if config.age_head == "distribution"
+            else "age_output Dense(1, linear), gender_output Dense(2, softmax)"
+        ),
         "input": {"size": [config.image_size, config.image_size, 3], "scale": "RGB in [0, 1]"},
         "data": {
             "folder": str(config.data_dir),
@@ -65,7 +70,7 @@ def build_card(
             "skipped_rows": int(skipped),
             "split_counts": {k: int(v) for k, v in counts.items()},
             "split_file": "split.csv",
-            "stratified_by": "age band x gender",
+            "stratified_by": "source x age band x gender",
         },
         "recipe": {k: v for k, v in dataclasses.asdict(config).items() if k not in ("extra", "verbose")},
         "history": history,
@@ -147,7 +152,8 @@ def to_markdown(card: dict) -> str:
         "",
         f"**Architecture.** {card['architecture']}. Input {card['input']['size']} {card['input']['scale']}.",
         "",
-        f"**Data.** {card['data']['images']} images from `{card['data']['folder']}` "
+        f"**Data.** {card['data']['images']} images from "
+        f"{', '.join(f'`{s}`' for s in card['data'].get('sources') or [card['data']['folder']])} "
         f"({_skipped_count(card['data'])} unreadable labels skipped); split "
         f"{card['data']['split_counts']}, stratified by {card['data']['stratified_by']} (`split.csv`).",
         "",
