@@ -153,6 +153,12 @@ def scan(
     batch_size: Annotated[int, _scan("batch_size", min=1, max=4096)] = _scan_default("batch_size"),
     jobs: Annotated[int | None, _scan("jobs", min=1)] = _scan_default("jobs"),
     shard: Annotated[str | None, _scan("shard", metavar="I/N")] = None,
+    ray: Annotated[
+        bool, typer.Option("--ray", help="Run the scan on Ray (a cluster at $RAY_ADDRESS or --ray-address, else local).")
+    ] = False,
+    ray_address: Annotated[
+        str | None, typer.Option(help="Ray cluster to join (default: $RAY_ADDRESS, else a local Ray).", metavar="ADDRESS")
+    ] = None,
     model: ModelOption = None,
     engine: Annotated[
         Engine, typer.Option(help="Inference engine: tflite (fast, used when the model has a .tflite twin) or keras.")
@@ -189,11 +195,22 @@ def scan(
     from agebatch.scanning.discovery import check_paths
 
     check_paths(paths)
+    ray_options = None
+    if ray or ray_address:
+        from agebatch.scanning.distributed import RayOptions, RayUnavailable, require_ray
+
+        try:
+            require_ray()
+        except RayUnavailable as exc:
+            raise Fail(str(exc)) from exc
+        ray_options = RayOptions(address=ray_address)
     predictor = _predictor(model, batch_size, engine, flip_average)
     show = progress.interactive(quiet)
     try:
         with progress.scan_progress(show) as update:
-            summary = scan_to_file(paths, out, predictor, options, fmt.value, resume, excel_safe, wait, update)
+            summary = scan_to_file(
+                paths, out, predictor, options, fmt.value, resume, excel_safe, wait, update, ray=ray_options
+            )
     except KeyboardInterrupt as exc:
         summary = getattr(exc, "summary", None)
         done = f" after {summary.images} images" if summary else ""
@@ -645,5 +662,7 @@ def _known_error(exc: Exception) -> str | None:
     from agebatch.results import OutputError
 
     if isinstance(exc, (OutputError, FileNotFoundError)):
+        return str(exc)
+    if type(exc).__name__ == "RayUnavailable":  # raised only once Ray was asked for
         return str(exc)
     return None

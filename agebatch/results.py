@@ -351,7 +351,9 @@ class OutputLock:
             self._file.close()
             self._file = None
             if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
-                raise OutputError(f"another agebatch scan or merge is writing {self.out}; wait for it or use --wait") from exc
+                raise OutputError(
+                    f"another agebatch scan or merge is writing {self.out}; wait for it or use --wait"
+                ) from exc
             raise
 
     def release(self) -> None:

@@ -153,11 +153,12 @@ def decode_cost(folder: Path, image_size: int, limit: int = 500) -> float:
     Even spread perfectly over C cores with no overhead, this bounds crops/model-only at
     1 / (1 + model_faces_per_s x this / C).
     """
-    from agebatch.scanning.scanner import ScanOptions, _Pipeline, _Work
+    from agebatch.scanning.options import ScanOptions
+    from agebatch.scanning.pipeline import Pipeline, Work
 
-    pipeline = _Pipeline(ScanOptions(detector="none"), image_size)
+    pipeline = Pipeline(ScanOptions(detector="none"), image_size)
     files = sorted(str(p) for p in folder.iterdir())[:limit]
-    return min(_timed(lambda: [pipeline.process(_Work(f, None)) for f in files]) for _ in range(3)) / len(files)
+    return min(_timed(lambda: [pipeline.process(Work(f, None)) for f in files]) for _ in range(3)) / len(files)
 
 
 def linked_copies(source: Path, folder: Path, count: int) -> Path:

@@ -12,21 +12,24 @@ cost per crop and the ceiling it sets.
 from __future__ import annotations
 
 import os
-import threading
 import time
 from collections import Counter, deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 
 from agebatch import results
-from agebatch.common.text import one_line
-from agebatch.scanning import discovery, faces, images
+from agebatch.scanning import discovery
 from agebatch.scanning.options import ScanOptions
-from agebatch.scanning.predictor import Estimates, Predictor
+from agebatch.scanning.pipeline import Pipeline, Work, pending_work, rows_of
+from agebatch.scanning.predictor import Predictor
+
+if TYPE_CHECKING:
+    from agebatch.scanning.distributed import RayOptions
 
 
 @dataclass
@@ -68,82 +71,6 @@ class ScanSummary:
         return text
 
 
-@dataclass
-class _Work:
-    """One image on its way through the pipeline."""
-
-    path: str
-    key: results.FileKey | None
-    faces: list[faces.Face] = field(default_factory=list)
-    crops: list[np.ndarray] = field(default_factory=list)
-    error: str | None = None
-
-
-class _Pipeline:
-    def __init__(self, options: ScanOptions, image_size: int) -> None:
-        self.options = options
-        self.image_size = image_size
-        self.decode_side = faces.decode_side(options.detector == "none", image_size)
-        self._local = threading.local()
-
-    def detector(self) -> faces.Detector:
-        if not hasattr(self._local, "detector"):  # one per thread: MTCNN keeps per-call state
-            self._local.detector = faces.make_detector(
-                self.options.detector, self.options.min_face, self.options.min_score
-            )
-        return self._local.detector
-
-    def process(self, work: _Work) -> _Work:
-        if work.error:
-            return work
-        try:
-            decoded = images.decode(work.path, max_side=self.decode_side)
-        except images.ImageError as exc:
-            work.error = str(exc)
-            return work
-        try:
-            found, work.crops = faces.find_faces(decoded.image, self.detector(), self.image_size)
-            work.faces = [face.scaled(decoded.scale) for face in found]
-        except Exception as exc:  # a detector failure on one odd image must not end the run
-            work.faces, work.crops = [], []
-            work.error = f"face detection failed: {one_line(exc)}"
-        return work
-
-
-def _rows(work: _Work, estimates: Estimates | None) -> list[dict]:
-    base = {"path": results.display_path(work.path), "file_size": None, "file_mtime": None}
-    if work.key is not None:
-        base.update(file_size=work.key.size, file_mtime=work.key.mtime)
-    if work.error:
-        return [dict(base, face=None, status="error", error=work.error, faces=0)]
-    if not work.faces:
-        return [dict(base, face=None, status="no_face", error=None, faces=0)]
-    rows = []
-    for index, face in enumerate(work.faces):
-        p = estimates.prediction(index)
-        rows.append(
-            dict(
-                base,
-                face=index,
-                x=round(face.x),
-                y=round(face.y),
-                width=round(face.width),
-                height=round(face.height),
-                face_score=round(face.score, 4),
-                age=p.age,
-                age_low=p.age_low,
-                age_high=p.age_high,
-                gender=p.gender,
-                gender_prob=p.gender_prob,
-                female_prob=p.female_prob,
-                status="ok",
-                error=None,
-                faces=len(work.faces),
-            )
-        )
-    return rows
-
-
 def iter_scan(
     paths: Iterable[str | os.PathLike],
     predictor: Predictor,
@@ -160,12 +87,12 @@ def iter_scan(
         from agebatch.common import quiet
 
         quiet.load_tensorflow()  # the detector needs it: import once here, not in every worker thread
-    pipeline = _Pipeline(options, predictor.image_size)
+    pipeline = Pipeline(options, predictor.image_size)
     jobs = options.jobs or os.cpu_count() or 1
     window = max(2 * options.batch_size, 4 * jobs)
-    candidates = discovery.discover(paths, options.recursive, options.exclude, options.follow_symlinks)
+    works = pending_work(paths, options, skip, on_skip)
     in_flight: deque[Future] = deque()
-    ready: deque[_Work] = deque()  # processed, waiting for the model, in order
+    ready: deque[Work] = deque()  # processed, waiting for the model, in order
     pending_faces = 0
 
     def flush() -> Iterator[list[dict]]:
@@ -176,7 +103,7 @@ def iter_scan(
         while ready:
             work = ready.popleft()
             n = len(work.crops)
-            yield _rows(work, None if estimates is None else estimates.part(offset, offset + n))
+            yield rows_of(work, None if estimates is None else estimates.part(offset, offset + n))
             offset += n
         pending_faces = 0
 
@@ -185,19 +112,11 @@ def iter_scan(
             exhausted = False
             while not exhausted or in_flight:
                 while not exhausted and len(in_flight) < window:
-                    candidate = next(candidates, None)
-                    if candidate is None:
+                    work = next(works, None)
+                    if work is None:
                         exhausted = True
                         break
-                    if options.shard is not None and not options.shard.holds(candidate.path):
-                        continue  # another shard's image
-                    key = results.file_key(candidate.path) if candidate.error is None else None
-                    if skip is not None and key is not None and skip(key):
-                        if on_skip:
-                            on_skip()
-                        continue
-                    error = candidate.error or (None if key else "file vanished before it could be read")
-                    in_flight.append(pool.submit(pipeline.process, _Work(candidate.path, key, error=error)))
+                    in_flight.append(pool.submit(pipeline.process, work))
                 if not in_flight:
                     break
                 work = in_flight.popleft().result()
@@ -244,8 +163,10 @@ def scan_to_file(
     excel: bool = False,
     wait: bool = False,
     progress: Callable[[ScanSummary], None] | None = None,
+    ray: RayOptions | None = None,
 ) -> ScanSummary:
-    """Scan into a results file with the safety guarantees of ``results.ResultsWriter``.
+    """Scan into a results file with the safety guarantees of ``results.ResultsWriter``; with ``ray``
+    the images are processed on a Ray cluster (``distributed``), the rows written here all the same.
 
     On KeyboardInterrupt the summary (``interrupted=True``) is attached to the exception as
     ``exc.summary`` and the exception re-raised, after the writer has saved what it may.
@@ -261,7 +182,14 @@ def scan_to_file(
 
     with results.ResultsWriter(out, fmt, resume=resume, excel=excel, wait=wait) as writer:
         try:
-            for rows in iter_scan(paths, predictor, options, skip=writer.is_done if resume else None, on_skip=skipped):
+            skip = writer.is_done if resume else None
+            if ray is None:
+                groups = iter_scan(paths, predictor, options, skip=skip, on_skip=skipped)
+            else:
+                from agebatch.scanning.distributed import iter_scan_on_ray
+
+                groups = iter_scan_on_ray(paths, predictor, options or ScanOptions(), ray, skip=skip, on_skip=skipped)
+            for rows in groups:
                 writer.write_image(rows)
                 summary.add(rows)
                 if progress:

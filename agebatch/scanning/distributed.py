@@ -1,0 +1,154 @@
+"""The same scan on a Ray cluster (``scan --ray``; optional extra: ``pip install 'agebatch[ray]'``).
+
+The driver discovers the files (and leaves out other shards' and, with ``--resume``, finished ones),
+then Ray Data runs decode -> detect -> predict in actors that each load the model once
+(``map_batches`` with a class and ``concurrency``). Every image's rows come back to the driver as one
+record, and the driver writes them through the same ``ResultsWriter`` as a local scan: atomic replace,
+``--resume`` and the lock hold unchanged. Each image is written once, even when Ray retries a task
+after a worker died (the driver keeps the first copy of an image's rows).
+
+Workers read the images themselves (with the same safe decoder), so every node must see the files at
+the paths the driver found them: shared storage, as a Ray cluster for batch work has anyway.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+from agebatch import results
+from agebatch.scanning.options import ScanOptions
+from agebatch.scanning.pipeline import Pipeline, Work, pending_work, rows_of
+from agebatch.scanning.predictor import Predictor
+
+RAY_HINT = "--ray needs Ray: pip install 'agebatch[ray]'"
+ADDRESS_VARIABLE = "RAY_ADDRESS"  # Ray's own convention for the cluster to join
+
+
+class RayUnavailable(RuntimeError):
+    """Ray is not installed (or cannot start); the message names the extra to install."""
+
+
+@dataclass(frozen=True)
+class RayOptions:
+    """Where and how wide: ``address`` of a running cluster (else ``$RAY_ADDRESS``, else a local Ray
+    with this machine's cores) and how many model actors (default: one per two CPUs of the cluster)."""
+
+    address: str | None = None
+    actors: int | None = None
+
+
+def require_ray():
+    """The ``ray`` module, or ``RayUnavailable`` with the install hint."""
+    try:
+        import ray
+        import ray.data  # noqa: F401 - Ray Data is what the scan runs on
+    except ImportError as exc:
+        raise RayUnavailable(RAY_HINT) from exc
+    return ray
+
+
+def connect(ray_options: RayOptions):
+    """Join the cluster (or start a local one), quietly: Ray's start-up logs stay out of cron mail."""
+    os.environ.setdefault("RAY_BACKEND_LOG_LEVEL", "fatal")
+    ray = require_ray()
+    if not ray.is_initialized():
+        address = ray_options.address or os.environ.get(ADDRESS_VARIABLE) or None
+        local = {} if address else {"num_cpus": os.cpu_count() or 1}
+        try:
+            ray.init(
+                address=address,
+                include_dashboard=False,
+                log_to_driver=False,
+                logging_level=logging.ERROR,
+                **local,
+            )
+        except (ConnectionError, RuntimeError, ValueError) as exc:
+            raise RayUnavailable(f"cannot start or join Ray ({address or 'local'}): {exc}") from exc
+    for name in ("ray", "ray.data"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+    context = ray.data.DataContext.get_current()
+    context.enable_progress_bars = False
+    return ray
+
+
+class ScanActor:
+    """A Ray actor: loads the model once, then turns batches of image paths into row groups."""
+
+    def __init__(self, model_path: str, options: dict, engine: str, flip_average: bool) -> None:
+        from agebatch.scanning.sharding import Shard
+
+        shard = options.pop("shard", None)
+        self.options = ScanOptions(**options, shard=Shard(**shard) if shard else None)
+        if self.options.detector != "none":
+            from agebatch.common import quiet
+
+            quiet.load_tensorflow()
+        self.predictor = Predictor(model_path, self.options.batch_size, engine, flip_average)
+        self.pipeline = Pipeline(self.options, self.predictor.image_size)
+
+    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, list[str]]:
+        works = []
+        for path, size, mtime, error in zip(batch["path"], batch["size"], batch["mtime"], batch["error"]):
+            key = results.FileKey(str(path), int(size), float(mtime)) if size >= 0 else None
+            works.append(self.pipeline.process(Work(str(path), key, error=str(error) or None)))
+        crops = [crop for work in works for crop in work.crops]
+        estimates = self.predictor.estimate(np.stack(crops)) if crops else None
+        groups, offset = [], 0
+        for work in works:
+            part = None if estimates is None else estimates.part(offset, offset + len(work.crops))
+            groups.append(json.dumps(rows_of(work, part)))
+            offset += len(work.crops)
+        return {"rows": groups}
+
+
+def iter_scan_on_ray(
+    paths: Iterable[str | os.PathLike],
+    predictor: Predictor,
+    options: ScanOptions,
+    ray_options: RayOptions,
+    skip: Callable[[results.FileKey | None], bool] | None = None,
+    on_skip: Callable[[], None] | None = None,
+) -> Iterator[list[dict]]:
+    """Yield each image's rows (as ``scanner.iter_scan`` does), computed on Ray; each image once."""
+    ray = connect(ray_options)
+    items = [
+        {
+            "path": work.path,
+            "size": work.key.size if work.key else -1,
+            "mtime": work.key.mtime if work.key else 0.0,
+            "error": work.error or "",
+        }
+        for work in pending_work(paths, options, skip, on_skip)
+    ]
+    if not items:
+        return
+    settings = asdict(options)
+    settings["exclude"] = list(settings["exclude"])
+    actors = ray_options.actors or max(1, int(ray.cluster_resources().get("CPU", 1)) // 2)
+    dataset = ray.data.from_items(items).map_batches(
+        ScanActor,
+        fn_constructor_kwargs={
+            "model_path": str(predictor.model_path),
+            "options": settings,
+            "engine": predictor.engine,
+            "flip_average": predictor.flip_average,
+        },
+        concurrency=actors,
+        batch_size=max(1, options.batch_size // 4),  # images per task: small, so a lost task costs little
+        batch_format="numpy",
+        max_restarts=2,
+        max_task_retries=2,
+    )
+    written: set[str] = set()
+    for batch in dataset.iter_batches(batch_format="numpy", batch_size=None):
+        for text in batch["rows"]:
+            rows = json.loads(str(text))
+            if rows and rows[0]["path"] not in written:  # a retried task's copy is dropped
+                written.add(rows[0]["path"])
+                yield rows

@@ -1,0 +1,117 @@
+"""One image's way through a scan: decode -> detect -> crop, and the rows it becomes.
+
+``scanner`` runs this in a thread pool on one machine; ``distributed`` runs the same steps in Ray
+actors. Both write rows through ``results``.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from agebatch import results
+from agebatch.common.text import one_line
+from agebatch.scanning import discovery, faces, images
+from agebatch.scanning.options import ScanOptions
+from agebatch.scanning.predictor import Estimates
+
+
+@dataclass
+class Work:
+    """One image on its way through the pipeline."""
+
+    path: str
+    key: results.FileKey | None
+    faces: list[faces.Face] = field(default_factory=list)
+    crops: list[np.ndarray] = field(default_factory=list)
+    error: str | None = None
+
+
+class Pipeline:
+    def __init__(self, options: ScanOptions, image_size: int) -> None:
+        self.options = options
+        self.image_size = image_size
+        self.decode_side = faces.decode_side(options.detector == "none", image_size)
+        self._local = threading.local()
+
+    def detector(self) -> faces.Detector:
+        if not hasattr(self._local, "detector"):  # one per thread: MTCNN keeps per-call state
+            self._local.detector = faces.make_detector(
+                self.options.detector, self.options.min_face, self.options.min_score
+            )
+        return self._local.detector
+
+    def process(self, work: Work) -> Work:
+        if work.error:
+            return work
+        try:
+            decoded = images.decode(work.path, max_side=self.decode_side)
+        except images.ImageError as exc:
+            work.error = str(exc)
+            return work
+        try:
+            found, work.crops = faces.find_faces(decoded.image, self.detector(), self.image_size)
+            work.faces = [face.scaled(decoded.scale) for face in found]
+        except Exception as exc:  # a detector failure on one odd image must not end the run
+            work.faces, work.crops = [], []
+            work.error = f"face detection failed: {one_line(exc)}"
+        return work
+
+
+def rows_of(work: Work, estimates: Estimates | None) -> list[dict]:
+    base = {"path": results.display_path(work.path), "file_size": None, "file_mtime": None}
+    if work.key is not None:
+        base.update(file_size=work.key.size, file_mtime=work.key.mtime)
+    if work.error:
+        return [dict(base, face=None, status="error", error=work.error, faces=0)]
+    if not work.faces:
+        return [dict(base, face=None, status="no_face", error=None, faces=0)]
+    rows = []
+    for index, face in enumerate(work.faces):
+        p = estimates.prediction(index)
+        rows.append(
+            dict(
+                base,
+                face=index,
+                x=round(face.x),
+                y=round(face.y),
+                width=round(face.width),
+                height=round(face.height),
+                face_score=round(face.score, 4),
+                age=p.age,
+                age_low=p.age_low,
+                age_high=p.age_high,
+                gender=p.gender,
+                gender_prob=p.gender_prob,
+                female_prob=p.female_prob,
+                status="ok",
+                error=None,
+                faces=len(work.faces),
+            )
+        )
+    return rows
+
+
+def pending_work(
+    paths: Iterable[str | os.PathLike],
+    options: ScanOptions,
+    skip: Callable[[results.FileKey | None], bool] | None = None,
+    on_skip: Callable[[], None] | None = None,
+) -> Iterator[Work]:
+    """The images this scan is to process, in discovery order: this shard's, less those ``skip``
+    says are done (``--resume``), each with its file identity or the reason it cannot be read."""
+    for candidate in discovery.discover(paths, options.recursive, options.exclude, options.follow_symlinks):
+        if options.shard is not None and not options.shard.holds(candidate.path):
+            continue  # another shard's image
+        key = results.file_key(candidate.path) if candidate.error is None else None
+        if skip is not None and key is not None and skip(key):
+            if on_skip:
+                on_skip()
+            continue
+        yield Work(
+            candidate.path, key, error=candidate.error or (None if key else "file vanished before it could be read")
+        )

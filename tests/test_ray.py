@@ -1,0 +1,70 @@
+"""scan --ray on a local Ray cluster (num_cpus=2, one cluster for the module): the same rows as a local
+scan, resume, and the one-line error when Ray is missing."""
+
+from __future__ import annotations
+
+import csv
+import logging
+import sys
+
+import pytest
+
+from agebatch.scanning.options import ScanOptions
+from agebatch.scanning.scanner import scan_to_file
+from tests.imagegen import noise_image
+
+
+def _rows(path):
+    with open(path, newline="") as handle:
+        return sorted(csv.DictReader(handle), key=lambda r: r["path"])
+
+
+@pytest.fixture(scope="module")
+def ray_cluster():
+    ray = pytest.importorskip("ray")
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level=logging.ERROR)
+    yield ray
+    ray.shutdown()
+
+
+@pytest.fixture()
+def folder(tmp_path):
+    root = tmp_path / "crops"
+    root.mkdir()
+    for i in range(9):
+        noise_image((64, 64), seed=i).save(root / f"f{i}.jpg")
+    (root / "broken.jpg").write_bytes(b"\xff\xd8\xff not really")
+    return root
+
+
+def test_a_ray_scan_gives_the_rows_of_a_local_scan_and_resumes(ray_cluster, folder, tmp_path, tiny_predictor):
+    from agebatch.scanning.distributed import RayOptions
+
+    options = ScanOptions(detector="none", batch_size=8)
+    local = tmp_path / "local.csv"
+    scan_to_file([folder], local, tiny_predictor, options)
+    on_ray = tmp_path / "ray.csv"
+    summary = scan_to_file([folder], on_ray, tiny_predictor, options, ray=RayOptions(actors=1))
+    assert summary.images == 10 and summary.errors == 1
+    expected, got = _rows(local), _rows(on_ray)
+    assert [r["path"] for r in got] == [r["path"] for r in expected]
+    for mine, theirs in zip(got, expected):
+        for column in mine:
+            if column in ("age", "gender_prob", "female_prob") and mine[column]:
+                assert float(mine[column]) == pytest.approx(float(theirs[column]), abs=0.11)
+            else:
+                assert mine[column] == theirs[column], column
+    for i in range(9, 12):
+        noise_image((64, 64), seed=i).save(folder / f"f{i}.jpg")
+    resumed = scan_to_file([folder], on_ray, tiny_predictor, options, resume=True, ray=RayOptions(actors=1))
+    assert resumed.images == 3 and resumed.skipped == 10
+    paths = [r["path"] for r in _rows(on_ray)]
+    assert len(paths) == len(set(paths)) == 13
+
+
+def test_without_ray_the_option_is_a_one_line_error_naming_the_extra(run_cli, folder, tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "ray", None)  # import ray now raises ImportError
+    code, _, err = run_cli("scan", folder, "--out", tmp_path / "r.csv", "--detector", "none", "--ray")
+    assert code == 2
+    assert "pip install 'agebatch[ray]'" in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "r.csv").exists()
