@@ -154,10 +154,12 @@ def scan(
     jobs: Annotated[int | None, _scan("jobs", min=1)] = _scan_default("jobs"),
     shard: Annotated[str | None, _scan("shard", metavar="I/N")] = None,
     ray: Annotated[
-        bool, typer.Option("--ray", help="Run the scan on Ray (a cluster at $RAY_ADDRESS or --ray-address, else local).")
+        bool,
+        typer.Option("--ray", help="Run the scan on Ray (a cluster at $RAY_ADDRESS or --ray-address, else local)."),
     ] = False,
     ray_address: Annotated[
-        str | None, typer.Option(help="Ray cluster to join (default: $RAY_ADDRESS, else a local Ray).", metavar="ADDRESS")
+        str | None,
+        typer.Option(help="Ray cluster to join (default: $RAY_ADDRESS, else a local Ray).", metavar="ADDRESS"),
     ] = None,
     model: ModelOption = None,
     engine: Annotated[
@@ -274,9 +276,10 @@ def report(
     """Turn scan results into a self-contained HTML report (or JSON aggregates)."""
     import time
 
+    from agebatch.common.files import read_regular
     from agebatch.reporting.aggregate import ReportError, build_report, write_report
     from agebatch.scanning.predictor import default_model_path
-    from agebatch.training.modelcard import card_for_model
+    from agebatch.training.modelcard import CARD_LIMIT, card_for_model
 
     try:  # before any results file is read: a bad --out fails at once
         atomic.check_output(out, results_files)
@@ -285,7 +288,7 @@ def report(
     card = None
     if model_card is not None:
         try:
-            card = json.loads(model_card.read_text())
+            card = json.loads(read_regular(model_card, CARD_LIMIT))
         except (OSError, ValueError) as exc:
             raise Fail(f"cannot read model card {model_card}: {exc}") from exc
     else:
@@ -501,7 +504,7 @@ def _analyse(image: Path, predictor, detector: Detector, min_face: int, min_scor
         raise Fail(f"no such image: {image}")
     try:
         return analyse(image, predictor, detector.value, min_face, min_score)
-    except (ImageError, OSError) as exc:
+    except (ImageError, OSError, ValueError) as exc:  # ValueError: a detector failure on an odd image
         raise Fail(f"{image}: {exc if isinstance(exc, ImageError) else one_line(exc)}") from exc
 
 

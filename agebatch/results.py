@@ -11,6 +11,7 @@ Guarantees, and how:
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import errno
 import fcntl
@@ -25,8 +26,10 @@ import tempfile
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import BinaryIO
 
 from agebatch.common import atomic
+from agebatch.common.files import read_regular
 from agebatch.common.text import one_line, printable
 
 COLUMNS = (
@@ -114,12 +117,14 @@ def encode_rows(rows: list[dict], fmt: str, excel: bool = False, columns: tuple[
     return buffer.getvalue()
 
 
-def file_columns(path: str | os.PathLike) -> tuple[str, ...]:
-    """The columns an existing CSV results file was written with: its header, when that is ours (a file
-    from an older version has fewer columns, and rows appended to it must keep its shape)."""
-    with open(path, "rb") as handle:
-        names = tuple(next(csv.reader([handle.readline().decode("utf-8", "replace")]), []))
-    return names if names and names == ALL_COLUMNS[: len(names)] and len(names) >= len(COLUMNS) else ALL_COLUMNS
+def columns_of_header(first_line: bytes, name: object) -> tuple[str, ...]:
+    """The columns a CSV results file was written with, from its header line. A file from an older
+    version has fewer columns and rows appended to it keep its shape; any other header (columns
+    reordered, renamed or added, say by a spreadsheet) is refused rather than appended to out of line."""
+    names = tuple(next(csv.reader([first_line.decode("utf-8", "replace")]), []))
+    if len(names) >= len(COLUMNS) and names == ALL_COLUMNS[: len(names)]:
+        return names
+    raise OutputError(f"{name}: its columns differ from an agebatch results file's; scan into a new file")
 
 
 def header(fmt: str) -> str:
@@ -181,71 +186,74 @@ def _float(value) -> float | None:
     return number if math.isfinite(number) else None
 
 
-def _records(path: Path, fmt: str):
+def _records(raw: BinaryIO, fmt: str):
     """(record as a dict, or None when it is not a whole record; byte offset after it; its line number;
-    how many physical lines it spans) for each record of a results file, streamed."""
-    with open(path, "rb") as raw:
-        if fmt == "jsonl":
-            offset = 0
-            for number, line in enumerate(raw, start=1):
-                offset += len(line)
-                if not line.strip():
-                    continue
-                try:
-                    record = json.loads(line)
-                except ValueError:
-                    record = None
-                yield (record if isinstance(record, dict) else None), offset, number, 1
-            return
-        offset = 0  # bytes consumed: csv.reader reads no further than the record it returns
+    how many physical lines it spans) for each record of an open results file, streamed from its start."""
+    raw.seek(0)
+    if fmt == "jsonl":
+        offset = 0
+        for number, line in enumerate(raw, start=1):
+            offset += len(line)
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+            except ValueError:
+                record = None
+            yield (record if isinstance(record, dict) else None), offset, number, 1
+        return
+    offset = 0  # bytes consumed: csv.reader reads no further than the record it returns
 
-        def lines():
-            nonlocal offset
-            for line in raw:
-                offset += len(line)
-                yield line.decode("utf-8", "replace")
+    def lines():
+        nonlocal offset
+        for line in raw:
+            offset += len(line)
+            yield line.decode("utf-8", "replace")
 
-        reader = csv.reader(lines())
-        names = next(reader, None)
-        consumed = reader.line_num
-        for cells in reader if names else ():
-            spanned, consumed = reader.line_num - consumed, reader.line_num
-            record = dict(zip(names, cells)) if len(cells) == len(names) else None
-            yield record, offset, reader.line_num, spanned
-
-
-def _ends_with_newline(path: Path) -> bool:
-    with open(path, "rb") as handle:
-        handle.seek(0, os.SEEK_END)
-        if handle.tell() == 0:
-            return True
-        handle.seek(-1, os.SEEK_END)
-        return handle.read(1) == b"\n"
+    reader = csv.reader(lines())
+    names = next(reader, None)
+    consumed = reader.line_num
+    for cells in reader if names else ():
+        spanned, consumed = reader.line_num - consumed, reader.line_num
+        record = dict(zip(names, cells)) if len(cells) == len(names) else None
+        yield record, offset, reader.line_num, spanned
 
 
-def index_results(path: str | os.PathLike, fmt: str) -> ResumeIndex:
+def _ends_with_newline(raw: BinaryIO, size: int) -> bool:
+    if size == 0:
+        return True
+    raw.seek(size - 1)
+    return raw.read(1) == b"\n"
+
+
+def index_results(path: str | os.PathLike, fmt: str, raw: BinaryIO | None = None) -> ResumeIndex:
     """Read a results file for ``--resume`` (see ``ResumeIndex``); damage it cannot prove to be a torn
-    last write is an ``OutputError`` (exit 2) rather than a guess that could drop rows."""
-    path = Path(path)
-    csv.field_size_limit(FIELD_LIMIT)
-    index = ResumeIndex(size=os.path.getsize(path))
-    if fmt == "csv":  # the header line as written (a file from an older version has fewer columns)
+    last write is an ``OutputError`` (exit 2) rather than a guess that could drop rows. ``raw``: the
+    file already open (the writer reads, cuts and appends through one descriptor)."""
+    if raw is None:
         with open(path, "rb") as handle:
-            index.keep = len(handle.readline())
-    complete_end = _ends_with_newline(path)
+            return index_results(path, fmt, handle)
+    csv.field_size_limit(FIELD_LIMIT)
+    index = ResumeIndex(size=os.fstat(raw.fileno()).st_size)
+    if fmt == "csv":  # the header line as written (a file from an older version has fewer columns)
+        raw.seek(0)
+        index.keep = len(raw.readline())
+    complete_end = _ends_with_newline(raw, index.size)
     group: _Group | None = None
     previous_end = index.keep
     try:
-        for record, end, line, spanned in _records(path, fmt):
-            torn = end >= index.size and not complete_end
-            if record is None or torn or "path" not in record:
-                if end >= index.size and spanned <= TORN_RECORD_LINES:
-                    break  # a torn last write: everything before it stays
+        for record, end, line, spanned in _records(raw, fmt):
+            last = end >= index.size
+            if last and not complete_end:
+                if spanned <= TORN_RECORD_LINES:
+                    break  # a torn last write (no newline at the end): everything before it stays
+                record = None
+            if record is None or "path" not in record:
                 raise OutputError(
                     f"{path}: line {line} is damaged (not a complete {fmt.upper()} record); --resume will not "
                     "guess which rows to keep: fix or remove that line, or scan into a new file"
                 )
-            image = str(record["path"])
+            image = _unprotected(str(record["path"]))
             if group is None or image != group.path:
                 group = _Group(image, previous_end, max(1, _int(record.get("faces"), 1)))
                 index.done[image] = (_int(record.get("file_size"), -1), _float(record.get("file_mtime")))
@@ -260,6 +268,11 @@ def index_results(path: str | os.PathLike, fmt: str) -> ResumeIndex:
         index.done.pop(group.path, None)
         index.keep = group.start
     return index
+
+
+def _unprotected(path: str) -> str:
+    """A path as scanned, without the quote ``--excel-safe`` put before a formula-like start."""
+    return path[1:] if path.startswith("'") and path[1:2] in _FORMULA_START and path[1:2] != "" else path
 
 
 def repair_tail(path: str | os.PathLike, fmt: str) -> int:
@@ -282,10 +295,14 @@ def _truncate(path: str | os.PathLike, keep: int) -> int:
 def is_results_file(path: str | os.PathLike) -> str | None:
     """``"csv"`` or ``"jsonl"`` when ``path`` starts like an agebatch results file, else None."""
     try:
-        with open(path, "rb") as handle:
-            first = handle.readline(1 << 16).decode("utf-8", "replace")
-    except OSError:
+        return results_format(read_regular(path, 1 << 16, first_line=True))
+    except (OSError, ValueError):
         return None
+
+
+def results_format(first_line: bytes) -> str | None:
+    """``"csv"`` or ``"jsonl"`` when ``first_line`` begins an agebatch results file, else None."""
+    first = first_line.decode("utf-8", "replace")
     if tuple(next(csv.reader([first]), [])[: len(COLUMNS)]) == COLUMNS:
         return "csv"
     try:
@@ -307,12 +324,17 @@ def check_not_an_input(out: str | os.PathLike, inputs: Iterable[str | os.PathLik
             raise OutputError(f"--out {out} is also an input of this run; choose another file")
 
 
-def check_existing(path: str | os.PathLike, fmt: str, replacing: bool = False) -> None:
+def check_existing(path: str | os.PathLike, fmt: str, replacing: bool = False, first_line: bytes | None = None) -> None:
     """Refuse to append to (or, ``replacing``, to replace) a file that is not an agebatch results
     file in ``fmt``: a photo or someone's spreadsheet named by a slip of ``--out`` is kept."""
-    if os.path.getsize(path) == 0:
+    if first_line is None:
+        try:
+            first_line = read_regular(path, 1 << 16, first_line=True)
+        except (OSError, ValueError) as exc:
+            raise OutputError(f"cannot read {path}: {one_line(exc)}") from exc
+    if not first_line:
         return
-    found = is_results_file(path)
+    found = results_format(first_line)
     if found is None:
         verb = "replace" if replacing else "append to"
         raise OutputError(f"{path} exists and is not an agebatch results file; refusing to {verb} it")
@@ -335,7 +357,7 @@ class OutputLock:
 
     def acquire(self) -> None:
         try:
-            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK, 0o600)
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK, 0o666)
         except OSError as exc:
             if exc.errno == errno.ELOOP:
                 raise OutputError(f"the lock file {self.path} is a symbolic link; remove it") from exc
@@ -466,8 +488,23 @@ class ResultsWriter:
         os.replace(name, self.out)
 
     def _open_append(self) -> None:
-        check_existing(self.out, self.fmt)
-        index = index_results(self.out, self.fmt)
+        """Open ``--out`` once (never through a link) and read, cut and append through that descriptor,
+        so the file checked is the file written even if the name is swapped meanwhile."""
+        try:
+            fd = os.open(self.out, os.O_RDWR | os.O_APPEND | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+        except OSError as exc:
+            if exc.errno == errno.ELOOP:
+                raise OutputError(f"--out is a symbolic link, refusing to write through it: {self.out}") from exc
+            raise
+        self._fd = fd
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise OutputError(f"--out is not a regular file: {self.out}")
+        with os.fdopen(os.dup(fd), "rb") as raw:
+            first_line = raw.readline(1 << 16)
+            check_existing(self.out, self.fmt, first_line=first_line)
+            if self.fmt == "csv" and first_line:
+                self.columns = columns_of_header(first_line, self.out)
+            index = index_results(self.out, self.fmt, raw)
         if index.cut_rows or index.keep < index.size:
             log.warning(
                 "agebatch: %s ended in a torn write: removed %d byte(s) (%d complete row(s) of its last, "
@@ -476,11 +513,10 @@ class ResultsWriter:
                 index.size - index.keep,
                 index.cut_rows,
             )
-        _truncate(self.out, index.keep)
+        if index.keep < index.size:
+            os.ftruncate(fd, index.keep)
+            os.fsync(fd)
         self.done = index.done
-        if self.fmt == "csv" and index.size:
-            self.columns = file_columns(self.out)
-        self._fd = os.open(self.out, os.O_WRONLY | os.O_APPEND | os.O_NOFOLLOW)
         if os.fstat(self._fd).st_size == 0:
             self._write_all(header(self.fmt).encode())
 
@@ -546,12 +582,13 @@ class ResultsWriter:
             self._fd = None
 
     def __exit__(self, exc_type, exc, tb) -> None:
-        try:
-            if not self._committed:
-                self._finish_incomplete()
-        finally:
-            self._close()
-            self._release_lock()
+        with _signals_deferred():  # a second Ctrl-C or SIGTERM must not cut the saving of the rows short
+            try:
+                if not self._committed:
+                    self._finish_incomplete()
+            finally:
+                self._close()
+                self._release_lock()
 
     def _finish_incomplete(self) -> None:
         if self._fd is not None:
@@ -563,10 +600,28 @@ class ResultsWriter:
         if self._tmp is None:
             return
         if not self.existed and self._tmp.stat().st_size > len(header(self.fmt)):
+            _copy_mode(self.out, self._tmp)
             os.replace(self._tmp, self.out)  # nothing to lose: keep partial rows for --resume
         else:
             self._tmp.unlink(missing_ok=True)
         self._tmp = None
+
+
+@contextlib.contextmanager
+def _signals_deferred():
+    """Hold SIGINT and SIGTERM back (in the main thread) until the block is done; they arrive after."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread() or not hasattr(signal, "pthread_sigmask"):
+        yield
+        return
+    held = {signal.SIGINT, signal.SIGTERM}
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, held)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
 
 
 def _copy_mode(existing: Path, new: Path) -> None:

@@ -148,3 +148,14 @@ def test_sigterm_stops_like_ctrl_c_and_keeps_the_rows(tmp_path, tiny_model_path,
     assert _run_scan(folder, out, tiny_model_path, "--resume").returncode == 0
     rows = read_csv(out)
     assert len(rows) == len({r["path"] for r in rows}) == 120
+
+
+def test_a_card_with_absurd_numbers_is_a_note_too(tmp_path, run_cli):
+    from agebatch import results
+
+    source = tmp_path / "r.csv"
+    source.write_text(results.header("csv"))
+    card = tmp_path / "card.json"
+    card.write_text('{"test_metrics": {"overall": {"age_mae": 1' + "0" * 400 + ', "gender_accuracy": 0.9}}}')
+    code, _, err = run_cli("report", source, "--out", tmp_path / "report.html", "--model-card", card)
+    assert code == 0, err

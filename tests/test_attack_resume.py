@@ -144,3 +144,31 @@ def test_resuming_a_file_from_before_the_age_interval_keeps_its_columns(tmp_path
     lines = path.read_text().splitlines()
     assert len(lines) == 3 and all(line.count(",") == len(old_columns) - 1 for line in lines)
     assert set(_resume(path).done) == {"a.jpg", "b.jpg"}
+
+
+def test_a_header_changed_by_a_spreadsheet_is_refused_not_appended_out_of_line(tmp_path):
+    path = _write(tmp_path / "r.csv", [[_row("a.jpg")]])
+    lines = path.read_text().splitlines(keepends=True)
+    lines[0] = lines[0].replace("age_low,age_high", "age_high,age_low")
+    changed = "".join(lines)
+    path.write_text(changed)
+    with pytest.raises(results.OutputError, match="columns differ"):
+        _resume(path)
+    assert path.read_text() == changed
+
+
+def test_excel_safe_paths_are_recognised_on_resume(tmp_path):
+    path = tmp_path / "r.csv"
+    path.write_text(results.header("csv") + results.encode_rows([_row("@crops/0.jpg")], "csv", excel=True))
+    assert "'@crops/0.jpg" in path.read_text()
+    with results.ResultsWriter(path, resume=True, excel=True) as writer:
+        assert writer.is_done(results.FileKey("@crops/0.jpg", 10, 2.5))
+
+
+def test_a_complete_last_row_is_never_taken_for_a_torn_write(tmp_path):
+    path = _write(tmp_path / "r.csv", [[_row(f"{i}.jpg")] for i in range(3)])
+    damaged = path.read_text() + "not,a,complete,row\n"  # newline-terminated: damage, not a torn write
+    path.write_text(damaged)
+    with pytest.raises(results.OutputError, match="damaged"):
+        _resume(path)
+    assert path.read_text() == damaged

@@ -98,7 +98,7 @@ def test_scan_and_report_refuse_an_output_that_is_one_of_their_inputs(run_cli, t
 def test_a_report_refuses_to_replace_a_results_file_from_python_too(tmp_path):
     source = _results_file(tmp_path / "r.csv")
     other = _results_file(tmp_path / "other.csv")
-    with pytest.raises(ReportError, match="results file"):
+    with pytest.raises(ReportError, match="not an agebatch report"):
         write_report(build_report([source]), other)
 
 
@@ -113,3 +113,31 @@ def test_stale_temporaries_are_matched_exactly_never_by_a_glob(tmp_path):
         writer.commit()
     assert all(path.read_text() == "another scan's rows" for path in others)
     assert not own.exists()
+
+
+def test_a_report_never_replaces_a_file_that_is_not_a_report(tmp_path, run_cli):
+    source = _results_file(tmp_path / "r.csv")
+    photo = tmp_path / "IMG_0001.jpg"
+    noise_image().save(photo)
+    kept = photo.read_bytes()
+    code, _, err = run_cli("report", source, "--out", photo)
+    assert code == 2 and "not an agebatch report" in err and photo.read_bytes() == kept
+    report = tmp_path / "report.html"
+    assert run_cli("report", source, "--out", report)[0] == 0
+    assert run_cli("report", source, "--out", report)[0] == 0  # an earlier report is replaced
+    as_json = tmp_path / "report.json"
+    assert run_cli("report", source, "--out", as_json, "--format", "json")[0] == 0
+    assert run_cli("report", source, "--out", as_json, "--format", "json")[0] == 0
+
+
+def test_sidecar_files_that_are_fifos_or_huge_are_not_read(tmp_path):
+    from agebatch.common.files import read_regular
+    from agebatch.training.modelcard import card_for_model
+
+    os.mkfifo(tmp_path / "m.card.json")
+    assert card_for_model(tmp_path / "m.keras") is None  # returns at once instead of blocking
+    with pytest.raises(ValueError, match="not a regular file"):
+        read_regular(tmp_path / "m.card.json", 1000)
+    (tmp_path / "big.json").write_bytes(b" " * 5000)
+    with pytest.raises(ValueError, match="larger than"):
+        read_regular(tmp_path / "big.json", 1000)

@@ -149,9 +149,10 @@ def test_jsonl_input(tmp_path):
 
 def test_existing_report_is_replaced_atomically(known, tmp_path):
     out = tmp_path / "r.html"
-    out.write_text("old")
     write_report(build_report([known]), out)
-    assert out.read_text().startswith("<!DOCTYPE html>")
+    first = out.read_text()
+    write_report(build_report([known]), out)  # an earlier report is replaced
+    assert out.read_text().startswith("<!DOCTYPE html>") and out.read_text() != "" and first
     assert not list(tmp_path.glob(".*.tmp"))
 
 

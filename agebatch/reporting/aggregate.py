@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import math
 import os
 from collections import Counter
 from collections.abc import Iterable, Iterator
@@ -19,9 +20,10 @@ import numpy as np
 import pandas as pd
 
 from agebatch.common import atomic
+from agebatch.common.files import open_regular
 from agebatch.common.text import one_line
 from agebatch.contract import AGE_BAND_LABELS, AGE_BANDS, GENDERS, REPORT_MAX_AGE, age_band
-from agebatch.results import is_results_file, reason_group
+from agebatch.results import reason_group
 
 REQUIRED_COLUMNS = ("path", "face", "age", "gender", "gender_prob", "status", "error")
 MAX_AGE = REPORT_MAX_AGE
@@ -334,7 +336,13 @@ def build_report(
 
 def _number(value) -> float | None:
     """A figure from a model card, or None for anything that is not a number."""
-    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+    if not isinstance(value, (int, float)) or isinstance(value, bool):
+        return None
+    try:
+        number = float(value)
+    except OverflowError:
+        return None
+    return number if math.isfinite(number) else None
 
 
 def _card_summary(card: dict | None) -> dict | None:
@@ -344,6 +352,8 @@ def _card_summary(card: dict | None) -> dict | None:
         return None
     try:
         metrics = card.get("test_metrics") or {}
+        if not isinstance(card, dict):
+            raise TypeError("a card is a JSON object")
         overall = metrics.get("overall") or {}
         gap = metrics.get("race_gender_gap")
         return {
@@ -376,8 +386,25 @@ def _card_summary(card: dict | None) -> dict | None:
                 for name, scored in (metrics.get("by_source") or {}).items()
             },
         }
-    except (AttributeError, TypeError, ValueError):
+    except (AttributeError, TypeError, ValueError, OverflowError):
         return {"unreadable": True}
+
+
+def _is_report(path: Path) -> bool:
+    """True for a report an earlier run wrote (HTML or JSON), or an empty file: only those are replaced,
+    so a slip of ``--out`` (a photo, a results file, a document) never loses anything."""
+    try:
+        fd = open_regular(path)
+    except (OSError, ValueError):
+        return False
+    try:
+        head = os.read(fd, 4096)
+    finally:
+        os.close(fd)
+    if not head:
+        return True
+    html = head.startswith(b"<!DOCTYPE html>") and b"<title>agebatch report</title>" in head
+    return html or (head.lstrip().startswith(b"{") and b'"created"' in head and b'"inputs"' in head)
 
 
 def write_report(data: dict, out: str | os.PathLike, fmt: str = "html", bins: int = 5) -> Path:
@@ -387,8 +414,8 @@ def write_report(data: dict, out: str | os.PathLike, fmt: str = "html", bins: in
         atomic.check_output(out, data.get("inputs") or [])
     except atomic.UnsafeOutputError as exc:
         raise ReportError(str(exc)) from exc
-    if out.exists() and is_results_file(out):
-        raise ReportError(f"refusing to replace {out}: it is an agebatch results file, not a report")
+    if out.exists() and not _is_report(out):
+        raise ReportError(f"refusing to replace {out}: it exists and is not an agebatch report")
     if fmt == "json":
         text = json.dumps(data, indent=1)
     else:

@@ -24,7 +24,10 @@ from pathlib import Path
 import numpy as np
 
 from agebatch.common import atomic
+from agebatch.common.files import read_regular
 from agebatch.contract import AGE_BINS
+
+TWIN_LIMIT = 1 << 30  # a LiteRT model of this network is ~10 MB; a larger file is not read into memory
 
 
 def tflite_path_for(model_path: str | os.PathLike) -> Path:
@@ -64,8 +67,8 @@ def checked_twin(keras_path: str | os.PathLike, tflite_path: str | os.PathLike) 
     file that runs is the file that was checked.
     """
     try:
-        record = json.loads(twin_record_path(tflite_path).read_text())
-        blob = Path(tflite_path).read_bytes()
+        record = json.loads(read_regular(twin_record_path(tflite_path), 1 << 20))
+        blob = read_regular(tflite_path, TWIN_LIMIT)
     except (OSError, ValueError):
         return None
     if not isinstance(record, dict) or record.get("tflite_sha256") != hashlib.sha256(blob).hexdigest():
@@ -119,7 +122,11 @@ class TFLiteRunner:
             self.interpreter = _interpreter_class()(**source, num_threads=threads or os.cpu_count() or 1)
             self.interpreter.allocate_tensors()
         self.input = self.interpreter.get_input_details()[0]
-        self.image_size = int(self.input["shape"][1])
+        shape = tuple(int(d) for d in self.input["shape"])
+        widths = sorted(int(d["shape"][-1]) for d in self.interpreter.get_output_details())
+        if len(shape) != 4 or shape[1] != shape[2] or shape[3] != 3 or 1 not in widths or 2 not in widths:
+            raise ValueError(f"not an agebatch model: input {shape}, output widths {widths}")
+        self.image_size = shape[1]
         self._batch = None
 
     def _outputs(self) -> tuple:

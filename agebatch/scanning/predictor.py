@@ -87,6 +87,7 @@ def default_model_path() -> Path:
 # and extracts the weights to a temporary folder, so both are bounded before Keras sees the file).
 _ARCHIVE_LIMITS = {"metadata.json": 1 << 20, "config.json": 16 << 20, "model.weights.h5": 1 << 30}
 _ASSET_LIMIT = 64 << 20  # files under assets/, all together
+_MEMBER_LIMIT = 1000
 
 
 def check_model_file(path: Path) -> None:
@@ -103,6 +104,8 @@ def check_model_file(path: Path) -> None:
             members = archive.infolist()
     except (OSError, zipfile.BadZipFile) as exc:
         raise ModelLoadError(f"not a Keras model file (.keras zip archive): {path}: {one_line(exc)}") from exc
+    if len(members) > _MEMBER_LIMIT:
+        raise ModelLoadError(f"{path} holds {len(members)} files, more than a model needs: refusing it")
     assets = 0
     for member in members:
         name = member.filename

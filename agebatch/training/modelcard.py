@@ -16,6 +16,7 @@ from pathlib import Path
 import pandas as pd
 
 from agebatch.common import atomic
+from agebatch.common.files import read_regular
 from agebatch.common.text import percent
 
 CARD_SUFFIX = ".card.json"
@@ -314,14 +315,18 @@ def write_card(card: dict, out_dir: str | os.PathLike, stem: str) -> Path:
     return path
 
 
+CARD_LIMIT = 64 << 20  # a model card is JSON of a few hundred KB; more is not a card
+
+
 def card_for_model(model_path: str | os.PathLike) -> dict | None:
     """The card saved beside a model file, if there is one and it parses."""
     path = Path(model_path)
     candidate = path.with_name(path.name.removesuffix(".keras").removesuffix(".tflite") + CARD_SUFFIX)
     try:
-        return json.loads(candidate.read_text())
+        card = json.loads(read_regular(candidate, CARD_LIMIT))
     except (OSError, ValueError):
         return None
+    return card if isinstance(card, dict) else None
 
 
 def _skipped_count(data: dict) -> int:
