@@ -11,7 +11,7 @@ import numpy as np
 from PIL import Image
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
-FACE_PHOTO = EXAMPLES / "photos" / "portraits" / "11052 male 30-39.jpg"
+FACE_PHOTO = EXAMPLES / "sources" / "astronaut.png"  # 512x512, public domain: the tests know its geometry
 NO_FACE_PHOTOS = [EXAMPLES / "photos" / "no_faces" / n for n in ("coffee.jpg", "rocket.jpg", "chelsea_the_cat.png")]
 
 

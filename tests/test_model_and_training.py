@@ -123,29 +123,59 @@ def test_several_teachers_are_averaged_face_by_face():
     np.testing.assert_allclose(averaged["pred_female"], (alone[0]["pred_female"] + alone[1]["pred_female"]) / 2)
 
 
-def test_smoke_training_writes_a_loadable_model_and_card(tmp_path):
-    from agebatch.scanning.predictor import Predictor
+def test_smoke_training_on_two_sources_writes_a_loadable_model_card_and_twin(tmp_path):
+    """One smoke run (the distribution head on a names folder plus a band-labelled CSV source) checks
+    the whole recipe: split per source, both phases, saving, card per source, curves, LiteRT twin."""
+    from agebatch.contract import has_distribution
+    from agebatch.scanning.predictor import Predictor, load_model
     from agebatch.training.train import TrainConfig, smoke_config, train
 
-    data = utk_folder(tmp_path / "utk", count=40)
-    (data / "39_1_20170116174525125.jpg.chip.jpg").write_bytes(b"malformed name, skipped")
-    config = smoke_config(TrainConfig(data_dir=str(data), out_dir=str(tmp_path / "out"), verbose=0))
+    utk = utk_folder(tmp_path / "utk", count=32)
+    (utk / "39_1_20170116174525125.jpg.chip.jpg").write_bytes(b"malformed name, skipped")
+    banded = tmp_path / "banded"
+    lines = ["file,age,gender,race"]
+    for i, name in enumerate(sorted(p.name for p in utk.iterdir() if p.stat().st_size > 100)):
+        (banded / "img").mkdir(parents=True, exist_ok=True)
+        (banded / "img" / f"{i}.jpg").write_bytes((utk / name).read_bytes())  # the same pictures, in bands
+        lines.append(f"img/{i}.jpg,{10 * (i % 7)}-{10 * (i % 7) + 9},{'Female' if i % 2 else 'Male'},group {i % 3}")
+    lines.append("img/missing.jpg,20-29,Male,x")  # a row without its image: skipped
+    (banded / "labels.csv").write_text("\n".join(lines) + "\n")
+    config = smoke_config(
+        TrainConfig(
+            data_dir=str(utk),
+            more_data=(str(banded),),
+            age_head="distribution",
+            age_loss_weight=0.5,
+            out_dir=str(tmp_path / "out"),
+            verbose=0,
+        )
+    )
     result = train(config)
     assert result.model_path.is_file()
     assert not (tmp_path / "out" / "checkpoint.keras").exists()
-    predictor = Predictor(result.model_path)  # loads in safe mode, interface checked
-    assert predictor.image_size == 64
     card = json.loads(result.card_path.read_text())
-    assert card["data"]["skipped_rows"] == 1
+    assert card["data"]["sources"] == [str(utk), str(banded)]
+    assert card["data"]["skipped_rows"] == 2
     assert len(card["history"]) == 2 and card["history"][0]["phase"] == "heads"
-    split = (tmp_path / "out" / "split.csv").read_text().splitlines()
-    assert split[0] == "source,file,age,age_low,age_high,gender,race,split" and len(split) == 41
-    n_test = sum(line.endswith(",test") for line in split)
-    assert 6 <= n_test <= 14
-    assert card["test_metrics"]["overall"]["n"] == n_test
-    assert (tmp_path / "out" / "agebatch.card.md").read_text().startswith("# Model card")
+    split = pd.read_csv(tmp_path / "out" / "split.csv")
+    assert list(split.columns) == ["source", "file", "age", "age_low", "age_high", "gender", "race", "split"]
+    assert set(split["source"]) == {"utk", "banded"} and len(split) == 64
+    n_test = int((split["split"] == "test").sum())
+    assert 6 <= n_test <= 22
+    metrics = card["test_metrics"]
+    assert metrics["overall"]["n"] == n_test
+    assert set(metrics["by_source"]) == set(split.loc[split["split"] == "test", "source"])
+    model, _ = load_model(result.model_path)
+    assert has_distribution(model)
+    assert Predictor(result.model_path).image_size == 64  # loads in safe mode, interface checked
+    markdown = (tmp_path / "out" / "agebatch.card.md").read_text()
+    assert markdown.startswith("# Model card") and "### Source: utk" in markdown
+    lite = card["tflite"]["test_metrics"]  # the LiteRT twin computes the same estimates
     assert (tmp_path / "out" / "agebatch.tflite").stat().st_size > 10_000
-    assert card["tflite"]["test_metrics"]["n"] == n_test
+    assert lite["n"] == n_test
+    assert lite["gender_accuracy"] == pytest.approx(metrics["overall"]["gender_accuracy"])
+    if "age_mae" in metrics["overall"]:
+        assert lite["age_mae"] == pytest.approx(metrics["overall"]["age_mae"], abs=1e-3)
     for suffix in ("html", "png"):
         assert (tmp_path / "out" / f"agebatch.curves.{suffix}").stat().st_size > 1000
 
@@ -283,52 +313,6 @@ def test_optional_final_phases_are_recorded_and_each_kept_only_if_validation_imp
     record = card["age_head_refit"]
     assert record["kept"] == (record["val_mae_after"] < record["val_mae_before"])
     assert Predictor(result.model_path, engine="keras").image_size == 64
-
-
-def test_smoke_training_on_two_sources_with_the_age_distribution(tmp_path):
-    from agebatch.contract import has_distribution
-    from agebatch.scanning.predictor import Predictor, load_model
-    from agebatch.training.train import TrainConfig, smoke_config, train
-
-    utk = utk_folder(tmp_path / "utk", count=32)
-    banded = tmp_path / "banded"
-    lines = ["file,age,gender,race"]
-    for i, name in enumerate(sorted(p.name for p in utk.iterdir())):  # the same pictures, labelled in bands
-        (banded / "img").mkdir(parents=True, exist_ok=True)
-        (banded / "img" / f"{i}.jpg").write_bytes((utk / name).read_bytes())
-        lines.append(f"img/{i}.jpg,{10 * (i % 7)}-{10 * (i % 7) + 9},{'Female' if i % 2 else 'Male'},group {i % 3}")
-    (banded / "labels.csv").write_text("\n".join(lines) + "\n")
-    config = smoke_config(
-        TrainConfig(
-            data_dir=str(utk),
-            more_data=(str(banded),),
-            age_head="distribution",
-            age_loss_weight=0.5,
-            out_dir=str(tmp_path / "out"),
-            verbose=0,
-        )
-    )
-    result = train(config)
-    card = json.loads(result.card_path.read_text())
-    assert card["data"]["sources"] == [str(utk), str(banded)]
-    split = pd.read_csv(tmp_path / "out" / "split.csv")
-    assert set(split["source"]) == {"utk", "banded"}
-    n_test = int((split["split"] == "test").sum())
-    metrics = card["test_metrics"]
-    assert metrics["overall"]["n"] == n_test
-    assert set(metrics["by_source"]) == set(split.loc[split["split"] == "test", "source"])
-    model, _ = load_model(result.model_path)
-    assert has_distribution(model)
-    keras_figures = metrics["overall"]
-    lite_figures = card["tflite"]["test_metrics"]  # the LiteRT twin computes the same estimates
-    assert lite_figures["n"] == n_test
-    assert lite_figures["gender_accuracy"] == pytest.approx(keras_figures["gender_accuracy"])
-    if "age_mae" in keras_figures:
-        assert lite_figures["age_mae"] == pytest.approx(keras_figures["age_mae"], abs=1e-3)
-    assert (
-        "Source: banded" in (tmp_path / "out" / "agebatch.card.md").read_text() or "banded" not in metrics["by_source"]
-    )
-    assert Predictor(result.model_path).image_size == 64
 
 
 def test_gender_calibration_folds_temperature_and_shift_into_the_head():

@@ -149,5 +149,4 @@ class TFLiteRunner:
             self._batch = len(batch)
         self.interpreter.set_tensor(self.input["index"], np.ascontiguousarray(batch, dtype=np.float32))
         self.interpreter.invoke()
-        age, female = self._outputs()
-        return age.copy(), female.copy()
+        return tuple(output.copy() for output in self._outputs())  # the interpreter reuses its buffers
