@@ -20,7 +20,7 @@ import typer
 
 from agebatch.common import atomic, progress, quiet
 from agebatch.common.settings import default_of, help_of
-from agebatch.common.text import one_line, printable
+from agebatch.common.text import count, one_line, printable
 from agebatch.reporting.options import BIN_WIDTHS, REPORT_FORMATS, ReportOptions
 from agebatch.results import FORMATS
 from agebatch.scanning.options import DETECTORS, ENGINES, EXPLAIN_HEADS, ScanOptions
@@ -40,8 +40,27 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
     epilog="Exit codes: 0 done, 1 unexpected error, 2 usage or setup error, 3 no face to explain, 130 interrupted (143 on SIGTERM).",
 )
+
+
+def _version(value: bool) -> None:
+    if value:
+        from agebatch import __version__
+
+        typer.echo(f"agebatch {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(
+    version: Annotated[
+        bool | None,
+        typer.Option("--version", "-V", callback=_version, is_eager=True, help="Print the version and exit."),
+    ] = None,
+) -> None:
+    """Estimate age and gender for every face in a folder of photos, and report on the results."""
 
 
 class Fail(Exception):
@@ -140,7 +159,9 @@ EXAMPLES_SCAN = """
 def scan(
     paths: Annotated[list[Path], typer.Argument(help="Image files and/or folders to scan.", show_default=False)],
     out: Annotated[Path, typer.Option("--out", "-o", help="Results file to write (CSV or JSONL).")],
-    fmt: Annotated[Format, typer.Option("--format", "-f", help="Output format.")] = Format.csv,
+    fmt: Annotated[
+        Format | None, typer.Option("--format", "-f", help="Output format (default: from --out's extension, else csv).")
+    ] = None,
     resume: Annotated[
         bool, typer.Option(help="Skip images already in --out (same path, size, mtime); append new ones.")
     ] = False,
@@ -173,10 +194,13 @@ def scan(
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print nothing but errors.")] = False,
 ) -> None:
     """Find faces in PATHS and write one row per face with estimated age and gender."""
+    from agebatch.results import OutputError, format_for
     from agebatch.scanning.scanner import scan_to_file
 
-    if fmt == Format.csv and out.suffix.lower() == ".jsonl":
-        fmt = Format.jsonl
+    try:
+        output_format = format_for(out, fmt.value if fmt else None)
+    except OutputError as exc:
+        raise Fail(str(exc)) from exc
     from agebatch.scanning.sharding import parse_shard
 
     try:
@@ -211,7 +235,7 @@ def scan(
     try:
         with progress.scan_progress(show) as update:
             summary = scan_to_file(
-                paths, out, predictor, options, fmt.value, resume, excel_safe, wait, update, ray=ray_options
+                paths, out, predictor, options, output_format, resume, excel_safe, wait, update, ray=ray_options
             )
     except KeyboardInterrupt as exc:
         summary = getattr(exc, "summary", None)
@@ -220,7 +244,7 @@ def scan(
         hint = "run the same command with --resume to continue" if kept else "nothing was written"
         progress.error_console().print(f"agebatch: interrupted{done}; {hint}", markup=False)
         raise typer.Exit(_interrupted_code()) from None
-    if show:
+    if not quiet:  # the one-line summary, also when stderr is a log file or a pipe
         progress.error_console().print(f"{printable(out)}: {summary.line()}", markup=False)
 
 
@@ -234,9 +258,9 @@ def merge(
     from agebatch.results import merge as merge_parts
 
     summary = merge_parts(parts, out)
-    if progress.interactive(quiet):
+    if not quiet:
         progress.error_console().print(
-            f"{printable(out)}: {summary.images} images from {summary.parts} parts", markup=False
+            f"{printable(out)}: {count(summary.images, 'image')} from {count(summary.parts, 'part')}", markup=False
         )
 
 
@@ -303,10 +327,11 @@ def report(
         raise Fail(str(exc)) from exc
     except OSError as exc:
         raise Fail(f"cannot write {out}: {exc.strerror or exc}") from exc
-    if progress.interactive(quiet):
+    if not quiet:
         o = data["overall"]
         progress.error_console().print(
-            f"{printable(out)}: {o['images']} images, {o['faces']} faces, {o['errors']} errors "
+            f"{printable(out)}: {count(o['images'], 'image')}, {count(o['faces'], 'face')}, "
+            f"{count(o['errors'], 'error')} "
             f"({time.monotonic() - started:.1f} s)",
             markup=False,
         )
@@ -508,6 +533,20 @@ def _analyse(image: Path, predictor, detector: Detector, min_face: int, min_scor
         raise Fail(f"{image}: {exc if isinstance(exc, ImageError) else one_line(exc)}") from exc
 
 
+PICTURE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp")
+
+
+def _check_picture_out(out: Path, inputs: list[Path]) -> None:
+    """The cheap checks of a picture to write, before any model loads: a usable name and place, and
+    not one of the inputs (nothing a user has is replaced by a drawing of it)."""
+    if out.suffix.lower() not in PICTURE_SUFFIXES:
+        raise Fail(f"cannot tell a picture format from {out.name!r}: name a {', '.join(PICTURE_SUFFIXES)} file")
+    try:
+        atomic.check_output(out, inputs)
+    except atomic.UnsafeOutputError as exc:
+        raise Fail(str(exc)) from exc
+
+
 def _age_text(prediction) -> str:
     """``31.4``, or ``31.4 (25-38)`` with the model's 80% interval when it gives one."""
     if prediction.age_low is None:
@@ -541,6 +580,8 @@ def predict(
 
     if draw is not None and len(images) != 1:
         raise Fail("--draw takes exactly one image")
+    if draw is not None:
+        _check_picture_out(draw, images)
     predictor = _predictor(model, _scan_default("batch_size"), flip_average=flip_average)
     records = []
     failed = 0
@@ -614,6 +655,9 @@ def explain(
     model: ModelOption = None,
 ) -> None:
     """Grad-CAM heat map of what drove the age or gender estimate, blended onto the photo."""
+    _check_picture_out(out, [image])
+    if not image.is_file():
+        raise Fail(f"no such image: {image}")
     predictor = _predictor(model, _scan_default("batch_size"))
     from agebatch.scanning.explain import explain_photo
 

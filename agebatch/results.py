@@ -53,6 +53,7 @@ COLUMNS = (
 EXTRA_COLUMNS = ("faces", "female_prob", "file_size", "file_mtime", "age_low", "age_high")
 ALL_COLUMNS = COLUMNS + EXTRA_COLUMNS
 FORMATS = ("csv", "jsonl")
+EXTENSIONS = {".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl"}  # the output's name decides its format
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 _TEXT_COLUMNS = ("path", "error")
 
@@ -61,6 +62,18 @@ log = logging.getLogger(__name__)
 
 class OutputError(Exception):
     """The output cannot be written (locked, unwritable, disk full, not ours); one-line message."""
+
+
+def format_for(out: str | os.PathLike, requested: str | None = None) -> str:
+    """The results format for ``out``: its extension decides (``.csv``; ``.jsonl``/``.ndjson``);
+    ``requested`` (``--format``) must agree with it, and names the format of any other extension."""
+    suffix = Path(out).suffix.lower()
+    if suffix == ".json":
+        raise OutputError(f"{out}: results are CSV or JSON Lines; name the file .jsonl (one JSON object a line)")
+    implied = EXTENSIONS.get(suffix)
+    if implied and requested and requested != implied:
+        raise OutputError(f"--format {requested} disagrees with the name {Path(out).name} ({implied}); change one")
+    return implied or requested or FORMATS[0]
 
 
 @dataclass(frozen=True)
@@ -346,7 +359,9 @@ class OutputLock:
     """The exclusive ``flock`` on the hidden lock file beside an output: one writer at a time.
 
     The lock file is opened without following links (a planted link is refused, never followed) and
-    must be a regular file; with ``wait`` a second writer waits instead of failing.
+    must be a regular file; with ``wait`` a second writer waits instead of failing. The holder removes
+    the file when it is done (no lock file is left behind); a writer that was waiting on a file removed
+    meanwhile notices (its descriptor no longer names the path) and locks the new one.
     """
 
     def __init__(self, out: Path, wait: bool = False) -> None:
@@ -356,6 +371,10 @@ class OutputLock:
         self._file = None
 
     def acquire(self) -> None:
+        while not self._acquire_once():
+            pass
+
+    def _acquire_once(self) -> bool:
         try:
             fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK, 0o666)
         except OSError as exc:
@@ -377,9 +396,25 @@ class OutputLock:
                     f"another agebatch scan or merge is writing {self.out}; wait for it or use --wait"
                 ) from exc
             raise
+        if not self._names_our_file():  # removed by the holder we waited for: lock the path anew
+            self._file.close()
+            self._file = None
+            return False
+        return True
+
+    def _names_our_file(self) -> bool:
+        try:
+            here = os.stat(self.path, follow_symlinks=False)
+        except FileNotFoundError:
+            return False
+        mine = os.fstat(self._file.fileno())
+        return (here.st_dev, here.st_ino) == (mine.st_dev, mine.st_ino)
 
     def release(self) -> None:
         if self._file is not None:
+            if self._names_our_file():
+                with contextlib.suppress(OSError):
+                    os.unlink(self.path)  # still locked: nobody can hold it between unlink and unlock
             fcntl.flock(self._file, fcntl.LOCK_UN)
             self._file.close()
             self._file = None

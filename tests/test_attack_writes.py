@@ -141,3 +141,29 @@ def test_sidecar_files_that_are_fifos_or_huge_are_not_read(tmp_path):
     (tmp_path / "big.json").write_bytes(b" " * 5000)
     with pytest.raises(ValueError, match="larger than"):
         read_regular(tmp_path / "big.json", 1000)
+
+
+def test_no_lock_file_is_left_behind_and_waiters_still_take_turns(tmp_path):
+    import threading
+
+    out = tmp_path / "r.csv"
+    order = []
+    first = results.ResultsWriter(out)
+    first.__enter__()
+
+    def second():
+        with results.ResultsWriter(out, resume=True, wait=True) as writer:
+            order.append("second")
+            writer.commit()
+
+    thread = threading.Thread(target=second)
+    thread.start()
+    import time
+
+    time.sleep(0.3)
+    order.append("first")
+    first.commit()
+    first.__exit__(None, None, None)
+    thread.join(timeout=30)
+    assert order == ["first", "second"]
+    assert sorted(os.listdir(tmp_path)) == ["r.csv"]  # no lock file, no temporary file

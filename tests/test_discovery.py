@@ -97,3 +97,15 @@ def test_unreadable_folder_is_an_error_candidate(tmp_path):
 def test_fifo_is_ignored(tmp_path):
     os.mkfifo(tmp_path / "pipe.jpg")
     assert paths(tmp_path) == []
+
+
+def test_an_image_reached_twice_from_several_arguments_is_listed_once(tmp_path):
+    from agebatch.scanning.discovery import discover
+
+    (tmp_path / "photos").mkdir()
+    (tmp_path / "photos" / "a.jpg").write_bytes(b"\xff\xd8\xff")
+    (tmp_path / "photos" / "b.jpg").write_bytes(b"\xff\xd8\xff")
+    os.link(tmp_path / "photos" / "b.jpg", tmp_path / "b-again.jpg")  # the same file under another name
+    given = [tmp_path / "photos", tmp_path / "photos" / "a.jpg", tmp_path / "b-again.jpg"]
+    found = [c.path for c in discover(given)]
+    assert found == [str(tmp_path / "photos" / "a.jpg"), str(tmp_path / "photos" / "b.jpg")]

@@ -136,3 +136,21 @@ def test_shipped_model_heat_map_lies_on_the_face():
         margin = 0.15 * f.width  # the crop is 1.13x the detector's box
         inside = heat[int(f.y - margin) : int(f.y + f.height + margin), int(f.x - margin) : int(f.x + f.width + margin)]
         assert inside.sum() > 0.8 * heat.sum()
+
+
+def test_a_bad_picture_path_fails_before_any_model_loads(tmp_path):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parent.parent
+    code = (
+        "import sys\n"
+        "from agebatch import cli\n"
+        f"sys.argv = ['agebatch', 'predict', {str(FACE_PHOTO)!r}, '--draw', {str(tmp_path / 'nowhere' / 'x.png')!r}]\n"
+        "try:\n    cli.main()\nexcept SystemExit as exit:\n"
+        "    print(exit.code, 'tensorflow' in sys.modules, 'keras' in sys.modules)\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, cwd=repo)
+    assert result.stdout.split() == ["2", "False", "False"], result.stderr
+    assert "output folder does not exist" in result.stderr

@@ -57,7 +57,30 @@ def test_detector_none_gives_one_ok_row_per_image(run_cli, crops, tmp_path):
     paths = [r["path"] for r in rows]
     assert str(crops / "new\nline.jpg") in paths and str(crops / 'quote"name.jpg') in paths
     assert paths == sorted(paths, key=lambda p: p.split(os.sep))  # sorted, deterministic
-    assert stdout == "" and stderr == ""  # not a terminal: silent
+    assert stdout == ""  # no progress bar off a terminal; the one-line summary on stderr still says what happened
+    assert stderr.count("\n") == 1 and "10 images, 10 faces" in stderr and "0 errors" in stderr
+    code, stdout, stderr = run_cli("scan", crops, "--out", tmp_path / "q.csv", "--detector", "none", "--quiet")
+    assert code == 0 and stdout == "" and stderr == ""  # --quiet: nothing (cron mail stays clean)
+    empty = tmp_path / "empty"
+    (empty / "notes").mkdir(parents=True)
+    (empty / "notes" / "readme.txt").write_text("no photos here")
+    code, _, stderr = run_cli("scan", empty, "--out", tmp_path / "none.csv", "--detector", "none")
+    assert code == 0 and "no images found" in stderr
+
+
+def test_the_output_name_decides_the_format(run_cli, crops, tmp_path):
+    code, _, err = run_cli("scan", crops, "--out", tmp_path / "r.json", "--detector", "none")
+    assert code == 2 and ".jsonl" in err
+    code, _, err = run_cli("scan", crops, "--out", tmp_path / "r.csv", "--format", "jsonl", "--detector", "none")
+    assert code == 2 and "disagrees" in err
+    code, _, err = run_cli("scan", crops, "--out", tmp_path / "r.ndjson", "--detector", "none")
+    assert code == 0 and (tmp_path / "r.ndjson").read_text().startswith("{")
+    renamed = tmp_path / "rows.txt"  # report reads by content, whatever the name
+    renamed.write_bytes((tmp_path / "r.ndjson").read_bytes())
+    code, _, err = run_cli("report", renamed, "--out", tmp_path / "report.html")
+    assert code == 0, err
+    code, _, err = run_cli("report", crops, "--out", tmp_path / "report2.html")
+    assert code == 2 and "is a folder" in err
 
 
 def test_mixed_folder_statuses(run_cli, tmp_path):

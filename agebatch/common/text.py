@@ -28,3 +28,8 @@ def printable(text: object) -> str:
 def percent(share: float | None, missing: str = "-") -> str:
     """``0.1234`` as ``12.3%``; ``missing`` for None."""
     return missing if share is None else f"{100 * share:.1f}%"
+
+
+def count(number: int, noun: str, plural: str | None = None) -> str:
+    """``1 image``, ``2 images``, ``1 face``, ``3 errors``."""
+    return f"{number} {noun if number == 1 else plural or noun + 's'}"

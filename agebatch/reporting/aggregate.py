@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 
 from agebatch.common import atomic
-from agebatch.common.files import open_regular
+from agebatch.common.files import open_regular, read_regular
 from agebatch.common.text import one_line
 from agebatch.contract import AGE_BAND_LABELS, AGE_BANDS, GENDERS, REPORT_MAX_AGE, age_band
 from agebatch.results import reason_group
@@ -94,9 +94,15 @@ class Tally:
 # -- reading ------------------------------------------------------------------------------------
 def _read_chunks(path: Path) -> Iterator[pd.DataFrame]:
     """Chunks of a results file with the required columns as strings (so nothing is guessed)."""
+    if path.is_dir():
+        raise ReportError(f"{path} is a folder; give the results file(s) that agebatch scan wrote")
     if not path.is_file():
         raise ReportError(f"results file not found: {path}")
-    is_jsonl = path.suffix.lower() in (".jsonl", ".json", ".ndjson")
+    try:  # the content decides, not the name: a .json or .txt holding JSON Lines still reads
+        first = read_regular(path, 1 << 16, first_line=True)
+    except (OSError, ValueError) as exc:
+        raise ReportError(f"cannot read {path}: {one_line(exc)}") from exc
+    is_jsonl = first.lstrip().startswith(b"{")
     try:
         if is_jsonl:
             reader = pd.read_json(path, lines=True, chunksize=CHUNK_ROWS, dtype=False)

@@ -128,9 +128,27 @@ def discover(
     error row: the user asked for it). Inside folders, a file is a candidate when its extension is an
     image extension or its first bytes are an image signature. Symbolic links to folders are not
     followed unless ``follow_symlinks``; followed or not, no folder is visited twice, so loops end.
+    With several PATH arguments, an image reached twice (a folder and a file in it both given, or the
+    same file under two names) is listed once, the first time; one folder alone needs no such memory.
     Raises ``FileNotFoundError`` for an argument that does not exist.
     """
+    paths = list(paths)
     walker = _Walker(recursive, tuple(exclude), follow_symlinks)
+    seen: set[tuple[int, int]] = set()
+    for candidate in _candidates(paths, walker):
+        if candidate.error is None and len(paths) > 1:
+            try:
+                info = os.stat(candidate.path)
+            except OSError:
+                info = None
+            if info is not None:
+                if (info.st_dev, info.st_ino) in seen:
+                    continue
+                seen.add((info.st_dev, info.st_ino))
+        yield candidate
+
+
+def _candidates(paths: Iterable[str | os.PathLike], walker: _Walker) -> Iterator[Candidate]:
     for raw in paths:
         path = os.fspath(raw)
         if not os.path.lexists(path):

@@ -80,7 +80,7 @@ def default_model_path() -> Path:
     except (ModuleNotFoundError, TypeError):
         pass
     # Running from a source checkout without installing: the repository's models/ folder.
-    return Path(__file__).resolve().parent.parent / "models" / DEFAULT_MODEL_NAME
+    return Path(__file__).resolve().parents[2] / "models" / DEFAULT_MODEL_NAME
 
 
 # What a .keras archive may hold, and how large each part may unpack (Keras reads the JSON into memory
@@ -172,7 +172,12 @@ class Predictor:
         if engine not in ENGINES:
             raise ModelLoadError(f"unknown engine {engine!r}; choose one of {', '.join(ENGINES)}")
         self.model_path = Path(model_path) if model_path is not None else default_model_path()
-        check_model_file(self.model_path)
+        try:
+            check_model_file(self.model_path)
+        except ModelLoadError as exc:
+            if model_path is None and os.environ.get(MODEL_ENV):  # say where the path came from
+                raise ModelLoadError(f"{exc} (from ${MODEL_ENV})") from exc
+            raise
         self.batch_size = max(1, int(batch_size))
         self.flip_average = flip_average
         self._model = None

@@ -23,6 +23,7 @@ import numpy as np
 import pandas as pd
 
 from agebatch import results
+from agebatch.common.text import count
 from agebatch.scanning import discovery
 from agebatch.scanning.options import ScanOptions
 from agebatch.scanning.pipeline import Pipeline, Work, pending_work, rows_of
@@ -56,9 +57,11 @@ class ScanSummary:
             self.error_reasons[results.reason_group(rows[0]["error"])] += 1
 
     def line(self) -> str:
+        if not self.images and not self.skipped:
+            return "no images found"
         text = (
-            f"{self.images} images, {self.faces} faces, {self.no_face} without a face, "
-            f"{self.errors} errors in {self.seconds:.1f} s"
+            f"{count(self.images, 'image')}, {count(self.faces, 'face')}, {self.no_face} without a face, "
+            f"{count(self.errors, 'error')} in {self.seconds:.1f} s"
         )
         if self.skipped:
             text += f" ({self.skipped} already done, skipped)"
