@@ -68,8 +68,8 @@ def shards(folder: Path, out: Path, model: Path, detector: str, images: int) -> 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", type=Path, default=None)
-    parser.add_argument("--crops", type=int, default=600)
-    parser.add_argument("--photos", type=int, default=24)
+    parser.add_argument("--crops", type=int, default=2000)
+    parser.add_argument("--photos", type=int, default=32)
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args()
     model = args.model or default_model_path()
