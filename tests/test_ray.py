@@ -68,3 +68,35 @@ def test_without_ray_the_option_is_a_one_line_error_naming_the_extra(run_cli, fo
     assert code == 2
     assert "pip install 'agebatch[ray]'" in err and len(err.strip().splitlines()) == 1
     assert not (tmp_path / "r.csv").exists()
+
+
+def test_a_worker_that_dies_mid_run_still_gives_each_image_once(
+    ray_cluster, folder, tmp_path, tiny_predictor, monkeypatch
+):
+    import os
+
+    from agebatch.scanning import distributed
+
+    marker = tmp_path / "died-once"
+
+    class DiesOnce(distributed.ScanActor):
+        """Kills its own process on its second batch, the first time only (Ray restarts it, retries)."""
+
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            self.batches = 0
+
+        def __call__(self, batch):
+            self.batches += 1
+            if self.batches == 2 and not marker.exists():
+                marker.write_text("x")
+                os._exit(1)
+            return super().__call__(batch)
+
+    monkeypatch.setattr(distributed, "ScanActor", DiesOnce)
+    out = tmp_path / "r.csv"
+    options = ScanOptions(detector="none", batch_size=8)  # two images a task: several tasks
+    summary = scan_to_file([folder], out, tiny_predictor, options, ray=distributed.RayOptions(actors=1))
+    assert marker.exists()  # the worker did die
+    paths = [r["path"] for r in _rows(out)]
+    assert summary.images == 10 and len(paths) == len(set(paths)) == 10
