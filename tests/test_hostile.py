@@ -251,7 +251,7 @@ def test_disk_full_keeps_earlier_results(tmp_path, many_images, run_cli, monkeyp
             raise OSError(28, "No space left on device")
         return real_write(fd, data)
 
-    monkeypatch.setattr(results.os, "write", fill_up)
+    monkeypatch.setattr(results.writer.os, "write", fill_up)
     code, _, err = run_cli("scan", many_images, "--out", out, "--detector", "none")
     assert code == 2 and "No space left on device" in err
     assert out.read_bytes() == before  # a fresh run never replaced the earlier file

@@ -168,10 +168,10 @@ def test_failed_write_is_undone(tmp_path, monkeypatch):
         raise OSError(28, "No space left on device")
 
     with results.ResultsWriter(out, resume=True) as writer:
-        monkeypatch.setattr(results.os, "write", disk_fills_up)
+        monkeypatch.setattr(results.writer.os, "write", disk_fills_up)
         with pytest.raises(results.OutputError, match="No space left"):
             writer.write_image(rows_for("b.jpg"))
-        monkeypatch.setattr(results.os, "write", real_write)
+        monkeypatch.setattr(results.writer.os, "write", real_write)
     assert out.read_bytes() == before
 
 

@@ -1,0 +1,71 @@
+"""The results file: its schema, and writing it so that nothing a user already has is ever damaged.
+
+Guarantees, and how (each in its own module):
+- ``writer``: a fresh run writes to a temporary file beside ``--out`` and renames it over ``--out``
+  only when it completes (``os.replace`` is atomic), so an earlier results file survives any failure.
+  One writer at a time: an exclusive ``flock`` on a hidden lock file beside ``--out``, decided and
+  held before anything about ``--out`` is decided.
+- ``resume``: ``--resume`` appends. Each image's rows are written with one ``write``, so a killed
+  process leaves at most one torn image at the end; the next resume reads the file in one pass and
+  cuts exactly that torn image (damage it cannot prove to be one is refused, never cut).
+- ``schema``: the columns and formats, and the checks that keep a slip of ``--out`` from replacing a
+  photo, a spreadsheet or an input.
+- ``merge``: the shards of one scan put together, refusing overlaps.
+"""
+
+from agebatch.results.merge import MergeSummary, merge
+from agebatch.results.resume import FIELD_LIMIT, ResumeIndex, index_results, repair_tail
+from agebatch.results.schema import (
+    ALL_COLUMNS,
+    COLUMNS,
+    EXTENSIONS,
+    EXTRA_COLUMNS,
+    FORMATS,
+    FileKey,
+    OutputError,
+    check_existing,
+    check_not_an_input,
+    columns_of_header,
+    display_path,
+    encode_rows,
+    excel_safe,
+    file_key,
+    format_for,
+    header,
+    is_results_file,
+    read_rows,
+    reason_group,
+    results_format,
+)
+from agebatch.results.writer import OutputLock, ResultsWriter
+
+__all__ = [
+    "ALL_COLUMNS",
+    "COLUMNS",
+    "EXTENSIONS",
+    "EXTRA_COLUMNS",
+    "FIELD_LIMIT",
+    "FORMATS",
+    "FileKey",
+    "MergeSummary",
+    "OutputError",
+    "OutputLock",
+    "ResultsWriter",
+    "ResumeIndex",
+    "check_existing",
+    "check_not_an_input",
+    "columns_of_header",
+    "display_path",
+    "encode_rows",
+    "excel_safe",
+    "file_key",
+    "format_for",
+    "header",
+    "index_results",
+    "is_results_file",
+    "merge",
+    "read_rows",
+    "reason_group",
+    "repair_tail",
+    "results_format",
+]

@@ -1,0 +1,187 @@
+"""The results schema: columns, formats, how rows are encoded, and what counts as a results file."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import os
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+from agebatch.common.files import read_regular
+from agebatch.common.text import one_line
+
+COLUMNS = (
+    "path",
+    "face",
+    "x",
+    "y",
+    "width",
+    "height",
+    "face_score",
+    "age",
+    "gender",
+    "gender_prob",
+    "status",
+    "error",
+)
+# Beyond the required columns: how many faces the image has (lets a resume tell a complete image from
+# a torn one, and the report count faces per image) and the file's identity for --resume.
+# The age interval (age_low, age_high: the central 80% of the model's age distribution) is empty for a
+# model without one; files written before these columns existed keep their own header on --resume.
+EXTRA_COLUMNS = ("faces", "female_prob", "file_size", "file_mtime", "age_low", "age_high")
+ALL_COLUMNS = COLUMNS + EXTRA_COLUMNS
+FORMATS = ("csv", "jsonl")
+EXTENSIONS = {".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl"}  # the output's name decides its format
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+_TEXT_COLUMNS = ("path", "error")
+
+
+class OutputError(Exception):
+    """The output cannot be written (locked, unwritable, disk full, not ours); one-line message."""
+
+
+def format_for(out: str | os.PathLike, requested: str | None = None) -> str:
+    """The results format for ``out``: its extension decides (``.csv``; ``.jsonl``/``.ndjson``);
+    ``requested`` (``--format``) must agree with it, and names the format of any other extension."""
+    suffix = Path(out).suffix.lower()
+    if suffix == ".json":
+        raise OutputError(f"{out}: results are CSV or JSON Lines; name the file .jsonl (one JSON object a line)")
+    implied = EXTENSIONS.get(suffix)
+    if implied and requested and requested != implied:
+        raise OutputError(f"--format {requested} disagrees with the name {Path(out).name} ({implied}); change one")
+    return implied or requested or FORMATS[0]
+
+
+@dataclass(frozen=True)
+class FileKey:
+    """What identifies an already-scanned image for --resume: same path, size and mtime."""
+
+    path: str
+    size: int
+    mtime: float
+
+
+def reason_group(error: str | None) -> str:
+    """The reason without file-specific detail (the part before the first colon), for counting errors by kind."""
+    return (error or "").split(":")[0].strip() or "error"
+
+
+def display_path(path: str) -> str:
+    """Paths as text for the results: bytes that are not UTF-8 become ``\\xNN`` escapes, not a crash."""
+    return os.fsencode(path).decode("utf-8", "backslashreplace")
+
+
+def excel_safe(value: str) -> str:
+    """Prefix a quote to cells a spreadsheet would run as a formula (CSV injection)."""
+    return "'" + value if value.startswith(_FORMULA_START) else value
+
+
+def file_key(path: str) -> FileKey | None:
+    try:
+        info = os.stat(path)
+    except OSError:
+        return None
+    return FileKey(display_path(path), info.st_size, round(info.st_mtime, 6))
+
+
+def _cell(value) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return ""
+    return str(value)
+
+
+def encode_rows(rows: list[dict], fmt: str, excel: bool = False, columns: tuple[str, ...] = ALL_COLUMNS) -> str:
+    """One image's rows as text in ``fmt`` with ``columns``; each record ends with a newline."""
+    if fmt == "jsonl":
+        return "".join(json.dumps({c: row.get(c) for c in columns}, ensure_ascii=False) + "\n" for row in rows)
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    for row in rows:
+        cells = [_cell(row.get(c)) for c in columns]
+        if excel:
+            for name in _TEXT_COLUMNS:
+                i = columns.index(name)
+                cells[i] = excel_safe(cells[i])
+        writer.writerow(cells)
+    return buffer.getvalue()
+
+
+def columns_of_header(first_line: bytes, name: object) -> tuple[str, ...]:
+    """The columns a CSV results file was written with, from its header line. A file from an older
+    version has fewer columns and rows appended to it keep its shape; any other header (columns
+    reordered, renamed or added, say by a spreadsheet) is refused rather than appended to out of line."""
+    names = tuple(next(csv.reader([first_line.decode("utf-8", "replace")]), []))
+    if len(names) >= len(COLUMNS) and names == ALL_COLUMNS[: len(names)]:
+        return names
+    raise OutputError(f"{name}: its columns differ from an agebatch results file's; scan into a new file")
+
+
+def header(fmt: str) -> str:
+    return ",".join(ALL_COLUMNS) + "\n" if fmt == "csv" else ""
+
+
+def _parse(text: str, fmt: str) -> list[dict]:
+    if fmt == "jsonl":
+        return [json.loads(line) for line in text.splitlines() if line.strip()]
+    reader = csv.DictReader(io.StringIO(text, newline=""))
+    return list(reader)
+
+
+def read_rows(path: str | os.PathLike, fmt: str) -> list[dict]:
+    """All rows of a results file (strings for CSV, typed for JSONL)."""
+    with open(path, encoding="utf-8", newline="") as handle:
+        return _parse(handle.read(), fmt)
+
+
+def is_results_file(path: str | os.PathLike) -> str | None:
+    """``"csv"`` or ``"jsonl"`` when ``path`` starts like an agebatch results file, else None."""
+    try:
+        return results_format(read_regular(path, 1 << 16, first_line=True))
+    except (OSError, ValueError):
+        return None
+
+
+def results_format(first_line: bytes) -> str | None:
+    """``"csv"`` or ``"jsonl"`` when ``first_line`` begins an agebatch results file, else None."""
+    first = first_line.decode("utf-8", "replace")
+    if tuple(next(csv.reader([first]), [])[: len(COLUMNS)]) == COLUMNS:
+        return "csv"
+    try:
+        record = json.loads(first)
+    except ValueError:
+        return None
+    return "jsonl" if isinstance(record, dict) and "path" in record and "status" in record else None
+
+
+def check_not_an_input(out: str | os.PathLike, inputs: Iterable[str | os.PathLike]) -> None:
+    """Refuse an ``--out`` that is one of the run's inputs (also through a link or another spelling):
+    replacing it would destroy what the run reads."""
+    for given in inputs:
+        try:
+            same = os.path.samefile(out, given)
+        except OSError:
+            same = os.path.abspath(out) == os.path.abspath(given)
+        if same:
+            raise OutputError(f"--out {out} is also an input of this run; choose another file")
+
+
+def check_existing(path: str | os.PathLike, fmt: str, replacing: bool = False, first_line: bytes | None = None) -> None:
+    """Refuse to append to (or, ``replacing``, to replace) a file that is not an agebatch results
+    file in ``fmt``: a photo or someone's spreadsheet named by a slip of ``--out`` is kept."""
+    if first_line is None:
+        try:
+            first_line = read_regular(path, 1 << 16, first_line=True)
+        except (OSError, ValueError) as exc:
+            raise OutputError(f"cannot read {path}: {one_line(exc)}") from exc
+    if not first_line:
+        return
+    found = results_format(first_line)
+    if found is None:
+        verb = "replace" if replacing else "append to"
+        raise OutputError(f"{path} exists and is not an agebatch results file; refusing to {verb} it")
+    if found != fmt:
+        raise OutputError(f"{path} is an agebatch {found.upper()} file, not {fmt.upper()}; choose another --out")
