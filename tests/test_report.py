@@ -174,3 +174,35 @@ def test_how_to_read_quotes_each_test_collection_and_warns_about_children(known,
     assert "utkface (60 test faces): 93.0% gender right, age off by 5.00 years" in page
     assert "fairface (40 test faces): 89.0% gender right, age band right for 50.0%" in page
     assert "only 71.0% of test faces" in page
+
+
+def test_shares_come_with_intervals_and_a_correction_for_the_models_errors(known, tmp_path):
+    from agebatch.reporting.estimates import rogan_gladen, wilson
+
+    card = {
+        "name": "m",
+        "test_metrics": {
+            "overall": {"n": 1000, "age_mae": 5.0, "gender_accuracy": 0.85},
+            "confusion": [[90, 10], [20, 80]],  # women called female 80%, men called male 90%
+            "by_age_band": {"25-34": {"female_recall": 0.95, "male_recall": 0.97}},
+        },
+    }
+    data = build_report([known], model_card=card)
+    overall = data["overall"]
+    women, men = overall["gender_counts"]["female"], overall["gender_counts"]["male"]
+    female = overall["female_share"]
+    assert female["share"] == pytest.approx(women / (women + men))
+    assert female["interval"] == pytest.approx(list(wilson(women, women + men)))
+    assert female["corrected"] == pytest.approx(rogan_gladen(female["share"], 0.8, 0.9))
+    by_group = {g["group"]: g for g in overall["age_groups"]}
+    group = by_group["25-34"]
+    if group["female"] + group["male"]:
+        raw = group["female"] / (group["female"] + group["male"])
+        assert group["female_share"]["corrected"] == pytest.approx(rogan_gladen(raw, 0.95, 0.97))
+    out = tmp_path / "r.html"
+    write_report(data, out)
+    page = out.read_text()
+    assert "corrected for the model&#x27;s errors" in page or "corrected for the model's errors" in page
+    assert "Reading the shares" in page
+    no_card = build_report([known])
+    assert no_card["overall"]["female_share"]["corrected"] is None  # no error rates: no correction claimed

@@ -23,6 +23,7 @@ from agebatch.common import atomic
 from agebatch.common.files import open_regular, read_regular
 from agebatch.common.text import one_line
 from agebatch.contract import AGE_BAND_LABELS, AGE_BANDS, GENDERS, REPORT_MAX_AGE, age_band
+from agebatch.reporting.estimates import error_rates, share_with_interval
 from agebatch.results import reason_group
 
 REQUIRED_COLUMNS = ("path", "face", "age", "gender", "gender_prob", "status", "error")
@@ -292,12 +293,31 @@ def summarise(tally: Tally, depth: int = 1) -> dict:
                 "images": f.images,
                 "faces": f.faces,
                 "median_age": _median_from_histogram(f.ages),
+                "male": f.male,
+                "female": f.female,
                 "male_share": _share(f.male, f.male + f.female),
                 "female_share": _share(f.female, f.male + f.female),
             }
             for name, f in folders.items()
         ],
     }
+
+
+def add_estimates(summary: dict, card: dict | None) -> None:
+    """Female shares with 95 % intervals, raw and corrected for the model's gender errors (overall and
+    per folder with the card's overall rates, per age group with that band's rates where it has them)."""
+    card = card if card and not card.get("unreadable") else {}
+    overall = card.get("gender_error_rates") or [None, None]
+    by_band = card.get("gender_error_rates_by_age_band") or {}
+    counts = summary["gender_counts"]
+    summary["female_share"] = share_with_interval(counts["female"], counts["female"] + counts["male"], *overall)
+    for group in summary["age_groups"]:
+        rates = by_band.get(group["group"]) or overall
+        group["female_share"] = share_with_interval(group["female"], group["female"] + group["male"], *rates)
+    for folder in summary["folders"]:
+        folder["female_share_estimate"] = share_with_interval(
+            folder["female"], folder["female"] + folder["male"], *overall
+        )
 
 
 def combine(tallies: list[Tally]) -> Tally:
@@ -330,14 +350,23 @@ def build_report(
         raise ReportError("no results file given")
     tallies = [tally_file(p, min_gender_prob, low_confidence) for p in paths]
     overall = tallies[0] if len(tallies) == 1 else combine(tallies)
+    card = _card_summary(model_card)
+    summaries = [summarise(overall, depth)] + ([summarise(t, depth) for t in tallies] if len(tallies) > 1 else [])
+    for summary in summaries:
+        add_estimates(summary, card)
     return {
         "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "inputs": [str(p) for p in paths],
         "settings": {"depth": depth, "min_gender_prob": min_gender_prob, "low_confidence": low_confidence},
-        "model_card": _card_summary(model_card),
-        "overall": summarise(overall, depth),
-        "files": [summarise(t, depth) for t in tallies] if len(tallies) > 1 else [],
+        "model_card": card,
+        "overall": summaries[0],
+        "files": summaries[1:],
     }
+
+
+def _rates(confusion) -> list[float] | None:
+    rates = error_rates(confusion)
+    return None if rates is None else [float(r) for r in rates]
 
 
 def _number(value) -> float | None:
@@ -371,6 +400,12 @@ def _card_summary(card: dict | None) -> dict | None:
             "by_age_band": {str(k): _number(v.get("age_mae")) for k, v in (metrics.get("by_age_band") or {}).items()},
             "gender_accuracy_by_age_band": {
                 str(k): _number(v.get("gender_accuracy")) for k, v in (metrics.get("by_age_band") or {}).items()
+            },
+            "gender_error_rates": _rates(metrics.get("confusion")),
+            "gender_error_rates_by_age_band": {
+                str(k): [_number(v.get("female_recall")), _number(v.get("male_recall"))]
+                for k, v in (metrics.get("by_age_band") or {}).items()
+                if _number(v.get("female_recall")) is not None and _number(v.get("male_recall")) is not None
             },
             "gender_accuracy_by_race": {
                 str(k): _number(v.get("gender_accuracy")) for k, v in (metrics.get("by_race") or {}).items()

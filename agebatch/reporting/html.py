@@ -143,11 +143,34 @@ def _cards(summary: dict) -> str:
         ("images without a face", summary["images_without_face"]),
         ("errors", summary["errors"]),
         ("median age", summary["median_age"] if summary["median_age"] is not None else "–"),
-        ("female share", _pct(summary["gender_shares"].get("female"))),
+        ("female share (95% interval)", _share_text(summary.get("female_share"))),
     ]
     return (
         '<div class="cards">' + "".join(f'<div class="card"><b>{_e(v)}</b>{_e(k)}</div>' for k, v in items) + "</div>"
     )
+
+
+def _share_text(estimate: dict | None, corrected: bool = False) -> str:
+    """``42.0% (32.8–51.8%)``: a share with its 95 % interval (the corrected one with ``corrected``)."""
+    if not estimate or estimate.get("share") is None:
+        return "–"
+    share, interval = (
+        (estimate["corrected"], estimate["corrected_interval"])
+        if corrected
+        else (estimate["share"], estimate["interval"])
+    )
+    if share is None:
+        return "–"
+    return f"{100 * share:.1f}% ({100 * interval[0]:.1f}–{100 * interval[1]:.1f}%)"
+
+
+SHARES_EXPLAINED = (
+    "<p class='meta'><b>Reading the shares.</b> <em>Counted</em> is the share of faces the model called female, "
+    "with a 95% interval for the sampling error of that many faces (Wilson). <em>Corrected</em> also undoes the "
+    "model's known gender errors, as measured on held-out faces in its model card (per age group where the card "
+    "has them): it estimates the share of women among the people pictured, not among the model's calls. Its "
+    "interval covers sampling error only, not the uncertainty of the model's error rates.</p>"
+)
 
 
 def _table(headers: list[str], rows: list[list], sortable: bool = False, values: list[list] | None = None) -> str:
@@ -177,23 +200,32 @@ def _gender_section(summary: dict, charts: _Charts) -> str:
     )
     figure.update_layout(title="Gender split (faces)", yaxis_title="faces")
     table = _table(["gender", "faces", "share"], [[g, counts[g], _pct(shares[g])] for g in counts])
+    female = summary.get("female_share")
+    shares_table = _table(
+        ["female share", "counted (95% interval)", "corrected for the model's errors (95% interval)"],
+        [["all faces", _share_text(female), _share_text(female, corrected=True)]],
+    )
     groups = summary["age_groups"]
     group_table = _table(
-        ["age group", "male", "female", "all faces", "female share"],
+        ["age group", "male", "female", "all faces", "female share, counted (95%)", "corrected (95%)"],
         [
             [
                 g["group"],
                 g["male"],
                 g["female"],
                 g["all"],
-                _pct(g["female"] / (g["male"] + g["female"]) if g["male"] + g["female"] else None),
+                _share_text(g.get("female_share")),
+                _share_text(g.get("female_share"), corrected=True),
             ]
             for g in groups
         ],
     )
     excluded = summary["excluded_from_gender_splits"]
     note = f"<p class='meta'>{excluded} low-confidence faces are left out of the gender splits.</p>" if excluded else ""
-    return f"<h2>Gender</h2>{charts.add(figure, 340)}{table}<h3>Age group × gender</h3>{group_table}{note}"
+    return (
+        f"<h2>Gender</h2>{charts.add(figure, 340)}{table}{shares_table}{SHARES_EXPLAINED}"
+        f"<h3>Age group × gender</h3>{group_table}{note}"
+    )
 
 
 def _folder_section(summary: dict, charts: _Charts, depth: int) -> str:
@@ -225,6 +257,7 @@ def _folder_section(summary: dict, charts: _Charts, depth: int) -> str:
             f["median_age"] if f["median_age"] is not None else "–",
             _pct(f["male_share"]),
             _pct(f["female_share"]),
+            _share_text(f.get("female_share_estimate"), corrected=True),
         ]
         for f in shown
     ]
@@ -236,6 +269,7 @@ def _folder_section(summary: dict, charts: _Charts, depth: int) -> str:
             f["median_age"] if f["median_age"] is not None else -1,
             f["male_share"] if f["male_share"] is not None else -1,
             f["female_share"] if f["female_share"] is not None else -1,
+            (f.get("female_share_estimate") or {}).get("corrected") or -1,
         ]
         for f in shown
     ]
@@ -244,7 +278,12 @@ def _folder_section(summary: dict, charts: _Charts, depth: int) -> str:
         if len(folders) > FOLDER_TABLE_CAP
         else ""
     )
-    table = _table(["folder", "images", "faces", "median age", "male", "female"], rows, sortable=True, values=values)
+    table = _table(
+        ["folder", "images", "faces", "median age", "male", "female", "female, corrected (95%)"],
+        rows,
+        sortable=True,
+        values=values,
+    )
     return f"<h2>Folders</h2>{charts.add(figure)}<p class='meta'>Click a column heading to sort.</p>{table}{more}"
 
 

@@ -61,6 +61,16 @@ def calibration_error(female_prob, true_gender, bins: int = ECE_BINS) -> float:
     return float(gap / max(len(p), 1))
 
 
+def _recalls(true_gender: np.ndarray, pred_gender: np.ndarray) -> dict:
+    """How often real women are called female and real men male (for the report's correction)."""
+    out = {}
+    for name, value in (("female_recall", 1), ("male_recall", 0)):
+        mask = true_gender == value
+        if mask.any():
+            out[name] = float(np.mean(pred_gender[mask] == value))
+    return out
+
+
 def _metrics(part: pd.DataFrame) -> dict:
     """Figures for faces with true ``age`` (NaN where only a band is known), ``age_low``/``age_high``,
     ``gender`` and predicted ``pred_age``, ``pred_female``."""
@@ -71,6 +81,7 @@ def _metrics(part: pd.DataFrame) -> dict:
     result = {
         "n": int(n),
         "gender_accuracy": float(np.mean(pred_gender == part["gender"].to_numpy())),
+        **_recalls(part["gender"].to_numpy(), pred_gender),
         "gender_ece": calibration_error(part["pred_female"], part["gender"]),
     }
     exact = part[part["age"].notna()]
