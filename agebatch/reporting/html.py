@@ -87,21 +87,71 @@ class _Charts:
         return f"<script>\n{calls}\n</script>"
 
 
-def _binned(hist: list[int], width: int) -> tuple[list[str], list[int]]:
+def _binned(hist: list[int], width: int, top: int = MAX_AGE) -> tuple[list[str], list[int]]:
     labels, counts = [], []
-    for start in range(0, MAX_AGE + 1, width):
+    for start in range(0, top + 1, width):
         labels.append(str(start) if width == 1 else f"{start}-{start + width - 1}")
         counts.append(int(sum(hist[start : start + width])))
     return labels, counts
+
+
+def _last_age(series: dict[str, list[int]]) -> int:
+    """The oldest age with a face in any series, rounded up to the end of its 5-year bin."""
+    last = max((i for hist in series.values() for i, n in enumerate(hist) if n), default=0)
+    return min(MAX_AGE, (last // 5) * 5 + 4)
+
+
+def _count_axis(most: int, title: str = "faces") -> dict:
+    """A count axis: whole numbers only (no 0.5 faces), from zero."""
+    axis = {"title": title, "rangemode": "tozero", "tickformat": ",d"}
+    if most < 10:
+        axis["dtick"] = 1
+    return axis
+
+
+def _pyramid(summary: dict) -> go.Figure:
+    """Age groups x gender as a population pyramid: men to the left, women to the right."""
+    groups = summary["age_groups"]
+    labels = [g["group"] for g in groups]
+    most = max((max(g["male"], g["female"]) for g in groups), default=0)
+    figure = go.Figure()
+    figure.add_bar(
+        y=labels,
+        x=[-g["male"] for g in groups],
+        orientation="h",
+        name="male",
+        marker_color=COLOURS["male"],
+        customdata=[g["male"] for g in groups],
+        hovertemplate="%{y}: %{customdata} men<extra></extra>",
+    )
+    figure.add_bar(
+        y=labels,
+        x=[g["female"] for g in groups],
+        orientation="h",
+        name="female",
+        marker_color=COLOURS["female"],
+        hovertemplate="%{y}: %{x} women<extra></extra>",
+    )
+    step = max(1, round(most / 4)) if most else 1
+    ticks = [t for t in range(-4 * step, 4 * step + 1, step)]
+    figure.update_layout(
+        title=dict(text="Population pyramid (estimated age group and gender)", x=0.5),
+        barmode="relative",
+        bargap=0.1,
+        xaxis=dict(title="faces", tickvals=ticks, ticktext=[str(abs(t)) for t in ticks]),
+        yaxis=dict(title="age group"),
+    )
+    return figure
 
 
 def _age_figure(series: dict[str, list[int]], title: str, default_bins: int) -> go.Figure:
     """Histograms with a 1-year / 5-year toggle (both sets of bars are in the figure)."""
     figure = go.Figure()
     widths = (1, 5)
+    top = _last_age(series)  # trimmed to the range that holds data
     for width in widths:
         for name, hist in series.items():
-            labels, counts = _binned(hist, width)
+            labels, counts = _binned(hist, width, top)
             figure.add_bar(
                 x=labels,
                 y=counts,
@@ -120,7 +170,7 @@ def _age_figure(series: dict[str, list[int]], title: str, default_bins: int) -> 
         barmode="group" if n > 1 else "relative",
         bargap=0.05,
         xaxis_title="estimated age (years)",
-        yaxis_title="faces",
+        yaxis=_count_axis(max((max(h) for h in series.values() if len(h)), default=0)),
         updatemenus=[
             dict(
                 type="buttons",
@@ -198,7 +248,7 @@ def _gender_section(summary: dict, charts: _Charts) -> str:
             textposition="outside",
         )
     )
-    figure.update_layout(title="Gender split (faces)", yaxis_title="faces")
+    figure.update_layout(title="Gender split (faces)", yaxis=_count_axis(max(counts.values(), default=0)))
     table = _table(["gender", "faces", "share"], [[g, counts[g], _pct(shares[g])] for g in counts])
     female = summary.get("female_share")
     shares_table = _table(
@@ -232,21 +282,10 @@ def _folder_section(summary: dict, charts: _Charts, depth: int) -> str:
     folders = summary["folders"]
     if not folders:
         return ""
-    top = sorted(folders, key=lambda f: -f["faces"])[:FOLDER_CHART_CAP]
-    figure = go.Figure()
-    figure.add_bar(x=[_e(f["folder"]) for f in top], y=[f["faces"] for f in top], name="faces", marker_color="#777")
-    figure.add_scatter(
-        x=[_e(f["folder"]) for f in top],
-        y=[f["median_age"] for f in top],
-        name="median age",
-        yaxis="y2",
-        mode="markers",
-        marker=dict(size=10, color="#e08b00"),
-    )
-    figure.update_layout(
-        title=f"Faces and median age by folder (depth {depth}; largest {len(top)})",
-        yaxis=dict(title="faces"),
-        yaxis2=dict(title="median age", overlaying="y", side="right"),
+    chart = (
+        _folder_chart(folders, charts, depth)
+        if len(folders) > 1
+        else (f"<p>All faces are in one folder ({_e(folders[0]['folder'])}), so there is nothing to compare here.</p>")
     )
     shown = folders[:FOLDER_TABLE_CAP]
     rows = [
@@ -284,21 +323,50 @@ def _folder_section(summary: dict, charts: _Charts, depth: int) -> str:
         sortable=True,
         values=values,
     )
-    return f"<h2>Folders</h2>{charts.add(figure)}<p class='meta'>Click a column heading to sort.</p>{table}{more}"
+    return f"<h2>Folders</h2>{chart}<p class='meta'>Click a column heading to sort.</p>{table}{more}"
+
+
+def _folder_chart(folders: list[dict], charts: _Charts, depth: int) -> str:
+    """Faces per folder (bars) and each folder's median age (dots, on an axis from zero)."""
+    top = sorted(folders, key=lambda f: -f["faces"])[:FOLDER_CHART_CAP]
+    figure = go.Figure()
+    figure.add_bar(x=[_e(f["folder"]) for f in top], y=[f["faces"] for f in top], name="faces", marker_color="#777")
+    figure.add_scatter(
+        x=[_e(f["folder"]) for f in top],
+        y=[f["median_age"] for f in top],
+        name="median age",
+        yaxis="y2",
+        mode="markers",
+        marker=dict(size=10, color="#e08b00"),
+    )
+    oldest = max((f["median_age"] or 0 for f in top), default=0)
+    figure.update_layout(
+        title=f"Faces and median age by folder (depth {depth}; largest {len(top)})",
+        yaxis=_count_axis(max(f["faces"] for f in top)),
+        yaxis2=dict(
+            title="median age (years)", overlaying="y", side="right", range=[0, max(10, oldest * 1.15)], tickformat=",d"
+        ),
+    )
+    return charts.add(figure)
 
 
 def _confidence_section(summary: dict, charts: _Charts) -> str:
     per_image = summary["faces_per_image"]
     fig_faces = go.Figure(go.Bar(x=list(per_image), y=list(per_image.values()), marker_color="#777"))
     fig_faces.update_layout(
-        title="Faces per image", xaxis_title="faces in the image", yaxis_title="images", xaxis_type="category"
+        title="Faces per image",
+        xaxis_title="faces in the image",
+        yaxis=_count_axis(max(per_image.values(), default=0), "images"),
+        xaxis_type="category",
     )
     probs = summary["gender_prob_histogram"]
     edges = probs["edges"]
     fig_conf = go.Figure(
         go.Bar(x=[f"{edges[i]:.2f}-{edges[i + 1]:.2f}" for i in range(10)], y=probs["counts"], marker_color="#777")
     )
-    fig_conf.update_layout(title="Gender confidence (probability of the label given)", yaxis_title="faces")
+    fig_conf.update_layout(
+        title="Gender confidence (probability of the label given)", yaxis=_count_axis(max(probs["counts"], default=0))
+    )
     share = _pct(summary["low_confidence_share"])
     return (
         f"<h2>Faces per image and confidence</h2>{charts.add(fig_faces, 320)}{charts.add(fig_conf, 320)}"
@@ -402,6 +470,7 @@ def render(data: dict, bins: int = 5) -> str:
     if summary["faces"]:
         sections.append(
             "<h2>Age</h2>"
+            + charts.add(_pyramid(summary), 380)
             + charts.add(_age_figure({"all": summary["age_histogram"]}, "Estimated age, all faces", bins))
         )
         sections.append(charts.add(_age_figure(summary["age_histogram_by_gender"], "Estimated age by gender", bins)))
