@@ -102,3 +102,21 @@ def test_first_frame_of_animated_gif(tmp_path):
 def test_resize_face_shape():
     out = images.resize_face(noise_image((200, 200)), 128)
     assert out.shape == (128, 128, 3) and out.dtype == np.uint8
+
+
+@pytest.mark.parametrize(
+    "written, expected",
+    [("2024:06:01 14:03:22", "2024-06-01T14:03:22"), ("2023:02:30 10:00:00", None), ("yesterday", None), (None, None)],
+)
+def test_the_capture_time_comes_from_exif_and_a_bad_one_is_empty(tmp_path, written, expected):
+    from PIL import Image
+
+    from agebatch.scanning import images
+
+    exif = Image.Exif()
+    if written is not None:
+        exif.get_ifd(0x8769)[0x9003] = written
+    path = tmp_path / "dated.jpg"
+    Image.new("RGB", (40, 30), (200, 100, 50)).save(path, exif=exif)
+    decoded = images.decode(path)  # never an error row because of a date
+    assert decoded.taken_at == expected

@@ -221,3 +221,28 @@ def test_charts_have_whole_number_axes_a_pyramid_and_no_lonely_single_bars(tmp_p
     page = render(build_report([one_folder]))
     assert "Population pyramid" in page
     assert "All faces are in one folder" in page
+
+
+def test_the_time_section_counts_faces_per_day_and_says_when_dates_are_missing(tmp_path):
+    dated = tmp_path / "dated.csv"
+    rows = []
+    for day, genders in {"2024-06-01": ["male", "female", "female"], "2024-06-03": ["male"]}.items():
+        for i, gender in enumerate(genders):
+            row = face(f"p/{day}-{i}.jpg", 0, 30.0 + i, gender)
+            row["taken_at"] = f"{day}T10:00:0{i}"
+            rows.append(row)
+    undated = face("p/undated.jpg", 0, 50.0, "male")
+    dated.write_text(results.header("csv") + results.encode_rows([*rows, undated], "csv"))
+    time = build_report([dated])["overall"]["time"]
+    assert time["granularity"] == "day" and time["undated_faces"] == 1
+    by_period = {p["period"]: p for p in time["periods"]}
+    assert by_period["2024-06-01"]["faces"] == 3 and by_period["2024-06-03"]["faces"] == 1
+    assert by_period["2024-06-01"]["female_share"]["share"] == pytest.approx(2 / 3)
+    assert by_period["2024-06-01"]["median_age"] == 31
+    page = tmp_path / "r.html"
+    write_report(build_report([dated]), page)
+    assert "per day (when the photos were taken)" in page.read_text()
+    old = tmp_path / "old.csv"  # written before the column existed
+    old_columns = results.ALL_COLUMNS[: results.ALL_COLUMNS.index("taken_at")]
+    old.write_text(",".join(old_columns) + "\n" + results.encode_rows(rows, "csv", columns=old_columns))
+    assert "written before" in build_report([old])["overall"]["time"]["reason"]

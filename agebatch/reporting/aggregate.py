@@ -23,6 +23,7 @@ from agebatch.common import atomic
 from agebatch.common.files import open_regular, read_regular
 from agebatch.common.text import one_line
 from agebatch.contract import AGE_BAND_LABELS, AGE_BANDS, GENDERS, REPORT_MAX_AGE, age_band
+from agebatch.reporting import timeline
 from agebatch.reporting.estimates import error_rates, share_with_interval
 from agebatch.results import reason_group
 
@@ -86,6 +87,8 @@ class Tally:
     error_reasons: Counter = field(default_factory=Counter)
     error_examples: list = field(default_factory=list)
     folders: dict = field(default_factory=dict)  # parent folder -> FolderTally
+    days: dict = field(default_factory=dict)  # capture day -> tallies (see timeline)
+    has_dates: bool = False  # the results have a taken_at column at all
 
     @property
     def gender_counts(self) -> dict:
@@ -118,7 +121,7 @@ def _read_chunks(path: Path) -> Iterator[pd.DataFrame]:
             missing = [c for c in REQUIRED_COLUMNS if c not in columns]
             if missing:
                 raise ReportError(f"{path} is missing column(s) {', '.join(missing)}: is it an agebatch results file?")
-            wanted = [c for c in (*REQUIRED_COLUMNS, "faces") if c in columns]
+            wanted = [c for c in (*REQUIRED_COLUMNS, "faces", timeline.COLUMN) if c in columns]
             reader = pd.read_csv(
                 path,
                 usecols=wanted,
@@ -211,6 +214,11 @@ def _add_chunk(tally: Tally, chunk: pd.DataFrame, min_gender_prob: float, low_co
             "female": confident & (genders == "female"),
         }
     )
+    if timeline.COLUMN in ok:
+        tally.has_dates = True
+        timeline.add_days(
+            tally.days, ok.loc[valid, timeline.COLUMN], ages, frame["male"].to_numpy(), frame["female"].to_numpy()
+        )
     for parent, group in frame.groupby("parent", sort=False):
         folder = tally.folders.setdefault(parent, FolderTally())
         folder.faces += len(group)
@@ -284,6 +292,8 @@ def summarise(tally: Tally, depth: int = 1) -> dict:
             "counts": tally.gender_prob_bins.tolist(),
         },
         "age_groups": group_table(tally),
+        "_days": tally.days,  # replaced by "time" in add_estimates, which knows the model's error rates
+        "_has_dates": tally.has_dates,
         "faces_per_image": {("10+" if k >= 10 else str(k)): v for k, v in sorted(tally.faces_per_image.items())},
         "errors_by_reason": dict(tally.error_reasons.most_common()),
         "error_files": [{"path": p, "error": e} for p, e in tally.error_examples],
@@ -318,6 +328,7 @@ def add_estimates(summary: dict, card: dict | None) -> None:
         folder["female_share_estimate"] = share_with_interval(
             folder["female"], folder["female"] + folder["male"], *overall
         )
+    summary["time"] = timeline.summarise(summary.pop("_days"), summary.pop("_has_dates"), summary["faces"], overall)
 
 
 def combine(tallies: list[Tally]) -> Tally:
@@ -334,6 +345,8 @@ def combine(tallies: list[Tally]) -> Tally:
         total.error_examples += t.error_examples[: max(0, ERROR_LIST_CAP - len(total.error_examples))]
         for name, folder in t.folders.items():
             total.folders.setdefault(name, FolderTally()).merge(folder)
+        timeline.merge_days(total.days, t.days)
+        total.has_dates = total.has_dates or t.has_dates
     return total
 
 

@@ -350,6 +350,66 @@ def _folder_chart(folders: list[dict], charts: _Charts, depth: int) -> str:
     return charts.add(figure)
 
 
+def _time_section(summary: dict, charts: _Charts) -> str:
+    """Faces, median age and female share per day, week or month of capture, or why there are none."""
+    time = summary.get("time") or {}
+    periods = time.get("periods") or []
+    if not periods:
+        return f"<h2>Over time</h2><p>No breakdown over time: {_e(time.get('reason', 'no capture dates'))}.</p>"
+    if len(periods) == 1:
+        return (
+            f"<h2>Over time</h2><p>Every dated photo was taken in the same {_e(time['granularity'])} "
+            f"({_e(periods[0]['period'])}), so there is nothing to compare over time.</p>"
+        )
+    names = [p["period"] for p in periods]
+    figure = go.Figure()
+    figure.add_bar(x=names, y=[p["faces"] for p in periods], name="faces", marker_color="#777")
+    figure.add_scatter(
+        x=names,
+        y=[p["median_age"] for p in periods],
+        name="median age",
+        yaxis="y2",
+        mode="markers",
+        marker=dict(size=9, color="#e08b00"),
+    )
+    oldest = max((p["median_age"] or 0 for p in periods), default=0)
+    figure.update_layout(
+        title=f"Faces and median age per {time['granularity']} (when the photos were taken)",
+        xaxis=dict(type="category"),
+        yaxis=_count_axis(max(p["faces"] for p in periods)),
+        yaxis2=dict(title="median age (years)", overlaying="y", side="right", range=[0, max(10, oldest * 1.15)]),
+    )
+    shares = [p["female_share"] for p in periods]
+    counted = [s["share"] for s in shares]
+    share_figure = go.Figure(
+        go.Scatter(
+            x=names,
+            y=counted,
+            mode="markers",
+            name="female share, counted",
+            marker=dict(color=COLOURS["female"], size=9),
+            error_y=dict(
+                type="data",
+                symmetric=False,
+                array=[(s["interval"][1] - s["share"]) if s["share"] is not None else None for s in shares],
+                arrayminus=[(s["share"] - s["interval"][0]) if s["share"] is not None else None for s in shares],
+            ),
+        )
+    )
+    share_figure.update_layout(
+        title="Female share per period, with 95% intervals",
+        xaxis=dict(type="category"),
+        yaxis=dict(title="female share", range=[0, 1], tickformat=".0%"),
+    )
+    undated = time.get("undated_faces") or 0
+    note = (
+        f"<p class='meta'>{undated} faces are in photos without a capture date and are not shown here.</p>"
+        if undated
+        else ""
+    )
+    return f"<h2>Over time</h2>{charts.add(figure)}{charts.add(share_figure, 340)}{note}"
+
+
 def _confidence_section(summary: dict, charts: _Charts) -> str:
     per_image = summary["faces_per_image"]
     fig_faces = go.Figure(go.Bar(x=list(per_image), y=list(per_image.values()), marker_color="#777"))
@@ -476,6 +536,7 @@ def render(data: dict, bins: int = 5) -> str:
         sections.append(charts.add(_age_figure(summary["age_histogram_by_gender"], "Estimated age by gender", bins)))
         sections.append(_gender_section(summary, charts))
         sections.append(_folder_section(summary, charts, depth))
+        sections.append(_time_section(summary, charts))
         sections.append(_confidence_section(summary, charts))
     else:
         sections.append(

@@ -31,8 +31,9 @@ COLUMNS = (
 # Beyond the required columns: how many faces the image has (lets a resume tell a complete image from
 # a torn one, and the report count faces per image) and the file's identity for --resume.
 # The age interval (age_low, age_high: the central 80% of the model's age distribution) is empty for a
-# model without one; files written before these columns existed keep their own header on --resume.
-EXTRA_COLUMNS = ("faces", "female_prob", "file_size", "file_mtime", "age_low", "age_high")
+# model without one; taken_at is when the photo was taken (EXIF DateTimeOriginal, ISO 8601), empty when
+# the file does not say. Files written before these columns existed keep their own header on --resume.
+EXTRA_COLUMNS = ("faces", "female_prob", "file_size", "file_mtime", "age_low", "age_high", "taken_at")
 ALL_COLUMNS = COLUMNS + EXTRA_COLUMNS
 FORMATS = ("csv", "jsonl")
 EXTENSIONS = {".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl"}  # the output's name decides its format

@@ -6,7 +6,9 @@ Everything that touches untrusted bytes lives here, so the rest of the program o
 
 from __future__ import annotations
 
+import datetime
 import os
+import re
 import stat
 import warnings
 from dataclasses import dataclass
@@ -58,6 +60,31 @@ class DecodedImage:
     image: Image.Image
     size: tuple[int, int]
     scale: float
+    taken_at: str | None = None  # EXIF DateTimeOriginal as ISO 8601 ("2024-06-01T14:03:22"), if readable
+
+
+_EXIF_IFD = 0x8769
+_DATE_TIME_ORIGINAL = 0x9003
+_EXIF_DATE = re.compile(r"^\s*(\d{4})[:\-](\d{2})[:\-](\d{2})[ T](\d{2}):(\d{2}):(\d{2})")
+
+
+def capture_time(opened: Image.Image) -> str | None:
+    """When the photo was taken (EXIF DateTimeOriginal) as ISO 8601, or None when it is absent or
+    malformed: a bad date is no reason to lose the image."""
+    try:
+        value = opened.getexif().get_ifd(_EXIF_IFD).get(_DATE_TIME_ORIGINAL)
+    except Exception:  # noqa: BLE001 - EXIF parsing of hostile files fails in many ways; the date is optional
+        return None
+    if isinstance(value, bytes):
+        value = value.decode("ascii", "replace")
+    match = _EXIF_DATE.match(value) if isinstance(value, str) else None
+    if match is None:
+        return None
+    try:
+        moment = datetime.datetime(*(int(g) for g in match.groups()))
+    except ValueError:  # 2023:02:30, 0000:00:00 ...
+        return None
+    return moment.isoformat()
 
 
 def _check_decode_bytes(opened: Image.Image) -> None:
@@ -137,6 +164,7 @@ def decode(path: str | os.PathLike, max_side: int | None = None) -> DecodedImage
             if max_side and opened.format == "JPEG" and max(full_size) > max_side:
                 opened.draft("RGB", _draft_target(full_size, max_side))
             _check_decode_bytes(opened)
+            taken_at = capture_time(opened)
             opened.seek(0)  # first frame of animated GIF / multi-page TIFF
             opened.load()
             scale = full_size[0] / opened.size[0]
@@ -166,7 +194,7 @@ def decode(path: str | os.PathLike, max_side: int | None = None) -> DecodedImage
         raise ImageError("empty image")
     width, height = image.size
     rotated_full = (round(width * scale), round(height * scale))
-    return DecodedImage(image=image, size=rotated_full, scale=scale)
+    return DecodedImage(image=image, size=rotated_full, scale=scale, taken_at=taken_at)
 
 
 def _draft_target(size: tuple[int, int], max_side: int) -> tuple[int, int]:

@@ -29,6 +29,7 @@ class Work:
     faces: list[faces.Face] = field(default_factory=list)
     crops: list[np.ndarray] = field(default_factory=list)
     error: str | None = None
+    taken_at: str | None = None
 
 
 class Pipeline:
@@ -53,6 +54,7 @@ class Pipeline:
         except images.ImageError as exc:
             work.error = str(exc)
             return work
+        work.taken_at = decoded.taken_at
         try:
             found, work.crops = faces.find_faces(decoded.image, self.detector(), self.image_size)
             work.faces = [face.scaled(decoded.scale) for face in found]
@@ -63,7 +65,7 @@ class Pipeline:
 
 
 def rows_of(work: Work, estimates: Estimates | None) -> list[dict]:
-    base = {"path": results.display_path(work.path), "file_size": None, "file_mtime": None}
+    base = {"path": results.display_path(work.path), "file_size": None, "file_mtime": None, "taken_at": work.taken_at}
     if work.key is not None:
         base.update(file_size=work.key.size, file_mtime=work.key.mtime)
     if work.error:
