@@ -24,6 +24,8 @@ def test_report_renders_in_a_real_browser(tmp_path):
         for folder in ("party", "office", "<b>odd</b>")
         for i in range(30)
     ]
+    for i, row in enumerate(rows):  # capture dates over three months: the time section has charts
+        row["taken_at"] = f"2024-{4 + i % 3:02d}-{1 + i % 28:02d}T12:00:00"
     rows.append({"path": "photos/x/<img src=x onerror=alert(1)>.jpg", "status": "error", "error": "bad", "faces": 0})
     report = tmp_path / "report.html"
     write_report(build_report([write_results(tmp_path / "r.csv", rows)]), report)
@@ -47,7 +49,7 @@ def test_report_renders_in_a_real_browser(tmp_path):
     try:
         driver.get(report.as_uri())
         charts = driver.find_elements("css selector", "div.chart")
-        assert len(charts) >= 6
+        assert len(charts) >= 9  # pyramid, histograms, gender, folders, time (2), confidence (2)
         for chart in charts:
             assert chart.find_elements("css selector", "svg.main-svg"), chart.get_attribute("id")
         assert driver.execute_script("return typeof Plotly") == "object"
