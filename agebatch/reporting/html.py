@@ -526,7 +526,7 @@ def render(data: dict, bins: int = 5) -> str:
     summary = data["overall"]
     charts = _Charts()
     depth = data["settings"]["depth"]
-    sections = [_cards(summary)]
+    sections = [_cards(summary), _how_to_read(data)]  # the caveats next to the numbers they qualify
     if summary["faces"]:
         sections.append(
             "<h2>Age</h2>"
@@ -544,7 +544,6 @@ def render(data: dict, bins: int = 5) -> str:
         )
     sections.append(_compare_section(data.get("files") or [], charts, bins))
     sections.append(_errors_section(summary))
-    sections.append(_how_to_read(data))
     inputs = ", ".join(_e(p) for p in data["inputs"])
     model = _e((data.get("model_card") or {}).get("name") or "unknown")
     meta = f"<p class='meta'>Created {_e(data['created'])} · inputs: {inputs} · model: {model}</p>"
