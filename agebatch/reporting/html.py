@@ -326,26 +326,36 @@ def _folder_section(summary: dict, charts: _Charts, depth: int) -> str:
     return f"<h2>Folders</h2>{chart}<p class='meta'>Click a column heading to sort.</p>{table}{more}"
 
 
-def _folder_chart(folders: list[dict], charts: _Charts, depth: int) -> str:
-    """Faces per folder (bars) and each folder's median age (dots, on an axis from zero)."""
-    top = sorted(folders, key=lambda f: -f["faces"])[:FOLDER_CHART_CAP]
+def _faces_and_median_age(labels: list[str], groups: list[dict], title: str) -> go.Figure:
+    """Faces per group (bars, whole numbers) and each group's median age (dots, on an axis from zero)."""
     figure = go.Figure()
-    figure.add_bar(x=[_e(f["folder"]) for f in top], y=[f["faces"] for f in top], name="faces", marker_color="#777")
+    figure.add_bar(x=labels, y=[g["faces"] for g in groups], name="faces", marker_color="#777")
     figure.add_scatter(
-        x=[_e(f["folder"]) for f in top],
-        y=[f["median_age"] for f in top],
+        x=labels,
+        y=[g["median_age"] for g in groups],
         name="median age",
         yaxis="y2",
         mode="markers",
         marker=dict(size=10, color="#e08b00"),
     )
-    oldest = max((f["median_age"] or 0 for f in top), default=0)
+    oldest = max((g["median_age"] or 0 for g in groups), default=0)
     figure.update_layout(
-        title=f"Faces and median age by folder (depth {depth}; largest {len(top)})",
-        yaxis=_count_axis(max(f["faces"] for f in top)),
+        title=title,
+        yaxis=_count_axis(max(g["faces"] for g in groups)),
         yaxis2=dict(
             title="median age (years)", overlaying="y", side="right", range=[0, max(10, oldest * 1.15)], tickformat=",d"
         ),
+    )
+    return figure
+
+
+def _folder_chart(folders: list[dict], charts: _Charts, depth: int) -> str:
+    """Faces per folder (bars) and each folder's median age (dots, on an axis from zero)."""
+    top = sorted(folders, key=lambda f: -f["faces"])[:FOLDER_CHART_CAP]
+    figure = _faces_and_median_age(
+        [_e(f["folder"]) for f in top],
+        top,
+        f"Faces and median age by folder (depth {depth}; largest {len(top)})",
     )
     return charts.add(figure)
 
@@ -362,23 +372,10 @@ def _time_section(summary: dict, charts: _Charts) -> str:
             f"({_e(periods[0]['period'])}), so there is nothing to compare over time.</p>"
         )
     names = [p["period"] for p in periods]
-    figure = go.Figure()
-    figure.add_bar(x=names, y=[p["faces"] for p in periods], name="faces", marker_color="#777")
-    figure.add_scatter(
-        x=names,
-        y=[p["median_age"] for p in periods],
-        name="median age",
-        yaxis="y2",
-        mode="markers",
-        marker=dict(size=9, color="#e08b00"),
+    figure = _faces_and_median_age(
+        names, periods, f"Faces and median age per {time['granularity']} (when the photos were taken)"
     )
-    oldest = max((p["median_age"] or 0 for p in periods), default=0)
-    figure.update_layout(
-        title=f"Faces and median age per {time['granularity']} (when the photos were taken)",
-        xaxis=dict(type="category"),
-        yaxis=_count_axis(max(p["faces"] for p in periods)),
-        yaxis2=dict(title="median age (years)", overlaying="y", side="right", range=[0, max(10, oldest * 1.15)]),
-    )
+    figure.update_layout(xaxis=dict(type="category"))
     shares = [p["female_share"] for p in periods]
     counted = [s["share"] for s in shares]
     share_figure = go.Figure(
