@@ -157,8 +157,11 @@ EXAMPLES_SCAN = """
 
 @app.command(epilog=EXAMPLES_SCAN)
 def scan(
-    paths: Annotated[list[Path], typer.Argument(help="Image files and/or folders to scan.", show_default=False)],
-    out: Annotated[Path, typer.Option("--out", "-o", help="Results file to write (CSV or JSONL).")],
+    paths: Annotated[
+        list[Path],
+        typer.Argument(help="Image files and/or folders to scan; - reads the paths from stdin.", show_default=False),
+    ],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Results file to write (CSV or JSONL); - for stdout.")],
     fmt: Annotated[
         Format | None, typer.Option("--format", "-f", help="Output format (default: from --out's extension, else csv).")
     ] = None,
@@ -191,14 +194,26 @@ def scan(
     wait: Annotated[
         bool, typer.Option(help="If another scan is writing --out, wait for it instead of failing.")
     ] = False,
+    null: Annotated[
+        bool, typer.Option("--null", "-0", help="With PATH -, the paths on stdin end with NUL (find -print0).")
+    ] = False,
+    summary_json: Annotated[
+        Path | None, typer.Option(help="Also write the run's summary as JSON to this file.", metavar="FILE")
+    ] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print nothing but errors.")] = False,
 ) -> None:
     """Find faces in PATHS and write one row per face with estimated age and gender."""
     from agebatch.results import OutputError, format_for
-    from agebatch.scanning.scanner import scan_to_file
+    from agebatch.scanning.scanner import scan_to_file, scan_to_stream
 
+    to_stdout = str(out) == "-"
+    if to_stdout and resume:
+        raise Fail("--resume needs a results file, not --out -")
+    if summary_json is not None:
+        _check_plain_out(summary_json, paths)
+    paths = _stdin_paths(null) if [str(p) for p in paths] == ["-"] else paths
     try:
-        output_format = format_for(out, fmt.value if fmt else None)
+        output_format = format_for(out, fmt.value if fmt else None) if not to_stdout else (fmt.value if fmt else "csv")
     except OutputError as exc:
         raise Fail(str(exc)) from exc
     from agebatch.scanning.sharding import parse_shard
@@ -232,11 +247,15 @@ def scan(
         ray_options = RayOptions(address=ray_address)
     predictor = _predictor(model, batch_size, engine, flip_average)
     show = progress.interactive(quiet)
+    total = _count_images(paths, options) if show and not resume else None
     try:
-        with progress.scan_progress(show) as update:
-            summary = scan_to_file(
-                paths, out, predictor, options, output_format, resume, excel_safe, wait, update, ray=ray_options
-            )
+        with progress.scan_progress(show, total) as update:
+            if to_stdout:
+                summary = scan_to_stream(paths, sys.stdout, predictor, options, output_format, excel_safe, update)
+            else:
+                summary = scan_to_file(
+                    paths, out, predictor, options, output_format, resume, excel_safe, wait, update, ray=ray_options
+                )
     except KeyboardInterrupt as exc:
         summary = getattr(exc, "summary", None)
         done = f" after {summary.images} images" if summary else ""
@@ -244,8 +263,81 @@ def scan(
         hint = "run the same command with --resume to continue" if kept else "nothing was written"
         progress.error_console().print(f"agebatch: interrupted{done}; {hint}", markup=False)
         raise typer.Exit(_interrupted_code()) from None
+    if summary_json is not None:
+        atomic.write_text(summary_json, json.dumps({"out": str(out), **summary.as_dict()}, indent=1) + "\n")
     if not quiet:  # the one-line summary, also when stderr is a log file or a pipe
         progress.error_console().print(f"{printable(out)}: {summary.line()}", markup=False)
+
+
+def _stdin_paths(null: bool) -> list[Path]:
+    """PATH ``-``: one path a line (or NUL-separated with ``--null``) from standard input, like xargs."""
+    data = sys.stdin.buffer.read()
+    names = data.split(b"\0") if null else data.splitlines()
+    paths = [Path(os.fsdecode(name)) for name in names if name.strip()]
+    if not paths:
+        raise Fail("no paths on stdin (PATH -)")
+    return paths
+
+
+def _count_images(paths: list[Path], options) -> int:
+    """How many images the scan will process, for the progress bar's total and ETA (discovery is quick)."""
+    from agebatch.scanning.pipeline import pending_work
+
+    return sum(1 for _ in pending_work(paths, options))
+
+
+def _check_plain_out(out: Path, inputs: list[Path]) -> None:
+    try:
+        atomic.check_output(out, inputs)
+    except atomic.UnsafeOutputError as exc:
+        raise Fail(str(exc)) from exc
+
+
+@app.command()
+def models(
+    model: ModelOption = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of text.")] = False,
+) -> None:
+    """Show the model scans use (or --model): file, SHA-256, LiteRT twin, and its card's test figures."""
+    from agebatch.scanning.engines import checked_twin, file_sha256, tflite_path_for
+    from agebatch.scanning.predictor import MODEL_ENV, default_model_path
+    from agebatch.training.modelcard import card_for_model
+
+    path = model or default_model_path()
+    if not path.is_file():
+        raise Fail(f"model file not found: {path}")
+    lite = tflite_path_for(path)
+    card = card_for_model(path) or {}
+    figures = {
+        name: {
+            k: v
+            for k, v in scored.get("overall", {}).items()
+            if k in ("n", "age_mae", "gender_accuracy", "age_band_accuracy")
+        }
+        for name, scored in (
+            (card.get("test_metrics") or {}).get("by_source") or {"test": card.get("test_metrics") or {}}
+        ).items()
+    }
+    info = {
+        "model": str(path),
+        "source": "--model" if model else f"${MODEL_ENV}" if os.environ.get(MODEL_ENV) else "shipped with agebatch",
+        "sha256": file_sha256(path),
+        "size_mb": round(path.stat().st_size / 1e6, 1),
+        "litert_twin": str(lite) if lite.is_file() else None,
+        "twin_verified": bool(lite.is_file() and checked_twin(path, lite)),
+        "card": card.get("name"),
+        "created": card.get("created"),
+        "test_figures": figures,
+    }
+    if as_json:
+        typer.echo(json.dumps(info, indent=2))
+        return
+    for key, value in info.items():
+        if key != "test_figures":
+            typer.echo(f"{key:>13}: {printable(value)}")
+    for name, scored in figures.items():
+        parts = [f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in scored.items()]
+        typer.echo(f"{'test ' + name:>13}: {', '.join(parts)}")
 
 
 @app.command()
@@ -279,7 +371,7 @@ def report(
     results_files: Annotated[
         list[Path], typer.Argument(help="One or more results files from agebatch scan.", show_default=False)
     ],
-    out: Annotated[Path, typer.Option("--out", "-o", help="Report file to write.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Report file to write; - for stdout.")],
     fmt: Annotated[
         ReportFormat, typer.Option("--format", "-f", help="html (self-contained page) or json (aggregates).")
     ] = ReportFormat(REPORT_FORMATS[0]),
@@ -301,14 +393,13 @@ def report(
     import time
 
     from agebatch.common.files import read_regular
-    from agebatch.reporting.aggregate import ReportError, build_report, write_report
+    from agebatch.reporting.aggregate import ReportError, build_report, report_text, write_report
     from agebatch.scanning.predictor import default_model_path
     from agebatch.training.modelcard import CARD_LIMIT, card_for_model
 
-    try:  # before any results file is read: a bad --out fails at once
-        atomic.check_output(out, results_files)
-    except atomic.UnsafeOutputError as exc:
-        raise Fail(str(exc)) from exc
+    to_stdout = str(out) == "-"
+    if not to_stdout:  # before any results file is read: a bad --out fails at once
+        _check_plain_out(out, results_files)
     card = None
     if model_card is not None:
         try:
@@ -322,7 +413,10 @@ def report(
         data = build_report(
             results_files, depth=depth, min_gender_prob=min_gender_prob, low_confidence=low_confidence, model_card=card
         )
-        write_report(data, out, fmt.value, int(bins.value))
+        if to_stdout:
+            sys.stdout.write(report_text(data, fmt.value, int(bins.value)))
+        else:
+            write_report(data, out, fmt.value, int(bins.value))
     except ReportError as exc:
         raise Fail(str(exc)) from exc
     except OSError as exc:

@@ -255,3 +255,38 @@ def test_a_model_with_an_age_distribution_gives_an_interval_that_holds_the_estim
     plain = tmp_path / "plain.csv"  # a model without a distribution leaves the interval empty
     assert run_cli("scan", crops, "--out", plain, "--detector", "none")[0] == 0
     assert {r["age_low"] for r in read_csv(plain)} == {""}
+
+
+def test_paths_from_stdin_rows_to_stdout_and_a_summary_for_scripts(run_cli, crops, tmp_path, monkeypatch):
+    import io
+    import json
+
+    names = sorted(p for p in crops.rglob("*.jpg"))[:3]
+    for null in (False, True):
+        data = (b"\0" if null else b"\n").join(os.fsencode(p) for p in names) + (b"\0" if null else b"\n")
+        monkeypatch.setattr("sys.stdin", io.TextIOWrapper(io.BytesIO(data)))
+        args = ["scan", "-", "--out", "-", "--detector", "none", "--summary-json", tmp_path / "summary.json"]
+        code, out, err = run_cli(*args, *(["--null"] if null else []))
+        assert code == 0, err
+        rows = list(csv.DictReader(io.StringIO(out)))
+        assert sorted(r["path"] for r in rows) == sorted(str(p) for p in names)
+        summary = json.loads((tmp_path / "summary.json").read_text())
+        assert summary["images"] == 3 and summary["errors"] == 0 and summary["out"] == "-"
+    assert not list(tmp_path.glob("*.lock")) and not (tmp_path / "-").exists()
+
+
+def test_a_results_file_records_what_made_it(run_cli, crops, tmp_path, tiny_model_path):
+    import json
+
+    from agebatch.scanning.engines import file_sha256
+
+    out = tmp_path / "r.csv"
+    assert run_cli("scan", crops, "--out", out, "--detector", "none")[0] == 0
+    meta = json.loads((tmp_path / "r.csv.meta.json").read_text())
+    assert meta["results"] == "r.csv" and meta["model_sha256"] == file_sha256(tiny_model_path)
+    assert meta["agebatch"] and meta["options"]["detector"] == "none"
+    assert read_csv(out)[0]["path"]  # the CSV itself stays plain
+    code, text, _ = run_cli("models", "--model", tiny_model_path, "--json")
+    assert code == 0 and json.loads(text)["sha256"] == meta["model_sha256"]
+    code, _, err = run_cli("report", out, "--out", "-", "--format", "json")
+    assert code == 0

@@ -23,29 +23,37 @@ def error_console() -> Console:
 
 
 @contextmanager
-def scan_progress(enabled: bool):
-    """Yield a callback taking a ``ScanSummary``; it draws a live status line when ``enabled``."""
+def scan_progress(enabled: bool, total: int | None = None):
+    """Yield a callback taking a ``ScanSummary``; it draws a live status line when ``enabled``: with a
+    ``total``, a bar with the share done and the time left."""
     if not enabled:
         yield None
         return
-    from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+    from rich.progress import (
+        BarColumn,
+        Progress,
+        SpinnerColumn,
+        TaskProgressColumn,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
 
     started = time.monotonic()
-    with Progress(
-        SpinnerColumn(),
-        TextColumn("{task.description}"),
-        TimeElapsedColumn(),
-        console=Console(stderr=True),
-        transient=True,
-    ) as bar:
-        task = bar.add_task("starting", total=None)
+    columns = [SpinnerColumn(), TextColumn("{task.description}")]
+    if total:
+        columns += [BarColumn(), TaskProgressColumn(), TimeRemainingColumn()]
+    with Progress(*columns, TimeElapsedColumn(), console=Console(stderr=True), transient=True) as bar:
+        task = bar.add_task("starting", total=total or None)
 
         def update(summary) -> None:
             rate = summary.images / max(time.monotonic() - started, 1e-6)
+            done = f"{summary.images}/{total}" if total else f"{summary.images}"
             bar.update(
                 task,
+                completed=summary.images,
                 description=(
-                    f"{summary.images} images ({rate:.1f}/s), {summary.faces} faces, "
+                    f"{done} images ({rate:.1f}/s), {summary.faces} faces, "
                     f"{summary.no_face} without face, {summary.errors} errors"
                     + (f", {summary.skipped} skipped" if summary.skipped else "")
                 ),

@@ -470,10 +470,13 @@ def write_report(data: dict, out: str | os.PathLike, fmt: str = "html", bins: in
         raise ReportError(str(exc)) from exc
     if out.exists() and not _is_report(out):
         raise ReportError(f"refusing to replace {out}: it exists and is not an agebatch report")
-    if fmt == "json":
-        text = json.dumps(data, indent=1)
-    else:
-        from agebatch.reporting.html import render
+    return atomic.write_text(out, report_text(data, fmt, bins))
 
-        text = render(data, bins=bins)
-    return atomic.write_text(out, text)
+
+def report_text(data: dict, fmt: str = "html", bins: int = 5) -> str:
+    """The report as text: the HTML page, or the aggregates as JSON."""
+    if fmt == "json":
+        return json.dumps(data, indent=1)
+    from agebatch.reporting.html import render
+
+    return render(data, bins=bins)

@@ -33,9 +33,11 @@ from agebatch.results.schema import (
     format_for,
     header,
     is_results_file,
+    metadata_path,
     read_rows,
     reason_group,
     results_format,
+    write_metadata,
 )
 from agebatch.results.writer import OutputLock, ResultsWriter
 
@@ -67,5 +69,7 @@ __all__ = [
     "read_rows",
     "reason_group",
     "repair_tail",
+    "metadata_path",
+    "write_metadata",
     "results_format",
 ]

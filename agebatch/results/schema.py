@@ -11,6 +11,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
+from agebatch.common import atomic
 from agebatch.common.files import read_regular
 from agebatch.common.text import one_line
 
@@ -156,6 +157,23 @@ def results_format(first_line: bytes) -> str | None:
     except ValueError:
         return None
     return "jsonl" if isinstance(record, dict) and "path" in record and "status" in record else None
+
+
+METADATA_SUFFIX = ".meta.json"
+
+
+def metadata_path(out: str | os.PathLike) -> Path:
+    """Where a results file's provenance is kept: beside it, so the CSV itself stays plain."""
+    out = Path(out)
+    return out.with_name(out.name + METADATA_SUFFIX)
+
+
+def write_metadata(out: str | os.PathLike, info: dict) -> Path:
+    """Record what made ``out`` (tool version, model and its SHA-256, settings), written whole."""
+    import datetime as dt
+
+    record = {"results": Path(out).name, "written": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"), **info}
+    return atomic.write_text(metadata_path(out), json.dumps(record, indent=1) + "\n")
 
 
 def check_not_an_input(out: str | os.PathLike, inputs: Iterable[str | os.PathLike]) -> None:

@@ -45,6 +45,20 @@ class ScanSummary:
     error_reasons: Counter = field(default_factory=Counter)
     interrupted: bool = False
 
+    def as_dict(self) -> dict:
+        """The summary for scripts (``--summary-json``)."""
+        return {
+            "images": self.images,
+            "faces": self.faces,
+            "no_face": self.no_face,
+            "errors": self.errors,
+            "errors_by_reason": dict(self.error_reasons.most_common()),
+            "skipped": self.skipped,
+            "changed": self.changed,
+            "seconds": round(self.seconds, 3),
+            "interrupted": self.interrupted,
+        }
+
     def add(self, rows: list[dict]) -> None:
         self.images += 1
         status = rows[0]["status"]
@@ -156,6 +170,51 @@ def scan(
     return pd.DataFrame(rows, columns=list(results.ALL_COLUMNS))
 
 
+def provenance(predictor: Predictor, options: ScanOptions | None) -> dict:
+    """What made a results file: the tool's version, the model (name and SHA-256) and the settings."""
+    from dataclasses import asdict
+
+    from agebatch import __version__
+    from agebatch.scanning.engines import file_sha256
+
+    settings = asdict(options or ScanOptions())
+    settings["shard"] = str(options.shard) if options and options.shard else None
+    return {
+        "agebatch": __version__,
+        "model": predictor.model_path.name,
+        "model_sha256": file_sha256(predictor.model_path),
+        "engine": predictor.engine,
+        "flip_average": predictor.flip_average,
+        "options": settings,
+    }
+
+
+def scan_to_stream(
+    paths: Iterable[str | os.PathLike],
+    stream,
+    predictor: Predictor,
+    options: ScanOptions | None = None,
+    fmt: str = "csv",
+    excel: bool = False,
+    progress: Callable[[ScanSummary], None] | None = None,
+) -> ScanSummary:
+    """Scan and write the rows to an open text ``stream`` (``--out -``: standard output) as they come:
+    no temporary file, no lock, no resume; each image's rows in one write."""
+    paths = list(paths)
+    discovery.check_paths(paths)
+    summary = ScanSummary()
+    started = time.monotonic()
+    stream.write(results.header(fmt))
+    for rows in iter_scan(paths, predictor, options):
+        stream.write(results.encode_rows(rows, fmt, excel))
+        stream.flush()
+        summary.add(rows)
+        if progress:
+            progress(summary)
+    summary.seconds = time.monotonic() - started
+    return summary
+
+
 def scan_to_file(
     paths: Iterable[str | os.PathLike],
     out: str | os.PathLike,
@@ -200,6 +259,7 @@ def scan_to_file(
             summary.seconds = time.monotonic() - started
             summary.changed = writer.changed
             writer.commit()
+            results.write_metadata(out, provenance(predictor, options))
         except KeyboardInterrupt as exc:
             summary.interrupted = True
             summary.seconds = time.monotonic() - started
