@@ -7,6 +7,7 @@ error; 2 usage or setup error (bad argument, missing path, unusable model, unwri
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
@@ -36,7 +37,7 @@ EXIT_OK, EXIT_UNEXPECTED, EXIT_USAGE, EXIT_NO_FACE = 0, 1, 2, 3  # interrupted: 
 app = typer.Typer(
     name="agebatch",
     help="Estimate age and gender for every face in a folder of photos, and report on the results.",
-    rich_markup_mode="rich",
+    rich_markup_mode=None,
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
@@ -101,17 +102,32 @@ BinWidth = _choices("BinWidth", BIN_WIDTHS)
 Head = _choices("Head", EXPLAIN_HEADS)
 
 
+def _metavar(cls: type, name: str) -> str | None:
+    """A short placeholder for an option's value in --help (N, X, PATH...), from the field's type."""
+    kind = str(next(f.type for f in dataclasses.fields(cls) if f.name == name))
+    for words, metavar in (("bool", None), ("tuple", "VALUE"), ("int", "N"), ("float", "X"), ("str", "TEXT")):
+        if kind.startswith(words) or f" {words}" in kind or f"[{words}" in kind:
+            return metavar
+    return None
+
+
+def _library_option(cls: type, name: str, flags: tuple[str, ...], limits: dict):
+    """A typer option whose help text (and value placeholder) come from the library's field ``name``."""
+    limits.setdefault("metavar", _metavar(cls, name))
+    return typer.Option(*flags, help=help_of(cls, name), **limits)
+
+
 def _scan(name: str, *flags: str, **limits):
     """A typer option whose help text is ScanOptions' field ``name`` (declared once, in the library)."""
-    return typer.Option(*flags, help=help_of(ScanOptions, name), **limits)
+    return _library_option(ScanOptions, name, flags, limits)
 
 
 def _report(name: str, *flags: str, **limits):
-    return typer.Option(*flags, help=help_of(ReportOptions, name), **limits)
+    return _library_option(ReportOptions, name, flags, limits)
 
 
 def _train(name: str, *flags: str, **limits):
-    return typer.Option(*flags, help=help_of(TrainConfig, name), **limits)
+    return _library_option(TrainConfig, name, flags, limits)
 
 
 def _scan_default(name: str):
@@ -123,7 +139,7 @@ def _train_default(name: str):
 
 
 # Options that scan, predict and explain share, declared once.
-DetectorOption = Annotated[Detector, _scan("detector")]
+DetectorOption = Annotated[Detector, _scan("detector", metavar=None)]
 MinFaceOption = Annotated[int, _scan("min_face", min=1)]
 MinScoreOption = Annotated[float, _scan("min_score", min=0.0, max=1.0)]
 FlipAverageOption = Annotated[
@@ -147,10 +163,11 @@ def _predictor(model: Path | None, batch_size: int, engine: Engine = Engine.auto
 
 
 EXAMPLES_SCAN = """
-[bold]Examples[/bold]
+Examples:
 
+\b
   agebatch scan ./photos --out results.csv
-  agebatch scan ./photos --out results.csv --resume --quiet    [dim]# nightly cron job[/dim]
+  agebatch scan ./photos --out results.csv --resume --quiet    # nightly cron job
   agebatch scan faces/ --detector none --out crops.jsonl --format jsonl
 """
 
@@ -159,7 +176,11 @@ EXAMPLES_SCAN = """
 def scan(
     paths: Annotated[
         list[Path],
-        typer.Argument(help="Image files and/or folders to scan; - reads the paths from stdin.", show_default=False),
+        typer.Argument(
+            help="Image files and/or folders to scan; - reads the paths from stdin.",
+            show_default=False,
+            metavar="PATH...",
+        ),
     ],
     out: Annotated[Path, typer.Option("--out", "-o", help="Results file to write (CSV or JSONL); - for stdout.")],
     fmt: Annotated[
@@ -169,7 +190,7 @@ def scan(
         bool, typer.Option(help="Skip images already in --out (same path, size, mtime); append new ones.")
     ] = False,
     recursive: Annotated[bool, _scan("recursive")] = _scan_default("recursive"),
-    exclude: Annotated[list[str] | None, _scan("exclude")] = None,
+    exclude: Annotated[list[str] | None, _scan("exclude", metavar="GLOB")] = None,
     follow_symlinks: Annotated[bool, _scan("follow_symlinks")] = _scan_default("follow_symlinks"),
     detector: DetectorOption = Detector(_scan_default("detector")),
     min_face: MinFaceOption = _scan_default("min_face"),
@@ -342,7 +363,9 @@ def models(
 
 @app.command()
 def merge(
-    parts: Annotated[list[Path], typer.Argument(help="Results files of one scan's shards.", show_default=False)],
+    parts: Annotated[
+        list[Path], typer.Argument(help="Results files of one scan's shards.", show_default=False, metavar="PART...")
+    ],
     out: Annotated[Path, typer.Option("--out", "-o", help="Results file to write (all the parts, once each).")],
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print nothing but errors.")] = False,
 ) -> None:
@@ -357,8 +380,9 @@ def merge(
 
 
 EXAMPLES_REPORT = """
-[bold]Examples[/bold]
+Examples:
 
+\b
   agebatch report results.csv --out report.html
   agebatch report results.csv --depth 2 --out report.html
   agebatch report monday.csv tuesday.csv --out compare.html
@@ -369,14 +393,15 @@ EXAMPLES_REPORT = """
 @app.command(epilog=EXAMPLES_REPORT)
 def report(
     results_files: Annotated[
-        list[Path], typer.Argument(help="One or more results files from agebatch scan.", show_default=False)
+        list[Path],
+        typer.Argument(help="One or more results files from agebatch scan.", show_default=False, metavar="RESULTS..."),
     ],
     out: Annotated[Path, typer.Option("--out", "-o", help="Report file to write; - for stdout.")],
     fmt: Annotated[
         ReportFormat, typer.Option("--format", "-f", help="html (self-contained page) or json (aggregates).")
     ] = ReportFormat(REPORT_FORMATS[0]),
     depth: Annotated[int, _report("depth", min=1)] = default_of(ReportOptions, "depth"),
-    bins: Annotated[BinWidth, _report("bins")] = BinWidth(str(default_of(ReportOptions, "bins"))),
+    bins: Annotated[BinWidth, _report("bins", metavar=None)] = BinWidth(str(default_of(ReportOptions, "bins"))),
     min_gender_prob: Annotated[float, _report("min_gender_prob", min=0.0, max=1.0)] = default_of(
         ReportOptions, "min_gender_prob"
     ),
@@ -433,9 +458,11 @@ def report(
 
 @app.command()
 def train(
-    data_dir: Annotated[Path, typer.Argument(help=help_of(TrainConfig, "data_dir"), show_default=False)],
-    data: Annotated[list[Path] | None, _train("more_data", "--data")] = None,
-    out: Annotated[Path, _train("out_dir", "--out")] = Path(_train_default("out_dir")),
+    data_dir: Annotated[
+        Path, typer.Argument(help=help_of(TrainConfig, "data_dir"), show_default=False, metavar="DATA")
+    ],
+    data: Annotated[list[Path] | None, _train("more_data", "--data", metavar="PATH")] = None,
+    out: Annotated[Path, _train("out_dir", "--out", metavar="DIR")] = Path(_train_default("out_dir")),
     epochs: Annotated[int, _train("epochs", min=0)] = _train_default("epochs"),
     head_epochs: Annotated[int, _train("head_epochs", min=0)] = _train_default("head_epochs"),
     batch_size: Annotated[int, _train("batch_size", min=1)] = _train_default("batch_size"),
@@ -443,22 +470,26 @@ def train(
     val_split: Annotated[float, _train("val_split", min=0.0, max=0.9)] = _train_default("val_split"),
     test_split: Annotated[float, _train("test_split", min=0.01, max=0.9)] = _train_default("test_split"),
     seed: Annotated[int, _train("seed")] = _train_default("seed"),
-    split_from: Annotated[Path | None, _train("split_from", "--split")] = None,
+    split_from: Annotated[Path | None, _train("split_from", "--split", metavar="FILE")] = None,
     patience: Annotated[int, _train("patience", min=1)] = _train_default("patience"),
     learning_rate: Annotated[float, _train("learning_rate", min=0.0)] = _train_default("learning_rate"),
-    schedule: Annotated[Schedule, _train("schedule")] = Schedule(_train_default("schedule")),
-    backbone_weights: Annotated[str, _train("backbone_weights")] = _train_default("backbone_weights"),
-    cache_dir: Annotated[Path | None, _train("cache_dir")] = None,
-    time_limit: Annotated[float | None, _train("time_limit_minutes", "--time-limit", min=0.0)] = None,
-    age_head: Annotated[AgeHead, _train("age_head")] = AgeHead(_train_default("age_head")),
+    schedule: Annotated[Schedule, _train("schedule", metavar=None)] = Schedule(_train_default("schedule")),
+    backbone_weights: Annotated[str, _train("backbone_weights", metavar="WEIGHTS")] = _train_default(
+        "backbone_weights"
+    ),
+    cache_dir: Annotated[Path | None, _train("cache_dir", metavar="DIR")] = None,
+    time_limit: Annotated[
+        float | None, _train("time_limit_minutes", "--time-limit", min=0.0, metavar="MINUTES")
+    ] = None,
+    age_head: Annotated[AgeHead, _train("age_head", metavar=None)] = AgeHead(_train_default("age_head")),
     age_loss_weight: Annotated[float, _train("age_loss_weight", min=0.0)] = _train_default("age_loss_weight"),
     color_jitter: Annotated[float, _train("color_jitter", min=0.0)] = _train_default("color_jitter"),
     average_epochs: Annotated[int, _train("average_epochs", min=0)] = _train_default("average_epochs"),
     refit_age_head: Annotated[bool, _train("refit_age_head")] = _train_default("refit_age_head"),
-    teacher: Annotated[list[Path] | None, _train("teachers", "--teacher")] = None,
+    teacher: Annotated[list[Path] | None, _train("teachers", "--teacher", metavar="MODEL")] = None,
     teacher_weight: Annotated[float, _train("teacher_weight", min=0.0, max=1.0)] = _train_default("teacher_weight"),
-    init_from: Annotated[Path | None, _train("init_from")] = None,
-    warm_start: Annotated[Path | None, _train("warm_start")] = None,
+    init_from: Annotated[Path | None, _train("init_from", metavar="MODEL")] = None,
+    warm_start: Annotated[Path | None, _train("warm_start", metavar="MODEL")] = None,
     smoke: Annotated[
         bool, typer.Option(help="Tiny, fast configuration for tests: small network, 1+1 epochs, 64 images.")
     ] = False,
@@ -531,7 +562,9 @@ def evaluate(
     data_dirs: Annotated[
         list[Path],
         typer.Argument(
-            help="Labelled faces: UTKFace-style folders, folders with labels.csv, or CSVs.", show_default=False
+            help="Labelled faces: UTKFace-style folders, folders with labels.csv, or CSVs.",
+            show_default=False,
+            metavar="DATA...",
         ),
     ],
     model: ModelOption = None,
@@ -568,7 +601,9 @@ def evaluate(
 
 @app.command()
 def combine(
-    models: Annotated[list[Path], typer.Argument(help="Two or more saved models trained on the same split.")],
+    models: Annotated[
+        list[Path], typer.Argument(help="Two or more saved models trained on the same split.", metavar="MODEL...")
+    ],
     data_dir: Annotated[Path, typer.Option("--data", help="The UTKFace-style folder they were trained on.")],
     split_file: Annotated[Path, typer.Option("--split", help="The split.csv they were trained on.")],
     out: Annotated[Path, typer.Option(help="Folder for the combined model, its twin, split and card.")] = Path(
@@ -650,7 +685,7 @@ def _age_text(prediction) -> str:
 
 @app.command()
 def predict(
-    images: Annotated[list[Path], typer.Argument(help="Photos to examine.", show_default=False)],
+    images: Annotated[list[Path], typer.Argument(help="Photos to examine.", show_default=False, metavar="IMAGE...")],
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
     draw: Annotated[
         Path | None, typer.Option(help="Save the (single) photo with boxes and labels drawn, as PNG/JPEG.")
@@ -739,7 +774,7 @@ def predict(
 
 @app.command()
 def explain(
-    image: Annotated[Path, typer.Argument(help="Photo to explain.", show_default=False)],
+    image: Annotated[Path, typer.Argument(help="Photo to explain.", show_default=False, metavar="IMAGE")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Picture to write (PNG or JPEG).")],
     head: Annotated[Head, typer.Option(help="Which estimate to explain.")] = Head("gender"),
     face: Annotated[int | None, typer.Option(help="Explain only this face (0 = largest).", min=0)] = None,
