@@ -40,11 +40,11 @@ def local(folder: Path, out: Path, predictor, detector: str) -> float:
     return summary.images / (time.perf_counter() - started)
 
 
-def on_ray(folder: Path, out: Path, predictor, detector: str) -> float:
+def on_ray(folder: Path, out: Path, predictor, detector: str, actors: int | None = None) -> float:
     from agebatch.scanning.distributed import RayOptions
 
     started = time.perf_counter()
-    summary = scan_to_file([folder], out, predictor, ScanOptions(detector=detector), ray=RayOptions())
+    summary = scan_to_file([folder], out, predictor, ScanOptions(detector=detector), ray=RayOptions(actors=actors))
     return summary.images / (time.perf_counter() - started)
 
 
@@ -70,6 +70,7 @@ def main() -> None:
     parser.add_argument("--model", type=Path, default=None)
     parser.add_argument("--crops", type=int, default=2000)
     parser.add_argument("--photos", type=int, default=32)
+    parser.add_argument("--ray-actors", type=int, default=None, help="model actors (default: the scan's default)")
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args()
     model = args.model or default_model_path()
@@ -87,10 +88,10 @@ def main() -> None:
         }
         for name, (folder, detector, count) in sets.items():
             local(folder, work / "warm.csv", predictor, detector)  # warm-up: detector and model loaded
-            on_ray(folder, work / "warm-ray.csv", predictor, detector)  # warm-up: actors started once
+            on_ray(folder, work / "warm-ray.csv", predictor, detector, args.ray_actors)  # warm-up
             row = {
                 "local_per_s": local(folder, work / f"{name}.csv", predictor, detector),
-                "ray_per_s": on_ray(folder, work / f"{name}-ray.csv", predictor, detector),
+                "ray_per_s": on_ray(folder, work / f"{name}-ray.csv", predictor, detector, args.ray_actors),
                 "two_shards_per_s": shards(folder, work / f"{name}-shards.csv", model, detector, count),
             }
             row["ray_ratio"] = row["ray_per_s"] / row["local_per_s"]

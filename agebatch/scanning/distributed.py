@@ -17,6 +17,7 @@ import json
 import logging
 import os
 from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -91,12 +92,15 @@ class ScanActor:
             quiet.load_tensorflow()
         self.predictor = Predictor(model_path, self.options.batch_size, engine, flip_average)
         self.pipeline = Pipeline(self.options, self.predictor.image_size)
+        # Decoding and detection release the GIL: a pool uses the worker's cores as a local scan does.
+        self.pool = ThreadPoolExecutor(max_workers=self.options.jobs or os.cpu_count() or 1)
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, list[str]]:
-        works = []
+        todo = []
         for path, size, mtime, error in zip(batch["path"], batch["size"], batch["mtime"], batch["error"]):
             key = results.FileKey(str(path), int(size), float(mtime)) if size >= 0 else None
-            works.append(self.pipeline.process(Work(str(path), key, error=str(error) or None)))
+            todo.append(Work(str(path), key, error=str(error) or None))
+        works = list(self.pool.map(self.pipeline.process, todo))
         crops = [crop for work in works for crop in work.crops]
         estimates = self.predictor.estimate(np.stack(crops)) if crops else None
         groups, offset = [], 0
@@ -130,7 +134,8 @@ def iter_scan_on_ray(
         return
     settings = asdict(options)
     settings["exclude"] = list(settings["exclude"])
-    actors = ray_options.actors or max(1, int(ray.cluster_resources().get("CPU", 1)) // 2)
+    cpus = max(1, int(ray.cluster_resources().get("CPU", 1)))
+    actors = ray_options.actors or max(1, cpus // 2)
     dataset = ray.data.from_items(items).map_batches(
         ScanActor,
         fn_constructor_kwargs={
@@ -140,7 +145,8 @@ def iter_scan_on_ray(
             "flip_average": predictor.flip_average,
         },
         concurrency=actors,
-        batch_size=max(1, options.batch_size // 4),  # images per task: small, so a lost task costs little
+        num_cpus=max(1, cpus // actors),  # each actor's share of the cores (Ray sizes its thread pools by it)
+        batch_size=options.batch_size,  # images per task: one model batch; a lost task costs little
         batch_format="numpy",
         max_restarts=2,
         max_task_retries=2,
