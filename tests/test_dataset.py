@@ -81,16 +81,14 @@ def test_add_split_makes_validation_out_of_train_only():
     assert counts["val"] == pytest.approx(80, abs=10)
 
 
-def test_reuse_split_keeps_the_saved_parts_and_counts_unnamed_files(tmp_path):
-    saved = dataset.add_split(_frame(50), 0.2, 0.1, seed=3)
-    dataset.save_split(saved.iloc[:40], tmp_path / "split.csv")
-    frame, missing = dataset.reuse_split(_frame(50), tmp_path / "split.csv")
-    assert missing == 10
-    assert list(frame["file"]) == list(saved["file"][:40])
-    assert list(frame["split"]) == list(saved["split"][:40])
-    (tmp_path / "bad.csv").write_text("file,split\na.jpg,holdout\n")
+def test_a_file_that_is_not_a_split_is_refused():
+    import pandas as pd
+
+    from agebatch.training import sources
+
+    frame = _frame(5).assign(source="utk")
     with pytest.raises(ValueError, match="not a split file"):
-        dataset.reuse_split(_frame(5), tmp_path / "bad.csv")
+        sources.saved_parts(frame, pd.DataFrame({"file": ["a.jpg"], "split": ["holdout"]}))
 
 
 def test_age_band_edges():

@@ -134,23 +134,6 @@ def load_split(path: str | os.PathLike) -> pd.DataFrame:
     return pd.read_csv(path)
 
 
-def reuse_split(frame: pd.DataFrame, path: str | os.PathLike) -> tuple[pd.DataFrame, int]:
-    """``frame`` with the ``split`` column of an earlier run's split.csv, and how many files it lacked.
-
-    Two runs are only comparable on the same test files; this lets a run with another seed (other
-    initial weights, shuffling and augmentation) keep an earlier model's split. Files the saved split
-    does not name are left out rather than guessed into a part.
-    """
-    saved = load_split(path)
-    if not {"file", "split"} <= set(saved.columns) or not set(saved["split"]) <= {"train", "val", "test"}:
-        raise ValueError(f"{path} is not a split file written by agebatch train")
-    parts = saved.drop_duplicates("file").set_index("file")["split"]
-    out = frame.copy()
-    out["split"] = out["file"].map(parts)
-    missing = int(out["split"].isna().sum())
-    return out.dropna(subset=["split"]).reset_index(drop=True), missing
-
-
 def load_images(
     data_dir: str | os.PathLike, files: Sequence[str], image_size: int, workers: int | None = None
 ) -> np.ndarray:
