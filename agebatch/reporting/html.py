@@ -480,13 +480,14 @@ def _how_to_read(data: dict) -> str:
         gap = card.get("race_gender_gap") or {}
         bands = ", ".join(f"{_e(k)}: {v:.1f}" for k, v in (card.get("by_age_band") or {}).items() if v is not None)
         text += (
-            f"<p>On its held-out test set of {_e(card.get('test_faces'))} faces the model ({_e(card.get('name'))}) is off by "
+            f"<p>On its held-out test set of {_e(_num(card.get('test_faces'), 0))} faces the model ({_e(card.get('name'))}) is off by "
             f"<b>{card['age_mae']:.2f} years</b> on average and names the gender correctly for "
             f"<b>{_pct(card.get('gender_accuracy'))}</b> of faces."
         )
         if gap:
             text += (
-                f" Gender accuracy differs by group: {_pct(gap.get('gap'))} points between the best "
+                f" Gender accuracy differs by group: {_num(100 * gap['gap'] if gap.get('gap') is not None else None)}"
+                " points between the best "
                 f"({_e(gap.get('best'))}) and worst ({_e(gap.get('worst'))}) group."
             )
         text += "</p>"
