@@ -49,6 +49,10 @@ def synthetic(rows: int, path: Path) -> None:
             "file_mtime": 1.0,
         }
     )
+    frame["age_low"] = (frame["age"] - 8).clip(lower=0).round(1)
+    frame["age_high"] = (frame["age"] + 8).round(1)
+    days = rng.integers(0, 365, rows)  # capture dates over a year: the report's time section has weeks
+    frame["taken_at"] = np.where(ok, [f"2024-{1 + d // 31 % 12:02d}-{1 + d % 28:02d}T12:00:00" for d in days], "")
     frame["face"] = frame["face"].astype(object).where(ok, "")
     frame[list(ALL_COLUMNS)].to_csv(path, index=False)
 
