@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import stat
 import tempfile
 from collections.abc import Iterator
@@ -46,25 +47,48 @@ def check_output(out: str | os.PathLike, inputs: list[str | os.PathLike] = ()) -
         )
         raise UnsafeOutputError(f"refusing to write {out}: it is {kind}")
     for given in inputs:
-        if _same_file(out, Path(given)):
+        if same_file(out, given):
             raise UnsafeOutputError(f"refusing to write {out}: it is also an input of this run")
     return out
 
 
-def _same_file(a: Path, b: Path) -> bool:
+def same_file(a: str | os.PathLike, b: str | os.PathLike) -> bool:
+    """True when ``a`` and ``b`` name one file (through links or other spellings), or the same path."""
     try:
         return os.path.samefile(a, b)
     except OSError:
         return os.path.abspath(a) == os.path.abspath(b)
 
 
-def new_temp(target: str | os.PathLike, binary: bool = True) -> tuple[IO, Path]:
-    """A new, exclusively created temporary file beside ``target`` (random name), open for writing."""
+def new_temp_fd(target: str | os.PathLike) -> tuple[int, Path]:
+    """A new, exclusively created temporary file beside ``target``, named ``.<name>.<8 random>.tmp``
+    (see ``temp_name_pattern``), as a descriptor open for writing."""
     target = Path(target)
     fd, name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=TEMP_SUFFIX, dir=target.parent)
+    return fd, Path(name)
+
+
+def temp_name_pattern(target: str | os.PathLike) -> re.Pattern:
+    """Matches exactly the names ``new_temp_fd`` gives for ``target`` (never another file's)."""
+    return re.compile(rf"\.{re.escape(Path(target).name)}\.[A-Za-z0-9_]{{8}}{re.escape(TEMP_SUFFIX)}")
+
+
+def copy_mode(target: str | os.PathLike, new: str | os.PathLike) -> None:
+    """Give ``new`` the permissions of ``target`` when it exists, else the umask's default (mkstemp
+    creates 0600, which would lock other users out of a file that replaces theirs)."""
+    try:
+        mode = stat.S_IMODE(os.stat(target).st_mode)
+    except OSError:
+        mode = 0o666 & ~UMASK
+    os.chmod(new, mode)
+
+
+def new_temp(target: str | os.PathLike, binary: bool = True) -> tuple[IO, Path]:
+    """A new, exclusively created temporary file beside ``target`` (random name), open for writing."""
+    fd, name = new_temp_fd(target)
     return os.fdopen(
         fd, "wb" if binary else "w", encoding=None if binary else "utf-8", newline=None if binary else ""
-    ), Path(name)
+    ), name
 
 
 @contextlib.contextmanager
@@ -77,12 +101,8 @@ def atomic_writer(target: str | os.PathLike, binary: bool = False) -> Iterator[I
             yield handle
             handle.flush()
             os.fsync(handle.fileno())
-        if target.exists():
-            with contextlib.suppress(OSError):
-                os.chmod(tmp, stat.S_IMODE(os.stat(target).st_mode))
-        else:
-            with contextlib.suppress(OSError):
-                os.chmod(tmp, 0o666 & ~UMASK)
+        with contextlib.suppress(OSError):
+            copy_mode(target, tmp)
         os.replace(tmp, target)
     except BaseException:
         tmp.unlink(missing_ok=True)

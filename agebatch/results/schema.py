@@ -180,11 +180,7 @@ def check_not_an_input(out: str | os.PathLike, inputs: Iterable[str | os.PathLik
     """Refuse an ``--out`` that is one of the run's inputs (also through a link or another spelling):
     replacing it would destroy what the run reads."""
     for given in inputs:
-        try:
-            same = os.path.samefile(out, given)
-        except OSError:
-            same = os.path.abspath(out) == os.path.abspath(given)
-        if same:
+        if atomic.same_file(out, given):
             raise OutputError(f"--out {out} is also an input of this run; choose another file")
 
 

@@ -8,9 +8,7 @@ import errno
 import fcntl
 import logging
 import os
-import re
 import stat
-import tempfile
 from pathlib import Path
 
 from agebatch.common import atomic
@@ -184,18 +182,14 @@ class ResultsWriter:
         """Temporary files of earlier runs into this ``--out`` that were killed: with the lock held,
         nobody else owns them. Matched exactly (the name and mkstemp's random part), never by a glob
         built from the name, so another output's temporary file is never touched."""
-        pattern = re.compile(rf"\.{re.escape(self.out.name)}\.[A-Za-z0-9_]{{8}}\.tmp")
+        pattern = atomic.temp_name_pattern(self.out)
         for entry in os.scandir(self.out.parent):
             if pattern.fullmatch(entry.name) and entry.is_file(follow_symlinks=False):
                 os.unlink(entry.path)
 
     def _create_with_header(self) -> None:
         """A new results file holding just the header, created atomically so --resume can append to it."""
-        fd, name = tempfile.mkstemp(prefix=f".{self.out.name}.", suffix=".tmp", dir=self.out.parent)
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as handle:
-            handle.write(header(self.fmt))
-        _copy_mode(self.out, Path(name))
-        os.replace(name, self.out)
+        atomic.write_text(self.out, header(self.fmt))
 
     def _open_append(self) -> None:
         """Open ``--out`` once (never through a link) and read, cut and append through that descriptor,
@@ -231,9 +225,7 @@ class ResultsWriter:
             self._write_all(header(self.fmt).encode())
 
     def _open_temporary(self) -> None:
-        fd, name = tempfile.mkstemp(prefix=f".{self.out.name}.", suffix=".tmp", dir=self.out.parent)
-        self._tmp = Path(name)
-        self._fd = fd
+        self._fd, self._tmp = atomic.new_temp_fd(self.out)
         self._write_all(header(self.fmt).encode())
 
     def _write_all(self, data: bytes) -> None:
@@ -279,7 +271,7 @@ class ResultsWriter:
             os.fsync(self._fd)
             self._close()
             if self._tmp is not None:
-                _copy_mode(self.out, self._tmp)
+                atomic.copy_mode(self.out, self._tmp)
                 os.replace(self._tmp, self.out)
                 self._tmp = None
         except OSError as exc:
@@ -310,7 +302,7 @@ class ResultsWriter:
         if self._tmp is None:
             return
         if not self.existed and self._tmp.stat().st_size > len(header(self.fmt)):
-            _copy_mode(self.out, self._tmp)
+            atomic.copy_mode(self.out, self._tmp)
             os.replace(self._tmp, self.out)  # nothing to lose: keep partial rows for --resume
         else:
             self._tmp.unlink(missing_ok=True)
@@ -332,12 +324,3 @@ def _signals_deferred():
         yield
     finally:
         signal.pthread_sigmask(signal.SIG_SETMASK, previous)
-
-
-def _copy_mode(existing: Path, new: Path) -> None:
-    """Give the new file the old file's permissions (mkstemp creates 0600), or the umask default."""
-    try:
-        mode = existing.stat().st_mode & 0o777
-    except OSError:
-        mode = 0o666 & ~atomic.UMASK
-    os.chmod(new, mode)

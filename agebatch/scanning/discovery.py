@@ -13,6 +13,8 @@ import stat
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
+from agebatch.common.files import open_regular
+
 IMAGE_EXTENSIONS = frozenset(
     {".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".webp", ".bmp", ".dib", ".tif", ".tiff", ".gif"}
 )
@@ -40,13 +42,10 @@ class Candidate:
 def looks_like_image(path: str) -> bool:
     """True when the file starts with the signature of a format we decode."""
     try:  # non-blocking, and regular files only: a FIFO must not hang the walk
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
-    except OSError:
+        with os.fdopen(open_regular(path), "rb") as handle:
+            head = handle.read(16)
+    except (OSError, ValueError):
         return False
-    with os.fdopen(fd, "rb") as handle:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            return False
-        head = handle.read(16)
     if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
         return True
     return any(head.startswith(sig) for sig in _SIGNATURES)

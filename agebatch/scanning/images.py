@@ -9,7 +9,6 @@ from __future__ import annotations
 import datetime
 import os
 import re
-import stat
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,6 +16,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
 
+from agebatch.common.files import open_regular
 from agebatch.common.text import one_line
 
 # The largest image we decode. Pillow raises by itself only above twice its MAX_IMAGE_PIXELS and
@@ -137,11 +137,10 @@ def _open_regular(path: str | os.PathLike):
     A FIFO or a device put where a photo was (after discovery listed it) would otherwise block the
     scan forever: opened non-blocking it returns at once and is then refused.
     """
-    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
-    if not stat.S_ISREG(os.fstat(fd).st_mode):
-        os.close(fd)
-        raise ImageError("not a regular file")
-    return os.fdopen(fd, "rb")
+    try:
+        return os.fdopen(open_regular(path), "rb")
+    except ValueError as exc:  # not a regular file
+        raise ImageError(str(exc)) from exc
 
 
 def decode(path: str | os.PathLike, max_side: int | None = None) -> DecodedImage:
