@@ -22,7 +22,7 @@ import typer
 from agebatch.common import atomic, progress, quiet
 from agebatch.common.settings import default_of, help_of
 from agebatch.common.text import count, one_line, printable
-from agebatch.reporting.options import BIN_WIDTHS, REPORT_FORMATS, ReportOptions
+from agebatch.reporting.options import BIN_WIDTHS, BREAKDOWNS, REPORT_FORMATS, ReportOptions
 from agebatch.results import FORMATS
 from agebatch.scanning.options import DETECTORS, ENGINES, EXPLAIN_HEADS, ScanOptions
 from agebatch.training.config import AGE_HEADS, SCHEDULES, TrainConfig
@@ -99,6 +99,7 @@ Schedule = _choices("Schedule", SCHEDULES)
 AgeHead = _choices("AgeHead", AGE_HEADS)
 ReportFormat = _choices("ReportFormat", REPORT_FORMATS)
 BinWidth = _choices("BinWidth", BIN_WIDTHS)
+Breakdown = _choices("Breakdown", BREAKDOWNS)
 Head = _choices("Head", EXPLAIN_HEADS)
 
 
@@ -387,6 +388,7 @@ Examples:
   agebatch report results.csv --depth 2 --out report.html
   agebatch report monday.csv tuesday.csv --out compare.html
   agebatch report results.csv --format json --out report.json
+  agebatch report results.csv --by taken_at --out by-date.html
 """
 
 
@@ -408,6 +410,9 @@ def report(
     low_confidence: Annotated[float, _report("low_confidence", min=0.5, max=1.0)] = default_of(
         ReportOptions, "low_confidence"
     ),
+    by: Annotated[list[Breakdown], _report("by", metavar=f"<{'|'.join(BREAKDOWNS)}>", show_default=False)] = [  # noqa: B006 - typer reads it
+        Breakdown(b) for b in default_of(ReportOptions, "by")
+    ],
     model_card: Annotated[
         Path | None,
         typer.Option(help="Model card JSON for the 'how to read this' figures (default: the shipped model's)."),
@@ -436,7 +441,12 @@ def report(
     started = time.monotonic()
     try:
         data = build_report(
-            results_files, depth=depth, min_gender_prob=min_gender_prob, low_confidence=low_confidence, model_card=card
+            results_files,
+            depth=depth,
+            min_gender_prob=min_gender_prob,
+            low_confidence=low_confidence,
+            model_card=card,
+            by=[b.value for b in by],
         )
         if to_stdout:
             sys.stdout.write(report_text(data, fmt.value, int(bins.value)))

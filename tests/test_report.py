@@ -97,7 +97,7 @@ def test_html_is_self_contained_and_escaped(run_cli, known, tmp_path):
     page = out.read_text()
     assert "<img src=x" not in page
     assert "&lt;img src=x onerror=alert(&quot;x&quot;)&gt;.jpg" in page
-    assert page.count("plotly.js v") == 1  # library embedded once
+    assert page.count("plotly.js (basic - minified) v") == 1  # library embedded once
     assert "cdn." not in page.split("<body>")[1] and 'src="http' not in page
     assert page.count('class="chart"') >= 6
     assert "How to read this" in page
@@ -246,3 +246,51 @@ def test_the_time_section_counts_faces_per_day_and_says_when_dates_are_missing(t
     old_columns = results.ALL_COLUMNS[: results.ALL_COLUMNS.index("taken_at")]
     old.write_text(",".join(old_columns) + "\n" + results.encode_rows(rows, "csv", columns=old_columns))
     assert "written before" in build_report([old])["overall"]["time"]["reason"]
+
+
+def test_by_chooses_and_orders_the_comparisons(tmp_path):
+    from typer.testing import CliRunner
+
+    from agebatch.cli import app
+    from agebatch.reporting.html import render
+
+    dated = tmp_path / "dated.csv"
+    rows = []
+    for i, (folder, day) in enumerate([("a", "2024-06-01"), ("a", "2024-06-02"), ("b", "2024-06-02")]):
+        row = face(f"{folder}/{i}.jpg", 0, 30.0 + i, "female" if i else "male")
+        row["taken_at"] = f"{day}T09:00:00"
+        rows.append(row)
+    dated.write_text(results.header("csv") + results.encode_rows(rows, "csv"))
+    both = render(build_report([dated]))
+    assert both.index("<h2>Folders</h2>") < both.index("<h2>Over time</h2>")
+    assert "<th>day</th>" in both  # the per-period table
+    dates_first = render(build_report([dated], by=["taken_at", "folder"]))
+    assert dates_first.index("<h2>Over time</h2>") < dates_first.index("<h2>Folders</h2>")
+    dates_only = render(build_report([dated], by=["taken_at"]))
+    assert "<h2>Over time</h2>" in dates_only and "<h2>Folders</h2>" not in dates_only
+    with pytest.raises(ReportError, match="cannot break down by camera"):
+        build_report([dated], by=["camera"])
+    out = tmp_path / "r.json"
+    result = CliRunner().invoke(app, ["report", str(dated), "--by", "taken_at", "--format", "json", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    assert json.loads(out.read_text())["settings"]["by"] == ["taken_at"]
+    bad = CliRunner().invoke(app, ["report", str(dated), "--by", "camera", "--out", str(tmp_path / "x.html")])
+    assert bad.exit_code == 2
+
+
+def test_the_report_embeds_the_checked_small_plotly_bundle_and_refuses_a_changed_one(tmp_path, monkeypatch):
+    from agebatch.common import vendored
+
+    results_file = tmp_path / "r.csv"
+    results_file.write_text(results.header("csv") + results.encode_rows([face("a/1.jpg", 0, 30.0, "male")], "csv"))
+    out = tmp_path / "r.html"
+    write_report(build_report([results_file]), out)
+    page = out.read_text()
+    assert "plotly.js (basic - minified)" in page and len(page) < 2_000_000
+    changed = tmp_path / "vendor"
+    changed.mkdir()
+    (changed / "plotly-basic.min.js").write_text("alert('not plotly')")
+    monkeypatch.setattr(vendored, "VENDOR_DIR", changed)
+    with pytest.raises(ReportError, match="not the file agebatch shipped"):
+        write_report(build_report([results_file]), tmp_path / "r2.html")
+    assert not (tmp_path / "r2.html").exists()

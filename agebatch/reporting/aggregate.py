@@ -25,7 +25,10 @@ from agebatch.common.text import one_line
 from agebatch.contract import AGE_BAND_LABELS, AGE_BANDS, GENDERS, REPORT_MAX_AGE, age_band
 from agebatch.reporting import timeline
 from agebatch.reporting.estimates import error_rates, share_with_interval
+from agebatch.reporting.options import BREAKDOWNS, ReportOptions
 from agebatch.results import reason_group
+
+_DEFAULTS = ReportOptions()
 
 REQUIRED_COLUMNS = ("path", "face", "age", "gender", "gender_prob", "status", "error")
 MAX_AGE = REPORT_MAX_AGE
@@ -154,7 +157,11 @@ def _parent(paths: pd.Series) -> pd.Series:
     return parts[0].where(parts[1] == "/", ".")
 
 
-def tally_file(path: str | os.PathLike, min_gender_prob: float = 0.0, low_confidence: float = 0.6) -> Tally:
+def tally_file(
+    path: str | os.PathLike,
+    min_gender_prob: float = _DEFAULTS.min_gender_prob,
+    low_confidence: float = _DEFAULTS.low_confidence,
+) -> Tally:
     """Stream one results file into a ``Tally``."""
     path = Path(path)
     tally = Tally(name=path.name)
@@ -352,15 +359,21 @@ def combine(tallies: list[Tally]) -> Tally:
 
 def build_report(
     paths: Iterable[str | os.PathLike],
-    depth: int = 1,
-    min_gender_prob: float = 0.0,
-    low_confidence: float = 0.6,
+    depth: int = _DEFAULTS.depth,
+    min_gender_prob: float = _DEFAULTS.min_gender_prob,
+    low_confidence: float = _DEFAULTS.low_confidence,
     model_card: dict | None = None,
+    by: Iterable[str] = _DEFAULTS.by,
 ) -> dict:
-    """Aggregate one or more results files into the report's data (``--format json`` writes this)."""
+    """Aggregate one or more results files into the report's data (``--format json`` writes this).
+    ``by`` orders the page's comparisons (folders, capture dates); the data holds both either way."""
     paths = [Path(p) for p in paths]
     if not paths:
         raise ReportError("no results file given")
+    by = list(dict.fromkeys(by))
+    unknown = [b for b in by if b not in BREAKDOWNS]
+    if unknown or not by:
+        raise ReportError(f"cannot break down by {', '.join(unknown) or 'nothing'}: choose {' or '.join(BREAKDOWNS)}")
     tallies = [tally_file(p, min_gender_prob, low_confidence) for p in paths]
     overall = tallies[0] if len(tallies) == 1 else combine(tallies)
     card = _card_summary(model_card)
@@ -370,7 +383,7 @@ def build_report(
     return {
         "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "inputs": [str(p) for p in paths],
-        "settings": {"depth": depth, "min_gender_prob": min_gender_prob, "low_confidence": low_confidence},
+        "settings": {"depth": depth, "min_gender_prob": min_gender_prob, "low_confidence": low_confidence, "by": by},
         "model_card": card,
         "overall": summaries[0],
         "files": summaries[1:],
@@ -461,7 +474,7 @@ def _is_report(path: Path) -> bool:
     return html or (head.lstrip().startswith(b"{") and b'"created"' in head and b'"inputs"' in head)
 
 
-def write_report(data: dict, out: str | os.PathLike, fmt: str = "html", bins: int = 5) -> Path:
+def write_report(data: dict, out: str | os.PathLike, fmt: str = "html", bins: int = _DEFAULTS.bins) -> Path:
     """Write the report atomically (temporary file, then rename) as HTML or JSON."""
     out = Path(out)
     try:
@@ -473,10 +486,14 @@ def write_report(data: dict, out: str | os.PathLike, fmt: str = "html", bins: in
     return atomic.write_text(out, report_text(data, fmt, bins))
 
 
-def report_text(data: dict, fmt: str = "html", bins: int = 5) -> str:
+def report_text(data: dict, fmt: str = "html", bins: int = _DEFAULTS.bins) -> str:
     """The report as text: the HTML page, or the aggregates as JSON."""
     if fmt == "json":
         return json.dumps(data, indent=1)
+    from agebatch.common.vendored import VendoredFileError
     from agebatch.reporting.html import render
 
-    return render(data, bins=bins)
+    try:
+        return render(data, bins=bins)
+    except VendoredFileError as exc:
+        raise ReportError(str(exc)) from exc

@@ -12,13 +12,16 @@ import html
 import json
 
 import plotly.graph_objects as go
-from plotly.offline import get_plotlyjs
 from plotly.utils import PlotlyJSONEncoder
 
 from agebatch.common.htmlpage import page
 from agebatch.common.text import percent
+from agebatch.common.vendored import read_vendored
 from agebatch.contract import AGE_BAND_LABELS
 from agebatch.contract import REPORT_MAX_AGE as MAX_AGE
+from agebatch.reporting.options import BREAKDOWNS, ReportOptions
+
+PLOTLY_BUNDLE = "plotly-basic.min.js"  # bar and scatter are all the report draws
 
 FOLDER_CHART_CAP = 40
 FOLDER_TABLE_CAP = 2000
@@ -404,7 +407,20 @@ def _time_section(summary: dict, charts: _Charts) -> str:
         if undated
         else ""
     )
-    return f"<h2>Over time</h2>{charts.add(figure)}{charts.add(share_figure, 340)}{note}"
+    table = _table(
+        [time["granularity"], "faces", "median age", "female share, counted (95%)", "corrected (95%)"],
+        [
+            [
+                p["period"],
+                p["faces"],
+                p["median_age"] if p["median_age"] is not None else "–",
+                _share_text(p["female_share"]),
+                _share_text(p["female_share"], corrected=True),
+            ]
+            for p in periods
+        ],
+    )
+    return f"<h2>Over time</h2>{charts.add(figure)}{charts.add(share_figure, 340)}{table}{note}"
 
 
 def _confidence_section(summary: dict, charts: _Charts) -> str:
@@ -519,7 +535,7 @@ def _per_source(sources: dict) -> str:
     return f"<p class='meta'>By test collection:</p><ul class='meta'>{''.join(lines)}</ul>" if lines else ""
 
 
-def render(data: dict, bins: int = 5) -> str:
+def render(data: dict, bins: int = ReportOptions.bins) -> str:
     """The whole report as one HTML document."""
     summary = data["overall"]
     charts = _Charts()
@@ -533,8 +549,10 @@ def render(data: dict, bins: int = 5) -> str:
         )
         sections.append(charts.add(_age_figure(summary["age_histogram_by_gender"], "Estimated age by gender", bins)))
         sections.append(_gender_section(summary, charts))
-        sections.append(_folder_section(summary, charts, depth))
-        sections.append(_time_section(summary, charts))
+        for breakdown in data["settings"].get("by") or BREAKDOWNS:  # the order the user asked for
+            sections.append(
+                _folder_section(summary, charts, depth) if breakdown == "folder" else _time_section(summary, charts)
+            )
         sections.append(_confidence_section(summary, charts))
     else:
         sections.append(
@@ -546,4 +564,4 @@ def render(data: dict, bins: int = 5) -> str:
     model = _e((data.get("model_card") or {}).get("name") or "unknown")
     meta = f"<p class='meta'>Created {_e(data['created'])} · inputs: {inputs} · model: {model}</p>"
     body = f"<h1>agebatch report</h1>{meta}{''.join(sections)}{charts.script()}<script>{SORT_JS}</script>"
-    return page("agebatch report", body, style=CSS, head_scripts=(get_plotlyjs(),))
+    return page("agebatch report", body, style=CSS, head_scripts=(read_vendored(PLOTLY_BUNDLE).decode("utf-8"),))

@@ -8,6 +8,7 @@ from agebatch.common.settings import setting
 
 REPORT_FORMATS = ("html", "json")
 BIN_WIDTHS = (1, 5)  # years per bar of the age histograms
+BREAKDOWNS = ("folder", "taken_at")  # what the comparison charts and tables compare
 
 
 @dataclass(frozen=True)
@@ -18,3 +19,8 @@ class ReportOptions:
     bins: int = setting(5, "Default age histogram bin width in years.")
     min_gender_prob: float = setting(0.0, "Leave faces with a less confident gender call out of gender splits.")
     low_confidence: float = setting(0.6, "Gender calls below this probability count as low confidence.")
+    by: tuple[str, ...] = setting(
+        BREAKDOWNS,
+        "Compare faces by folder and/or by taken_at (capture date), in this order; repeat to give both. "
+        "Defaults to both.",
+    )
