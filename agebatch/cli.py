@@ -34,6 +34,14 @@ except ImportError:  # pragma: no cover - older typer with click installed
 
 EXIT_OK, EXIT_UNEXPECTED, EXIT_USAGE, EXIT_NO_FACE = 0, 1, 2, 3  # interrupted: 128 + signal (130, 143)
 
+
+def _argument_type_hidden(self, ctx) -> None:
+    """Arguments name their values in their metavar (PATH..., IMAGE); typer would append a Python type."""
+    return None
+
+
+typer.core.TyperArgument.display_type_rich = _argument_type_hidden
+
 app = typer.Typer(
     name="agebatch",
     help="Estimate age and gender for every face in a folder of photos, and report on the results.",
@@ -150,7 +158,8 @@ FlipAverageOption = Annotated[
     ),
 ]
 ModelOption = Annotated[
-    Path | None, typer.Option(help="Model file (.keras); default: the shipped model or $AGEBATCH_MODEL.")
+    Path | None,
+    typer.Option(help="Model file (.keras); default: the shipped model or $AGEBATCH_MODEL.", metavar="MODEL"),
 ]
 
 
@@ -180,10 +189,12 @@ def scan(
         typer.Argument(
             help="Image files and/or folders to scan; - reads the paths from stdin.",
             show_default=False,
-            metavar="PATH...",
+            metavar="PATH",
         ),
     ],
-    out: Annotated[Path, typer.Option("--out", "-o", help="Results file to write (CSV or JSONL); - for stdout.")],
+    out: Annotated[
+        Path, typer.Option("--out", "-o", help="Results file to write (CSV or JSONL); - for stdout.", metavar="FILE")
+    ],
     fmt: Annotated[
         Format | None, typer.Option("--format", "-f", help="Output format (default: from --out's extension, else csv).")
     ] = None,
@@ -365,9 +376,11 @@ def models(
 @app.command()
 def merge(
     parts: Annotated[
-        list[Path], typer.Argument(help="Results files of one scan's shards.", show_default=False, metavar="PART...")
+        list[Path], typer.Argument(help="Results files of one scan's shards.", show_default=False, metavar="PART")
     ],
-    out: Annotated[Path, typer.Option("--out", "-o", help="Results file to write (all the parts, once each).")],
+    out: Annotated[
+        Path, typer.Option("--out", "-o", help="Results file to write (all the parts, once each).", metavar="FILE")
+    ],
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print nothing but errors.")] = False,
 ) -> None:
     """Put the shards of one scan together: refuses overlapping parts and parts with other columns."""
@@ -396,9 +409,9 @@ Examples:
 def report(
     results_files: Annotated[
         list[Path],
-        typer.Argument(help="One or more results files from agebatch scan.", show_default=False, metavar="RESULTS..."),
+        typer.Argument(help="One or more results files from agebatch scan.", show_default=False, metavar="RESULTS"),
     ],
-    out: Annotated[Path, typer.Option("--out", "-o", help="Report file to write; - for stdout.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Report file to write; - for stdout.", metavar="FILE")],
     fmt: Annotated[
         ReportFormat, typer.Option("--format", "-f", help="html (self-contained page) or json (aggregates).")
     ] = ReportFormat(REPORT_FORMATS[0]),
@@ -415,7 +428,9 @@ def report(
     ],
     model_card: Annotated[
         Path | None,
-        typer.Option(help="Model card JSON for the 'how to read this' figures (default: the shipped model's)."),
+        typer.Option(
+            help="Model card JSON for the 'how to read this' figures (default: the shipped model's).", metavar="FILE"
+        ),
     ] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print nothing but errors.")] = False,
 ) -> None:
@@ -574,16 +589,16 @@ def evaluate(
         typer.Argument(
             help="Labelled faces: UTKFace-style folders, folders with labels.csv, or CSVs.",
             show_default=False,
-            metavar="DATA...",
+            metavar="DATA",
         ),
     ],
     model: ModelOption = None,
     split_file: Annotated[
-        Path | None, typer.Option("--split", help="split.csv from training: score only its test part.")
+        Path | None, typer.Option("--split", help="split.csv from training: score only its test part.", metavar="FILE")
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print all figures as JSON.")] = False,
-    html: Annotated[Path | None, typer.Option(help="Also write an HTML report with plots.")] = None,
-    limit: Annotated[int | None, typer.Option(help="Score at most this many images.", min=1)] = None,
+    html: Annotated[Path | None, typer.Option(help="Also write an HTML report with plots.", metavar="FILE")] = None,
+    limit: Annotated[int | None, typer.Option(help="Score at most this many images.", min=1, metavar="N")] = None,
     flip_average: FlipAverageOption = False,
 ) -> None:
     """Score a model on labelled faces: age MAE, RMSE, gender accuracy, per age band, gender and race."""
@@ -612,17 +627,21 @@ def evaluate(
 @app.command()
 def combine(
     models: Annotated[
-        list[Path], typer.Argument(help="Two or more saved models trained on the same split.", metavar="MODEL...")
+        list[Path], typer.Argument(help="Two or more saved models trained on the same split.", metavar="MODEL")
     ],
-    data_dir: Annotated[Path, typer.Option("--data", help="The UTKFace-style folder they were trained on.")],
-    split_file: Annotated[Path, typer.Option("--split", help="The split.csv they were trained on.")],
-    out: Annotated[Path, typer.Option(help="Folder for the combined model, its twin, split and card.")] = Path(
-        "combined"
-    ),
+    data_dir: Annotated[
+        Path, typer.Option("--data", help="The UTKFace-style folder they were trained on.", metavar="DIR")
+    ],
+    split_file: Annotated[Path, typer.Option("--split", help="The split.csv they were trained on.", metavar="FILE")],
+    out: Annotated[
+        Path, typer.Option(help="Folder for the combined model, its twin, split and card.", metavar="DIR")
+    ] = Path("combined"),
     half_precision: Annotated[
         bool, typer.Option(help="Store convolution kernels as float16 (half the size; arithmetic stays float32).")
     ] = True,
-    cache_dir: Annotated[Path | None, typer.Option(help="Cache decoded faces here between runs.")] = None,
+    cache_dir: Annotated[
+        Path | None, typer.Option(help="Cache decoded faces here between runs.", metavar="DIR")
+    ] = None,
 ) -> None:
     """Average several trained models into one (an ensemble), scored on their validation and test faces."""
     quiet.load_tensorflow()
@@ -695,10 +714,11 @@ def _age_text(prediction) -> str:
 
 @app.command()
 def predict(
-    images: Annotated[list[Path], typer.Argument(help="Photos to examine.", show_default=False, metavar="IMAGE...")],
+    images: Annotated[list[Path], typer.Argument(help="Photos to examine.", show_default=False, metavar="IMAGE")],
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
     draw: Annotated[
-        Path | None, typer.Option(help="Save the (single) photo with boxes and labels drawn, as PNG/JPEG.")
+        Path | None,
+        typer.Option(help="Save the (single) photo with boxes and labels drawn, as PNG/JPEG.", metavar="FILE"),
     ] = None,
     detector: DetectorOption = Detector(_scan_default("detector")),
     min_face: MinFaceOption = _scan_default("min_face"),
@@ -785,9 +805,9 @@ def predict(
 @app.command()
 def explain(
     image: Annotated[Path, typer.Argument(help="Photo to explain.", show_default=False, metavar="IMAGE")],
-    out: Annotated[Path, typer.Option("--out", "-o", help="Picture to write (PNG or JPEG).")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Picture to write (PNG or JPEG).", metavar="FILE")],
     head: Annotated[Head, typer.Option(help="Which estimate to explain.")] = Head("gender"),
-    face: Annotated[int | None, typer.Option(help="Explain only this face (0 = largest).", min=0)] = None,
+    face: Annotated[int | None, typer.Option(help="Explain only this face (0 = largest).", min=0, metavar="N")] = None,
     detector: DetectorOption = Detector(_scan_default("detector")),
     min_face: MinFaceOption = _scan_default("min_face"),
     min_score: MinScoreOption = _scan_default("min_score"),

@@ -75,3 +75,17 @@ def test_numeric_defaults_in_the_readme_are_the_commands_defaults(name):
             assert float(getattr(actual, "value", actual)) == float(default), flag.group()
             checked += 1
     assert checked > 0
+
+
+@pytest.mark.parametrize("name", sorted(typer.main.get_command(app).commands))
+def test_help_at_80_columns_names_every_option_in_full_and_no_python_types(name):
+    from typer.testing import CliRunner
+
+    result = CliRunner().invoke(app, [name, "--help"], terminal_width=80, env={"COLUMNS": "80"})
+    assert result.exit_code == 0, result.output
+    text = result.output
+    for param in _command(name).params:
+        for flag in param.opts + param.secondary_opts:
+            if flag.startswith("--"):
+                assert flag in text, flag
+    assert not re.search(r"<(list|int|float|path|text)\b|\[Path\]|\.\.\.\}", text), text
