@@ -150,7 +150,7 @@ def _train_default(name: str):
 # Options that scan, predict and explain share, declared once.
 DetectorOption = Annotated[Detector, _scan("detector", metavar=None)]
 MinFaceOption = Annotated[int, _scan("min_face", min=1)]
-MinScoreOption = Annotated[float, _scan("min_score", min=0.0, max=1.0)]
+MinScoreOption = Annotated[float | None, _scan("min_score", min=0.0, max=1.0, show_default=False)]
 FlipAverageOption = Annotated[
     bool,
     typer.Option(
@@ -161,6 +161,16 @@ ModelOption = Annotated[
     Path | None,
     typer.Option(help="Model file (.keras); default: the shipped model or $AGEBATCH_MODEL.", metavar="MODEL"),
 ]
+
+
+def _check_detector(detector: Detector) -> None:
+    from agebatch.common.vendored import VendoredFileError
+    from agebatch.scanning.faces import check_detector
+
+    try:
+        check_detector(detector.value)
+    except VendoredFileError as exc:
+        raise Fail(str(exc)) from exc
 
 
 def _predictor(model: Path | None, batch_size: int, engine: Engine = Engine.auto, flip_average: bool = False):
@@ -269,6 +279,7 @@ def scan(
     from agebatch.scanning.discovery import check_paths
 
     check_paths(paths)
+    _check_detector(detector)
     ray_options = None
     if ray or ray_address:
         from agebatch.scanning.distributed import RayOptions, RayUnavailable, require_ray
@@ -679,7 +690,7 @@ def combine(
     )
 
 
-def _analyse(image: Path, predictor, detector: Detector, min_face: int, min_score: float):
+def _analyse(image: Path, predictor, detector: Detector, min_face: int, min_score: float | None):
     from agebatch.scanning.images import ImageError
     from agebatch.scanning.photo import analyse
 
@@ -741,6 +752,7 @@ def predict(
         raise Fail("--draw takes exactly one image")
     if draw is not None:
         _check_picture_out(draw, images)
+    _check_detector(detector)
     predictor = _predictor(model, _scan_default("batch_size"), flip_average=flip_average)
     records = []
     failed = 0
@@ -817,6 +829,7 @@ def explain(
     _check_picture_out(out, [image])
     if not image.is_file():
         raise Fail(f"no such image: {image}")
+    _check_detector(detector)
     predictor = _predictor(model, _scan_default("batch_size"))
     from agebatch.scanning.explain import explain_photo
 

@@ -23,7 +23,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from agebatch import results
-from agebatch.scanning.options import ScanOptions
+from agebatch.scanning.options import TENSORFLOW_DETECTORS, ScanOptions
 from agebatch.scanning.pipeline import Pipeline, Work, pending_work, rows_of
 from agebatch.scanning.predictor import Predictor
 
@@ -86,7 +86,7 @@ class ScanActor:
 
         shard = options.pop("shard", None)
         self.options = ScanOptions(**options, shard=Shard(**shard) if shard else None)
-        if self.options.detector != "none":
+        if self.options.detector in TENSORFLOW_DETECTORS:
             from agebatch.common import quiet
 
             quiet.load_tensorflow()

@@ -9,52 +9,19 @@ square, eyes level, centred between the eyes and the mouth, 1.13x the detector's
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
-from typing import Protocol
 
 import numpy as np
 from PIL import Image
 
-from agebatch.scanning.options import DEFAULT_MIN_FACE, DEFAULT_MIN_SCORE
+from agebatch.scanning.facebox import DETECT_SIDE, MTCNN_MIN_FACE, Detector, Face
+from agebatch.scanning.options import DEFAULT_MIN_FACE, DEFAULT_MIN_SCORE, DETECTORS, score_threshold
+
+__all__ = ["DETECT_SIDE", "Detector", "Face", "check_detector", "crop_face", "find_faces", "make_detector"]
 
 # Measured on UTKFace crops with MTCNN: box side (sqrt(w*h)) is 0.885 of the crop side, and the crop
 # centre lies 0.014 box sides below the midpoint between eye centre and mouth centre.
 UTK_BOX_TO_CROP = 1 / 0.885
 UTK_CENTRE_BELOW_EYE_MOUTH = 0.014
-DETECT_SIDE = 1280  # longer side of the copy the detector runs on
-MTCNN_MIN_FACE = 20  # mtcnn 1.0.0 finds nothing with any other min_face_size
-
-
-@dataclass
-class Face:
-    """A detected face, in pixels of the (EXIF-rotated) image it was found in."""
-
-    x: float
-    y: float
-    width: float
-    height: float
-    score: float
-    landmarks: dict[str, tuple[float, float]] = field(default_factory=dict)
-
-    @property
-    def side(self) -> float:
-        return math.sqrt(max(self.width, 1e-6) * max(self.height, 1e-6))
-
-    def scaled(self, factor: float) -> Face:
-        return Face(
-            self.x * factor,
-            self.y * factor,
-            self.width * factor,
-            self.height * factor,
-            self.score,
-            {k: (u * factor, v * factor) for k, (u, v) in self.landmarks.items()},
-        )
-
-
-class Detector(Protocol):
-    name: str
-
-    def detect(self, image: Image.Image) -> list[Face]: ...
 
 
 class WholeImageDetector:
@@ -62,7 +29,7 @@ class WholeImageDetector:
 
     name = "none"
 
-    def detect(self, image: Image.Image) -> list[Face]:
+    def detect(self, image: Image.Image, scale: float = 1.0) -> list[Face]:
         return [Face(0.0, 0.0, float(image.width), float(image.height), 1.0)]
 
 
@@ -93,7 +60,9 @@ class MtcnnDetector:
             self._mtcnn = MTCNN(device="CPU:0")
         return self._mtcnn
 
-    def detect(self, image: Image.Image) -> list[Face]:
+    def detect(self, image: Image.Image, scale: float = 1.0) -> list[Face]:
+        if image.mode != "RGB":  # MTCNN takes three channels only
+            image = image.convert("RGB")
         factor = min(1.0, self.detect_side / max(image.size))
         small = (
             image
@@ -115,18 +84,34 @@ class MtcnnDetector:
             x, y, w, h = (float(v) for v in item["box"])
             marks = {k: (float(u), float(v)) for k, (u, v) in item.get("keypoints", {}).items()}
             face = Face(x, y, w, h, float(item["confidence"]), marks).scaled(1 / factor)
-            if face.score >= self.min_score and face.side >= self.min_face:
+            if face.score >= self.min_score and face.side * scale >= self.min_face:
                 faces.append(face)
         faces.sort(key=lambda f: -f.width * f.height)
         return faces
 
 
-def make_detector(name: str, min_face: int = DEFAULT_MIN_FACE, min_score: float = DEFAULT_MIN_SCORE) -> Detector:
+def make_detector(name: str, min_face: int = DEFAULT_MIN_FACE, min_score: float | None = None) -> Detector:
+    """The detector ``name`` (one of ``options.DETECTORS``); ``min_score`` None means its own threshold."""
+    if name not in DETECTORS:
+        raise ValueError(f"unknown detector {name!r} (choose {', '.join(DETECTORS)})")
+    threshold = score_threshold(name, min_score)
     if name == "none":
         return WholeImageDetector()
-    if name == "mtcnn":
-        return MtcnnDetector(min_face=min_face, min_score=min_score)
-    raise ValueError(f"unknown detector {name!r} (choose mtcnn or none)")
+    if name == "blazeface":
+        from agebatch.scanning.blazeface import BlazeFaceDetector
+
+        return BlazeFaceDetector(min_face=min_face, min_score=threshold)
+    return MtcnnDetector(min_face=min_face, min_score=threshold)
+
+
+def check_detector(name: str) -> None:
+    """Read the detector's model file now (BlazeFace's is checked by SHA-256), so a missing or altered
+    file is one clear error before a run starts rather than an error row for every image."""
+    if name == "blazeface":
+        from agebatch.common.vendored import read_vendored
+        from agebatch.scanning.blazeface import SHORT_RANGE
+
+        read_vendored(SHORT_RANGE.file)
 
 
 def framing(face: Face) -> tuple[float, float, float, float]:
@@ -173,18 +158,23 @@ def crop_face(image: Image.Image, face: Face, size: int, whole_image: bool = Fal
     return region
 
 
-def decode_side(whole_image: bool, image_size: int) -> int:
-    """How many pixels (longer side) a photo needs once decoded: for detection ~DETECT_SIDE, for a
-    whole-image "face" a little more than the model's input. Big JPEGs are decoded at reduced scale."""
-    return 2 * image_size if whole_image else 2 * DETECT_SIDE
+def decode_side(detector: str, image_size: int) -> int:
+    """How many pixels (longer side) a photo needs once decoded: for a whole-image "face" a little
+    more than the model's input; for BlazeFace the side it searches at most (``DETECT_SIDE``); for
+    MTCNN twice that. Big JPEGs are decoded at reduced scale (draft mode)."""
+    if detector == "none":
+        return 2 * image_size
+    return DETECT_SIDE if detector == "blazeface" else 2 * DETECT_SIDE
 
 
-def find_faces(image: Image.Image, detector: Detector, size: int) -> tuple[list[Face], list[np.ndarray]]:
+def find_faces(
+    image: Image.Image, detector: Detector, size: int, scale: float = 1.0
+) -> tuple[list[Face], list[np.ndarray]]:
     """Detect the faces in ``image`` and cut the model's ``size`` x ``size`` uint8 crop of each.
 
     The one path from a decoded picture to model input, shared by ``scan`` and ``predict``/``explain``.
     """
     whole_image = isinstance(detector, WholeImageDetector)
-    found = detector.detect(image)
+    found = detector.detect(image, scale)
     crops = [np.asarray(crop_face(image, face, size, whole_image), dtype=np.uint8) for face in found]
     return found, crops

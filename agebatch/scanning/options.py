@@ -11,11 +11,14 @@ from dataclasses import dataclass
 from agebatch.common.settings import setting
 from agebatch.scanning.sharding import Shard
 
-DETECTORS = ("mtcnn", "none")  # "none": each whole image is one face crop
+DETECTORS = ("mtcnn", "blazeface", "none")  # "none": each whole image is one face crop
 DEFAULT_DETECTOR = "mtcnn"
 DEFAULT_MIN_FACE = 40  # pixels of the original image; smaller faces are too blurred to judge
-# MTCNN's own output threshold; measured: 99.7% of portraits found, no false positives on face-less photos.
-DEFAULT_MIN_SCORE = 0.8
+# Each detector's confidence threshold (scores are not comparable across detectors), chosen on the
+# recall and false-positive sets of benchmarks/detectors.py.
+DETECTOR_MIN_SCORE = {"mtcnn": 0.8, "blazeface": 0.7, "none": 0.0}
+DEFAULT_MIN_SCORE = DETECTOR_MIN_SCORE[DEFAULT_DETECTOR]
+TENSORFLOW_DETECTORS = ("mtcnn",)  # the detectors that import TensorFlow (slow to start)
 DEFAULT_BATCH_SIZE = 64
 ENGINES = ("auto", "keras", "tflite")  # auto: the .tflite twin beside the .keras file when there is one
 EXPLAIN_HEADS = ("age", "gender")  # the estimates Grad-CAM can explain
@@ -29,12 +32,22 @@ class ScanOptions:
     exclude: tuple[str, ...] = setting((), "Skip files/folders matching this glob (repeatable).")
     follow_symlinks: bool = setting(False, "Follow symbolic links to folders (loops are detected).")
     detector: str = setting(
-        DEFAULT_DETECTOR, "Face detector; 'none' treats each image as one face crop (e.g. UTKFace)."
+        DEFAULT_DETECTOR,
+        "Face detector: mtcnn, blazeface (fast, no TensorFlow), or none (each image is one face crop, e.g. UTKFace).",
     )
     min_face: int = setting(DEFAULT_MIN_FACE, "Ignore faces smaller than this many pixels.")
-    min_score: float = setting(DEFAULT_MIN_SCORE, "Detector confidence a face needs.")
+    min_score: float | None = setting(None, "Detector confidence a face needs (default: the detector's own).")
     batch_size: int = setting(DEFAULT_BATCH_SIZE, "Faces per model batch.")
     jobs: int | None = setting(None, "Decode/detect threads (default: one per core).")
     shard: Shard | None = setting(
         None, "Scan only shard I of N (I/N, or auto/N from $JOB_COMPLETION_INDEX or $SLURM_ARRAY_TASK_ID)."
     )
+
+    def score_threshold(self) -> float:
+        """``min_score``, or the chosen detector's own threshold when none was given."""
+        return score_threshold(self.detector, self.min_score)
+
+
+def score_threshold(detector: str, min_score: float | None) -> float:
+    """The confidence a face needs: ``min_score`` if given, else ``detector``'s own threshold."""
+    return DETECTOR_MIN_SCORE[detector] if min_score is None else min_score

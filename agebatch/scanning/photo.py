@@ -37,12 +37,12 @@ def analyse(
     predictor: Predictor,
     detector: str = options.DEFAULT_DETECTOR,
     min_face: int = options.DEFAULT_MIN_FACE,
-    min_score: float = options.DEFAULT_MIN_SCORE,
+    min_score: float | None = None,
 ) -> PhotoResult:
     """Every face in one photo with its prediction; raises ``images.ImageError`` for unusable files."""
-    decoded = images.decode(path, max_side=faces.decode_side(detector == "none", predictor.image_size))
+    decoded = images.decode(path, max_side=faces.decode_side(detector, predictor.image_size))
     found, crops = faces.find_faces(
-        decoded.image, faces.make_detector(detector, min_face, min_score), predictor.image_size
+        decoded.image, faces.make_detector(detector, min_face, min_score), predictor.image_size, decoded.scale
     )
     results = []
     if crops:

@@ -36,13 +36,13 @@ class Pipeline:
     def __init__(self, options: ScanOptions, image_size: int) -> None:
         self.options = options
         self.image_size = image_size
-        self.decode_side = faces.decode_side(options.detector == "none", image_size)
+        self.decode_side = faces.decode_side(options.detector, image_size)
         self._local = threading.local()
 
     def detector(self) -> faces.Detector:
         if not hasattr(self._local, "detector"):  # one per thread: MTCNN keeps per-call state
             self._local.detector = faces.make_detector(
-                self.options.detector, self.options.min_face, self.options.min_score
+                self.options.detector, self.options.min_face, self.options.score_threshold()
             )
         return self._local.detector
 
@@ -56,7 +56,7 @@ class Pipeline:
             return work
         work.taken_at = decoded.taken_at
         try:
-            found, work.crops = faces.find_faces(decoded.image, self.detector(), self.image_size)
+            found, work.crops = faces.find_faces(decoded.image, self.detector(), self.image_size, decoded.scale)
             work.faces = [face.scaled(decoded.scale) for face in found]
         except Exception as exc:  # a detector failure on one odd image must not end the run
             work.faces, work.crops = [], []

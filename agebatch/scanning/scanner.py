@@ -25,7 +25,7 @@ import pandas as pd
 from agebatch import results
 from agebatch.common.text import count
 from agebatch.scanning import discovery
-from agebatch.scanning.options import ScanOptions
+from agebatch.scanning.options import TENSORFLOW_DETECTORS, ScanOptions
 from agebatch.scanning.pipeline import Pipeline, Work, pending_work, rows_of
 from agebatch.scanning.predictor import Predictor
 
@@ -100,7 +100,7 @@ def iter_scan(
     ``skip(key)`` lets ``--resume`` leave out images already in the output.
     """
     options = options or ScanOptions()
-    if options.detector != "none":
+    if options.detector in TENSORFLOW_DETECTORS:
         from agebatch.common import quiet
 
         quiet.load_tensorflow()  # the detector needs it: import once here, not in every worker thread
@@ -177,8 +177,10 @@ def provenance(predictor: Predictor, options: ScanOptions | None) -> dict:
     from agebatch import __version__
     from agebatch.scanning.engines import file_sha256
 
-    settings = asdict(options or ScanOptions())
-    settings["shard"] = str(options.shard) if options and options.shard else None
+    options = options or ScanOptions()
+    settings = asdict(options)
+    settings["shard"] = str(options.shard) if options.shard else None
+    settings["min_score"] = options.score_threshold()  # the threshold used, not "the detector's own"
     return {
         "agebatch": __version__,
         "model": predictor.model_path.name,

@@ -1,0 +1,340 @@
+"""BlazeFace (MediaPipe's face detector) through LiteRT: a small single-shot network, no TensorFlow.
+
+The model sees a fixed square (192 px for the full-range model) and finds faces from about a tenth of
+that side upwards, so a photo is searched as a pyramid of square tiles: the whole photo first, then
+tiles small enough that a face of ``min_face`` original pixels is still ``SMALLEST_FACE`` of a tile.
+Tiles overlap by the largest face the level is responsible for, so every face lies whole in some
+tile; detections from all tiles are merged by non-maximum suppression.
+
+The network's six keypoints (eyes, nose tip, mouth centre, ears) give the eye-levelled crop its
+landmarks. Its box is tighter than MTCNN's; ``faces.framing`` turns either into the UTKFace framing
+with constants measured per detector (``benchmarks/detector_framing.py``).
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+from dataclasses import dataclass
+from functools import cached_property
+
+import numpy as np
+from PIL import Image
+
+from agebatch.common.vendored import read_vendored
+from agebatch.scanning.facebox import DETECT_SIDE, MTCNN_MIN_FACE, Face
+
+SCORE_CLIP = 100.0  # raw logits are clipped before the sigmoid, as MediaPipe does
+NMS_IOU = 0.3  # boxes overlapping more than this are one face
+PROPOSAL_SCORE = 0.4  # first pass: permissive, every proposal gets a second look (scored by min_score)
+MIRROR_SCORE = 0.1  # the mirrored second look: anything weaker counts as nothing
+SECOND_LOOK_FACE = 0.3  # of the second look's tile side: where true and false faces part best
+SMALLEST_FACE = 0.2  # of the tile side: smaller faces are found unreliably
+LARGEST_FACE = 0.4  # of the tile side: a level hands faces above this to the coarser level
+# BlazeFace's square box against MTCNN's on the same faces (medians, benchmarks/detector_framing.py):
+# MTCNN's box is this much wider and taller than BlazeFace's side, its centre this many sides higher,
+# and MTCNN's mouth-corner midpoint this many sides above BlazeFace's mouth centre.
+MTCNN_WIDTH_PER_SIDE = 0.863
+MTCNN_HEIGHT_PER_SIDE = 1.081
+MTCNN_CENTRE_ABOVE = 0.056
+MTCNN_MOUTH_ABOVE = 0.034
+MTCNN_SIDE_PER_BOX_SIDE = 0.965  # sqrt(w*h) of MTCNN's box over BlazeFace's side
+
+
+@dataclass(frozen=True)
+class BlazeFaceModel:
+    """One BlazeFace variant: its file, input side and anchor layout (feature-map strides, anchors per cell)."""
+
+    file: str
+    side: int
+    layers: tuple[tuple[int, int], ...]  # (stride, anchors per cell), in output order
+
+    def anchors(self) -> np.ndarray:
+        """(N, 2) anchor centres in [0, 1] tile coordinates, in the order the network's outputs use."""
+        centres = []
+        for stride, per_cell in self.layers:
+            cells = math.ceil(self.side / stride)
+            grid = (np.arange(cells, dtype=np.float32) + 0.5) / cells
+            ys, xs = np.meshgrid(grid, grid, indexing="ij")
+            centres.append(np.repeat(np.stack([xs.ravel(), ys.ravel()], axis=1), per_cell, axis=0))
+        return np.concatenate(centres)
+
+
+FULL_RANGE = BlazeFaceModel("blazeface_full_range.tflite", 192, ((4, 1),))
+SHORT_RANGE = BlazeFaceModel("blazeface_short_range.tflite", 128, ((8, 2), (16, 6)))
+
+
+@dataclass
+class TileDetection:
+    """A face in tile coordinates ([0, 1] of the tile's side): box centre and size, keypoints, score."""
+
+    cx: float
+    cy: float
+    w: float
+    h: float
+    keypoints: np.ndarray  # (6, 2)
+    score: float
+
+
+class BlazeFaceNetwork:
+    """The LiteRT interpreter of one model; ``run`` is safe to call from several threads (one at a time)."""
+
+    def __init__(self, model: BlazeFaceModel = FULL_RANGE, threads: int = 1) -> None:
+        from ai_edge_litert.interpreter import Interpreter
+
+        from agebatch.common import quiet
+
+        self.model = model
+        with quiet.native_stderr_silenced():
+            self._interpreter = Interpreter(model_content=read_vendored(model.file), num_threads=threads)
+            self._interpreter.allocate_tensors()
+        self._input = self._interpreter.get_input_details()[0]["index"]
+        outputs = sorted(self._interpreter.get_output_details(), key=lambda d: -int(d["shape"][-1]))
+        self._boxes, self._scores = outputs[0]["index"], outputs[1]["index"]
+        self._lock = threading.Lock()
+
+    @cached_property
+    def _anchors(self) -> np.ndarray:
+        return self.model.anchors()
+
+    def run(self, tile: np.ndarray, min_score: float) -> list[TileDetection]:
+        """Faces in one ``side`` x ``side`` RGB uint8 tile scoring at least ``min_score``."""
+        side = self.model.side
+        batch = (tile.astype(np.float32) / 127.5 - 1.0)[None]
+        with self._lock:
+            self._interpreter.set_tensor(self._input, batch)
+            self._interpreter.invoke()
+            raw = self._interpreter.get_tensor(self._boxes)[0]
+            logits = self._interpreter.get_tensor(self._scores)[0, :, 0]
+        scores = 1.0 / (1.0 + np.exp(-np.clip(logits.astype(np.float64), -SCORE_CLIP, SCORE_CLIP)))
+        found = []
+        for i in np.flatnonzero(scores >= min_score):
+            ax, ay = self._anchors[i]
+            values = raw[i] / side
+            points = values[4:16].reshape(6, 2) + (ax, ay)
+            found.append(TileDetection(ax + values[0], ay + values[1], values[2], values[3], points, float(scores[i])))
+        return found
+
+
+def pyramid(width: int, height: int, min_face: float) -> list[tuple[float, list[tuple[float, float]]]]:
+    """The levels a photo is searched at, coarsest first: (tile side, tile origins) in image pixels.
+
+    The finest level's tiles are just small enough that a ``min_face`` face is ``SMALLEST_FACE`` of
+    a tile; each coarser level's tiles are ``LARGEST_FACE / SMALLEST_FACE`` times bigger, so every
+    face size falls in one level's reliable range; the last level is the whole photo. Tiles of a
+    level overlap by the largest face it must find, so each such face lies whole in one tile."""
+    longest = float(max(width, height))
+    levels = []
+    side = max(1.0, min_face) / SMALLEST_FACE
+    while side < longest:
+        overlap = LARGEST_FACE * side
+        levels.append((side, [(x, y) for y in _starts(height, side, overlap) for x in _starts(width, side, overlap)]))
+        side *= LARGEST_FACE / SMALLEST_FACE
+    levels.append((longest, [(0.0, 0.0)]))
+    return levels[::-1]
+
+
+def _starts(extent: int, tile: float, overlap: float) -> list[float]:
+    """Tile origins along one axis: covering ``extent`` with neighbours sharing ``overlap``."""
+    if tile >= extent:
+        return [0.0]
+    count = math.ceil((extent - overlap) / (tile - overlap))
+    step = (extent - tile) / (count - 1) if count > 1 else 0.0
+    return [i * step for i in range(count)]
+
+
+def cut_tile(image: Image.Image, left: float, top: float, side: float, size: int) -> np.ndarray:
+    """The ``size`` x ``size`` tile of ``image`` at (left, top, side), as uint8 RGB; the part of the
+    square outside the photo is black (letterboxing)."""
+    scale = size / side
+    x0, y0 = max(0.0, left), max(0.0, top)
+    x1, y1 = min(float(image.width), left + side), min(float(image.height), top + side)
+    if x1 - x0 < 1 or y1 - y0 < 1:  # the square lies outside the photo
+        return np.zeros((size, size, 3), np.uint8)
+    width, height = min(size, max(1, round((x1 - x0) * scale))), min(size, max(1, round((y1 - y0) * scale)))
+    part = np.asarray(image.resize((width, height), Image.Resampling.BILINEAR, box=(x0, y0, x1, y1)), np.uint8)
+    if (width, height) == (size, size):
+        return part
+    tile = np.zeros((size, size, 3), np.uint8)
+    ox, oy = min(size - width, round((x0 - left) * scale)), min(size - height, round((y0 - top) * scale))
+    tile[oy : oy + height, ox : ox + width] = part
+    return tile
+
+
+def merge_overlapping(boxes: np.ndarray, scores: np.ndarray, iou: float = NMS_IOU) -> list[list[int]]:
+    """Groups of box indices that are one face: each group is led by its best box and holds every
+    box overlapping that one by more than ``iou`` (boxes are x0, y0, x1, y1). Best groups first."""
+    order = list(np.argsort(-scores))
+    areas = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
+    groups: list[list[int]] = []
+    while order:
+        best, rest = order[0], np.array(order)
+        x0 = np.maximum(boxes[best, 0], boxes[rest, 0])
+        y0 = np.maximum(boxes[best, 1], boxes[rest, 1])
+        x1 = np.minimum(boxes[best, 2], boxes[rest, 2])
+        y1 = np.minimum(boxes[best, 3], boxes[rest, 3])
+        inter = np.clip(x1 - x0, 0, None) * np.clip(y1 - y0, 0, None)
+        overlap = inter / np.maximum(areas[best] + areas[rest] - inter, 1e-9)
+        members = rest[overlap > iou]
+        groups.append([int(best)] + [int(i) for i in members if i != best])
+        order = [int(i) for i in rest[overlap <= iou]]
+    return groups
+
+
+class BlazeFaceDetector:
+    """``--detector blazeface``: BlazeFace over a tile pyramid sized by ``min_face``, as ``faces.Face``
+    objects in the same terms as MTCNN's (box, eye and mouth landmarks), so crops, rows and
+    ``--min-face`` mean one thing whichever detector found the face."""
+
+    name = "blazeface"
+
+    def __init__(self, min_face: float, min_score: float, model: BlazeFaceModel = SHORT_RANGE) -> None:
+        self.min_face = min_face
+        self.min_score = min_score
+        self.model = model
+        self._network: BlazeFaceNetwork | None = None
+
+    def _net(self) -> BlazeFaceNetwork:
+        if self._network is None:
+            self._network = BlazeFaceNetwork(self.model)
+        return self._network
+
+    def detect(self, image: Image.Image, scale: float = 1.0) -> list[Face]:
+        faces = [as_mtcnn_face(box, points, score) for score, box, points in self.detect_raw(image, scale)]
+        faces = [face for face in faces if face.side * scale >= self.min_face]
+        faces.sort(key=lambda f: -f.width * f.height)
+        return faces
+
+    def smallest_face(self, image: Image.Image, scale: float) -> float:
+        """The smallest face searched for, in pixels of ``image``: ``min_face`` original pixels, but
+        no smaller than MTCNN finds on its ``DETECT_SIDE`` copy (searching costs the area over the
+        square of this, and the two detectors should agree on which faces are too small)."""
+        return max(self.min_face / scale, MTCNN_MIN_FACE * max(image.size) / DETECT_SIDE)
+
+    def detect_raw(self, image: Image.Image, scale: float = 1.0) -> list[tuple[float, np.ndarray, np.ndarray]]:
+        """(score, box x0 y0 x1 y1, 6 keypoints) of each face in BlazeFace's own terms, in image pixels.
+
+        Two passes: the tile pyramid proposes faces at a permissive score, then each proposal gets a
+        second look on a tile centred on it, where the face fills ``SECOND_LOOK_FACE`` of the tile
+        (the scale the network knows best). Only what scores ``min_score`` there is kept, with the box
+        and keypoints of that second look: faces missed at the edge of a tile's range are rescued, and
+        textures that looked like a face at one scale fall away."""
+        if image.mode != "RGB":
+            image = image.convert("RGB")
+        levels = pyramid(image.width, image.height, self.smallest_face(image, scale) / MTCNN_SIDE_PER_BOX_SIDE)
+        proposals = self._search(image, levels, PROPOSAL_SCORE)
+        looks = [self._second_look(image, box) for _, box, _ in proposals]
+        return _merged([look for look in looks if look is not None and look[0] >= self.min_score])
+
+    def _search(self, image: Image.Image, levels, threshold: float) -> list[tuple[float, np.ndarray, np.ndarray]]:
+        """Every detection on the tiles of ``levels`` (see ``pyramid``), merged; each level is one
+        resize of the photo, its tiles slices of that."""
+        net, size = self._net(), self.model.side
+        found = []
+        for side, origins in levels:
+            scale = size / side
+            scaled = np.asarray(
+                image.resize(
+                    (max(1, round(image.width * scale)), max(1, round(image.height * scale))), Image.Resampling.BILINEAR
+                ),
+                np.uint8,
+            )
+            for x, y in origins:
+                ox, oy = round(x * scale), round(y * scale)
+                tile = _padded(scaled[oy : oy + size, ox : ox + size], size)
+                found += _in_image(net.run(tile, threshold), ox / scale, oy / scale, size / scale)
+        return _merged(found)
+
+    def _second_look(self, image: Image.Image, box: np.ndarray) -> tuple[float, np.ndarray, np.ndarray] | None:
+        """The detection overlapping ``box`` on a tile centred on it at the network's best scale, its
+        score averaged with the mirrored tile's (a face is a face either way round; textures that
+        fooled the network once seldom do so twice)."""
+        side = math.sqrt(max(box[2] - box[0], 1.0) * max(box[3] - box[1], 1.0)) / SECOND_LOOK_FACE
+        left, top = (box[0] + box[2]) / 2 - side / 2, (box[1] + box[3]) / 2 - side / 2
+        tile = cut_tile(image, left, top, side, self.model.side)
+        plain = _best_overlapping(_in_image(self._net().run(tile, PROPOSAL_SCORE), left, top, side), box)
+        if plain is None:
+            return None
+        mirrored = _best_overlapping(
+            _in_image(self._net().run(np.ascontiguousarray(tile[:, ::-1]), MIRROR_SCORE), left, top, side, True), box
+        )
+        return ((plain[0] + (mirrored[0] if mirrored else 0.0)) / 2, plain[1], plain[2])
+
+
+def _padded(tile: np.ndarray, size: int) -> np.ndarray:
+    """``tile`` on a black ``size`` x ``size`` square (tiles at the photo's right and bottom edges)."""
+    if tile.shape[0] == size and tile.shape[1] == size:
+        return tile
+    square = np.zeros((size, size, 3), np.uint8)
+    square[: tile.shape[0], : tile.shape[1]] = tile
+    return square
+
+
+def _in_image(hits: list[TileDetection], left: float, top: float, side: float, mirrored: bool = False):
+    """A tile's detections as (score, box x0 y0 x1 y1, keypoints) in image pixels."""
+    found = []
+    for hit in hits:
+        cx = 1.0 - hit.cx if mirrored else hit.cx
+        x, y, half_w, half_h = left + cx * side, top + hit.cy * side, hit.w * side / 2, hit.h * side / 2
+        points = hit.keypoints.copy()
+        if mirrored:
+            points[:, 0] = 1.0 - points[:, 0]
+        found.append(
+            (hit.score, np.array([x - half_w, y - half_h, x + half_w, y + half_h]), points * side + (left, top))
+        )
+    return found
+
+
+def _best_overlapping(found: list, box: np.ndarray):
+    best = [f for f in found if _overlap(f[1], box) > NMS_IOU]
+    return max(best, key=lambda f: f[0]) if best else None
+
+
+def _overlap(a: np.ndarray, b: np.ndarray) -> float:
+    """Intersection over union of two boxes (x0, y0, x1, y1)."""
+    width = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
+    height = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+    inter = width * height
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
+    return inter / union if union > 0 else 0.0
+
+
+def _merged(found: list[tuple[float, np.ndarray, np.ndarray]]) -> list[tuple[float, np.ndarray, np.ndarray]]:
+    """Overlapping detections of one face blended into one (score-weighted, as MediaPipe does:
+    steadier landmarks), best first."""
+    if not found:
+        return []
+    score = np.array([f[0] for f in found])
+    box = np.stack([f[1] for f in found])
+    point = np.stack([f[2] for f in found])
+    merged = []
+    for group in merge_overlapping(box, score):
+        weights = score[group] / score[group].sum()
+        merged.append(
+            (
+                float(score[group[0]]),
+                np.tensordot(weights, box[group], axes=1),
+                np.tensordot(weights, point[group], axes=1),
+            )
+        )
+    return merged
+
+
+def as_mtcnn_face(box: np.ndarray, points: np.ndarray, score: float) -> Face:
+    """A BlazeFace box and keypoints in MTCNN's terms: its box (taller, centred higher, measured by
+    ``benchmarks/detector_framing.py``) and landmark names, the mouth centre standing for both corners."""
+    side = math.sqrt(max(box[2] - box[0], 1e-6) * max(box[3] - box[1], 1e-6))
+    (lx, ly), (rx, ry), nose, mouth = points[0], points[1], points[2], points[3]
+    angle = math.atan2(ry - ly, rx - lx)  # the face's roll: its "up" is not the photo's
+    up = np.array([math.sin(angle), -math.cos(angle)])
+    centre = (box[:2] + box[2:]) / 2 + up * MTCNN_CENTRE_ABOVE * side
+    width, height = side * MTCNN_WIDTH_PER_SIDE, side * MTCNN_HEIGHT_PER_SIDE
+    mouth = mouth + up * MTCNN_MOUTH_ABOVE * side
+    marks = {
+        "left_eye": (float(lx), float(ly)),
+        "right_eye": (float(rx), float(ry)),
+        "nose": (float(nose[0]), float(nose[1])),
+        "mouth_left": (float(mouth[0]), float(mouth[1])),
+        "mouth_right": (float(mouth[0]), float(mouth[1])),
+    }
+    return Face(float(centre[0] - width / 2), float(centre[1] - height / 2), width, height, float(score), marks)

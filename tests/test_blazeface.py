@@ -1,0 +1,106 @@
+"""BlazeFace: the tile pyramid covers every face size, boxes land in original pixels, and the shipped
+model file is the one that was shipped."""
+
+import io
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from agebatch.common import vendored
+from agebatch.scanning import blazeface, faces, images
+from tests.imagegen import FACE_PHOTO
+
+
+@pytest.mark.parametrize(
+    ("width", "height", "min_face"), [(1024, 768, 40), (4000, 3000, 62), (300, 2000, 25), (64, 64, 40)]
+)
+def test_the_pyramid_holds_every_face_whole_in_a_tile_at_a_size_it_finds(width, height, min_face):
+    levels = blazeface.pyramid(width, height, min_face)
+    assert levels[0] == (max(width, height), [(0.0, 0.0)])  # the whole photo first
+    rng = np.random.default_rng(0)
+    for _ in range(300):
+        side = float(rng.uniform(min(min_face, min(width, height)), min(width, height)))
+        x, y = rng.uniform(0, width - side), rng.uniform(0, height - side)
+        assert any(
+            blazeface.SMALLEST_FACE * tile <= side + 1e-6
+            and (side <= blazeface.LARGEST_FACE * tile + 1e-6 or tile == max(width, height))
+            and any(
+                ox <= x + 1e-6 and x + side <= ox + tile + 1e-6 and oy <= y + 1e-6 and y + side <= oy + tile + 1e-6
+                for ox, oy in origins
+            )
+            for tile, origins in levels
+        ), (side, x, y)
+
+
+def test_tiles_at_the_edges_are_letterboxed_not_stretched():
+    image = Image.new("RGB", (300, 100), (200, 200, 200))
+    tile = blazeface.cut_tile(image, 0, 0, 300, 128)
+    assert tile.shape == (128, 128, 3)
+    assert tile[:40].mean() > 150 and tile[50:].max() == 0  # the photo on top, black below
+    assert not blazeface.cut_tile(image, 400, 400, 50, 128).any()  # a square outside the photo
+
+
+def test_boxes_map_back_to_original_pixels_for_an_exif_rotated_draft_decoded_photo(tmp_path):
+    reference = faces.make_detector("blazeface", min_face=20).detect(images.decode(FACE_PHOTO).image)[0]
+    upright = Image.open(FACE_PHOTO).convert("RGB").resize((3072, 3072), Image.Resampling.BILINEAR)
+    exif = Image.Exif()
+    exif[0x0112] = 6  # stored turned a quarter: the viewer turns it back
+    path = tmp_path / "big.jpg"
+    upright.transpose(Image.Transpose.ROTATE_90).save(path, "JPEG", exif=exif, quality=92)
+    decoded = images.decode(path, max_side=faces.decode_side("blazeface", 128))
+    assert decoded.scale == 2  # JPEG draft mode decoded it at half size
+    found, crops = faces.find_faces(decoded.image, faces.make_detector("blazeface"), 128, decoded.scale)
+    (face,) = [f.scaled(decoded.scale) for f in found]
+    assert face.x + face.width / 2 == pytest.approx(6 * (reference.x + reference.width / 2), abs=24)
+    assert face.y + face.height / 2 == pytest.approx(6 * (reference.y + reference.height / 2), abs=24)
+    assert face.width == pytest.approx(6 * reference.width, rel=0.15)
+    assert crops[0].shape == (128, 128, 3)
+
+
+def test_min_face_counts_original_pixels_whatever_the_decoded_size():
+    half = images.decode(FACE_PHOTO).image.resize((256, 256))  # the face: about 95 px, 47 at half size
+    detector = faces.make_detector("blazeface", min_face=80)
+    assert detector.detect(half) == []
+    assert len(detector.detect(half, scale=2.0)) == 1
+
+
+def test_the_shipped_model_is_checked_and_an_altered_one_is_a_one_line_error(tmp_path, monkeypatch, run_cli):
+    for name in vendored.VENDORED:
+        vendored.read_vendored(name)  # every shipped file matches its recorded digest
+        assert (vendored.VENDOR_DIR / vendored.VENDORED[name].license_file).is_file()
+    altered = tmp_path / "vendor"
+    altered.mkdir()
+    blob = bytearray(vendored.vendored_path(blazeface.SHORT_RANGE.file).read_bytes())
+    blob[1000] ^= 1
+    (altered / blazeface.SHORT_RANGE.file).write_bytes(bytes(blob))
+    monkeypatch.setattr(vendored, "VENDOR_DIR", altered)
+    with pytest.raises(vendored.VendoredFileError, match="SHA-256 differs"):
+        faces.check_detector("blazeface")
+    code, _, err = run_cli("predict", FACE_PHOTO, "--detector", "blazeface")
+    assert code == 2
+    assert "not the file agebatch shipped" in err and len(err.strip().splitlines()) == 1
+
+
+def test_predict_with_blazeface_never_imports_tensorflow(tmp_path):
+    script = (
+        "import sys\n"
+        "from typer.testing import CliRunner\n"
+        "from agebatch.cli import app\n"
+        f"result = CliRunner().invoke(app, ['predict', {str(FACE_PHOTO)!r}, '--detector', 'blazeface', '--json'])\n"
+        "assert result.exit_code == 0, result.output\n"
+        "print(result.stdout.count('\"age\"'), 'tensorflow' in sys.modules)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split()[-2:] == ["1", "False"]
+
+
+def test_a_face_less_noise_photo_gives_no_face():
+    noise = np.random.default_rng(3).integers(0, 255, (480, 640, 3), dtype=np.uint8)
+    buffer = io.BytesIO()
+    Image.fromarray(noise).save(buffer, "JPEG")
+    buffer.seek(0)
+    assert faces.make_detector("blazeface").detect(Image.open(buffer).convert("RGB")) == []
