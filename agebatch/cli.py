@@ -163,6 +163,25 @@ ModelOption = Annotated[
 ]
 
 
+PREDICT_COLUMNS = ("image", "face", "box (x, y, w, h)", "age", "gender", "confidence")
+
+
+def _print_table(columns: tuple[str, ...], rows: list[list[str]]) -> None:
+    """A table on a terminal; tab-separated lines (header first) for a pipe or a file."""
+    if not sys.stdout.isatty():
+        for row in (list(columns), *rows):
+            typer.echo("\t".join(cell.replace("\t", " ") for cell in row))
+        return
+    from rich.console import Console
+    from rich.table import Table
+    from rich.text import Text
+
+    table = Table(*columns)
+    for row in rows:
+        table.add_row(*(Text(cell) for cell in row))  # Text cells: a file name is never read as markup
+    Console().print(table)
+
+
 def _check_detector(detector: Detector) -> None:
     from agebatch.common.vendored import VendoredFileError
     from agebatch.scanning.faces import check_detector
@@ -742,9 +761,6 @@ def predict(
     A photo that cannot be read is reported on stderr (and in ``--json`` as a record with an
     ``error``) and the others are still shown; the exit code is 2 only when none could be read.
     """
-    from rich.console import Console
-    from rich.table import Table
-    from rich.text import Text
 
     from agebatch.scanning import drawing
 
@@ -756,9 +772,8 @@ def predict(
     predictor = _predictor(model, _scan_default("batch_size"), flip_average=flip_average)
     records = []
     failed = 0
-    table = Table("image", "face", "box (x, y, w, h)", "age", "gender", "confidence")
+    rows: list[list[str]] = []
     for image in images:
-        name = Text(printable(image))  # a Text cell: a name is never read as Rich markup
         try:
             result = _analyse(image, predictor, detector, min_face, min_score)
         except Fail as exc:  # said on stderr; the other photos are still shown
@@ -781,16 +796,18 @@ def predict(
                     "face_score": round(f.face.score, 4),
                 }
             )
-            table.add_row(
-                name,
-                str(f.index),
-                ", ".join(map(str, box)),
-                _age_text(f.prediction),
-                f.prediction.gender,
-                f"{100 * f.prediction.gender_prob:.0f}%",
+            rows.append(
+                [
+                    printable(image),
+                    str(f.index),
+                    ", ".join(map(str, box)),
+                    _age_text(f.prediction),
+                    f.prediction.gender,
+                    f"{100 * f.prediction.gender_prob:.0f}%",
+                ]
             )
         if not result.faces:
-            table.add_row(name, "-", "no face found", "", "", "")
+            rows.append([printable(image), "-", "no face found", "", "", ""])
         if draw is not None:
             from agebatch.scanning.photo import face_in_image
 
@@ -808,8 +825,7 @@ def predict(
     if as_json:
         typer.echo(json.dumps(records, indent=2))
     else:
-        tty = sys.stdout.isatty()
-        Console(no_color=not tty, width=None if tty else 200).print(table)
+        _print_table(PREDICT_COLUMNS, rows)
     if failed == len(images):
         raise typer.Exit(EXIT_USAGE)
 

@@ -92,6 +92,9 @@ def test_predict_cli_table_json_and_draw(run_cli, tmp_path):
     assert code == 2  # --draw takes one image
     code, out, _ = run_cli("predict", FACE_PHOTO, NO_FACE_PHOTOS[0])
     assert code == 0 and "no face found" in out and FACE_PHOTO.name in out
+    header, *lines = out.splitlines()  # not a terminal: tab-separated lines, no box drawing
+    assert header.split("\t")[:3] == ["image", "face", "box (x, y, w, h)"] and len(lines) == 2
+    assert all(len(line.split("\t")) == 6 for line in lines) and "━" not in out
     code, _, _ = run_cli("predict", FACE_PHOTO, "--draw", tmp_path / "boxes.png")
     assert code == 0
     from PIL import Image
