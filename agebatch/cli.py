@@ -26,6 +26,7 @@ from agebatch.reporting.options import BIN_WIDTHS, BREAKDOWNS, REPORT_FORMATS, R
 from agebatch.results import FORMATS
 from agebatch.scanning.options import DETECTORS, ENGINES, EXPLAIN_HEADS, ScanOptions
 from agebatch.training.config import AGE_HEADS, SCHEDULES, TrainConfig
+from agebatch.web.options import ServeOptions
 
 try:  # typer >= 0.20 vendors click
     from typer._click import exceptions as click_exceptions
@@ -860,6 +861,55 @@ def explain(
         atomic.write_image(explanation.picture, out)
     except (OSError, ValueError) as exc:
         raise Fail(f"cannot write {out}: {exc}") from exc
+
+
+EXAMPLES_SERVE = """
+Examples:
+
+\b
+  agebatch serve                                   # then open http://127.0.0.1:8501
+  agebatch serve --results results.csv             # browse a scan, with face thumbnails
+  agebatch serve --host 0.0.0.0 --port 8080        # let other machines in (think first)
+"""
+
+
+def _serve(name: str, *flags: str, **limits):
+    return _library_option(ServeOptions, name, flags, limits)
+
+
+@app.command(epilog=EXAMPLES_SERVE)
+def serve(
+    host: Annotated[str, _serve("host", metavar="ADDRESS")] = default_of(ServeOptions, "host"),
+    port: Annotated[int, _serve("port", min=1, max=65535)] = default_of(ServeOptions, "port"),
+    results: Annotated[
+        Path | None,
+        typer.Option(help="Results file to browse; its images are the only files the pages read.", metavar="FILE"),
+    ] = None,
+    max_upload_mb: Annotated[int, _serve("max_upload_mb", min=1, max=2000)] = default_of(ServeOptions, "max_upload_mb"),
+    thumbnails: Annotated[int, _serve("thumbnails", min=0, max=1000)] = default_of(ServeOptions, "thumbnails"),
+    detector: DetectorOption = Detector(_scan_default("detector")),
+    model: ModelOption = None,
+) -> None:
+    """A local web app: drop photos to see their faces, ages and genders, or browse a results file."""
+    from agebatch.web.server import WebUnavailable, require_streamlit
+    from agebatch.web.server import serve as run_server
+
+    try:
+        require_streamlit()
+    except WebUnavailable as exc:
+        raise Fail(str(exc)) from exc
+    if results is not None:
+        from agebatch.web.core import ResultsFileError, read_results
+
+        try:
+            read_results(results)
+        except ResultsFileError as exc:
+            raise Fail(f"{results}: {exc}") from exc
+    if model is not None:
+        _predictor(model, _scan_default("batch_size"))  # a bad model is an error now, not in the page
+    options = ServeOptions(host=host, port=port, max_upload_mb=max_upload_mb, thumbnails=thumbnails)
+    _check_detector(detector)
+    raise typer.Exit(run_server(options, results, model, detector.value))
 
 
 def main() -> None:

@@ -2,8 +2,8 @@
 
 The rules are the ones ARCHITECTURE.md draws: scanning never imports training; reporting imports
 neither TensorFlow/Keras nor scanning nor training; nothing imports the CLI; the bottom layers
-(``contract``, ``common``) import no other layer; and no two modules import each other, directly or
-round a longer loop.
+(``contract``, ``common``) import no other layer; only the CLI reaches the web app (``web``), the one
+place Streamlit is imported; and no two modules import each other, directly or round a longer loop.
 """
 
 from __future__ import annotations
@@ -84,6 +84,16 @@ def test_bottom_layers_import_no_upper_layer(module):
     allowed = ("agebatch.contract", "agebatch.common", "agebatch.results")
     bad = {i for i in _agebatch_imports(module) if not i.startswith(allowed)}
     assert not bad, f"{module} imports {sorted(bad)}"
+
+
+def test_only_the_cli_and_the_web_layer_touch_the_web_layer_and_streamlit():
+    for module in MODULES:
+        if module.startswith("agebatch.web") or module in ("agebatch.cli", "agebatch.__main__"):
+            continue
+        bad = {i for i in IMPORTS[module] if i.startswith("agebatch.web") or i.split(".")[0] == "streamlit"}
+        assert not bad, f"{module} imports {sorted(bad)}"
+    streamlit_users = sorted(m for m in MODULES if any(i.split(".")[0] == "streamlit" for i in IMPORTS[m]))
+    assert streamlit_users == ["agebatch.web.app", "agebatch.web.server"]  # the page, and the extra's check
 
 
 def test_nothing_imports_the_cli():

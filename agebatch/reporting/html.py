@@ -112,7 +112,7 @@ def _count_axis(most: int, title: str = "faces") -> dict:
     return axis
 
 
-def _pyramid(summary: dict) -> go.Figure:
+def pyramid_figure(summary: dict) -> go.Figure:
     """Age groups x gender as a population pyramid: men to the left, women to the right."""
     groups = summary["age_groups"]
     labels = [g["group"] for g in groups]
@@ -147,7 +147,7 @@ def _pyramid(summary: dict) -> go.Figure:
     return figure
 
 
-def _age_figure(series: dict[str, list[int]], title: str, default_bins: int) -> go.Figure:
+def age_figure(series: dict[str, list[int]], title: str, default_bins: int) -> go.Figure:
     """Histograms with a 1-year / 5-year toggle (both sets of bars are in the figure)."""
     figure = go.Figure()
     widths = (1, 5)
@@ -478,7 +478,7 @@ def _compare_section(files: list[dict], charts: _Charts, bins: int) -> str:
     ]
     table = _table(["file", "images", "faces", "no face", "errors", "median age", "female share"], rows, sortable=True)
     series = {f["name"]: f["age_histogram"] for f in files}
-    figure = _age_figure(series, "Age distribution by results file", bins)
+    figure = age_figure(series, "Age distribution by results file", bins)
     figure.update_layout(barmode="group")
     return f"<h2>Results files compared</h2>{table}{charts.add(figure)}"
 
@@ -544,10 +544,10 @@ def render(data: dict, bins: int = ReportOptions.bins) -> str:
     if summary["faces"]:
         sections.append(
             "<h2>Age</h2>"
-            + charts.add(_pyramid(summary), 380)
-            + charts.add(_age_figure({"all": summary["age_histogram"]}, "Estimated age, all faces", bins))
+            + charts.add(pyramid_figure(summary), 380)
+            + charts.add(age_figure({"all": summary["age_histogram"]}, "Estimated age, all faces", bins))
         )
-        sections.append(charts.add(_age_figure(summary["age_histogram_by_gender"], "Estimated age by gender", bins)))
+        sections.append(charts.add(age_figure(summary["age_histogram_by_gender"], "Estimated age by gender", bins)))
         sections.append(_gender_section(summary, charts))
         for breakdown in data["settings"].get("by") or BREAKDOWNS:  # the order the user asked for
             sections.append(

@@ -1,0 +1,207 @@
+"""What the web app does, without Streamlit: analyse uploaded photos, read and filter a results file,
+cut face thumbnails. The pages in ``app`` only lay these out, so they are tested like any library code.
+
+Uploads are written to a private temporary folder (mode 0700), analysed through ``scanning.photo``
+exactly as ``agebatch predict`` does, and removed at once. Thumbnails are read only for paths listed
+in the results file the server was started with, through the same safe decoder a scan uses.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import tempfile
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from PIL import Image
+
+from agebatch.common.files import read_regular
+from agebatch.common.text import one_line
+from agebatch.results import ALL_COLUMNS
+from agebatch.results.schema import results_format
+
+RESULTS_READ_LIMIT = 1 << 30  # bytes of a results file the browser page loads at most
+NUMERIC = ("face", "x", "y", "width", "height", "face_score", "age", "gender_prob", "age_low", "age_high")
+STATUSES = ("ok", "no_face", "error")
+
+
+class ResultsFileError(ValueError):
+    """A results file the app cannot show; the message is one line."""
+
+
+@dataclass
+class UploadResult:
+    """One uploaded photo: its rows in the results file's terms (status, error, faces) and the picture."""
+
+    name: str
+    status: str  # ok, no_face or error, as in a results file
+    error: str | None = None
+    rows: list[dict] = field(default_factory=list)
+    picture: Image.Image | None = None  # the photo with boxes and labels drawn
+    photo: object = None  # scanning.photo.PhotoResult, for Grad-CAM
+
+
+def analyse_upload(name: str, data: bytes, predictor, detector: str) -> UploadResult:
+    """Find and estimate the faces in one uploaded file (``data``), named ``name`` in messages."""
+    from agebatch.scanning import drawing
+    from agebatch.scanning.images import ImageError
+    from agebatch.scanning.photo import analyse, face_in_image
+
+    with tempfile.TemporaryDirectory(prefix="agebatch-upload-") as folder:  # created 0700, removed on exit
+        path = Path(folder) / ("upload" + Path(name).suffix.lower()[:10])
+        path.write_bytes(data)
+        try:
+            result = analyse(path, predictor, detector)
+        except ImageError as exc:
+            return UploadResult(name, "error", str(exc))
+        except (OSError, ValueError) as exc:  # a detector failure on an odd image, as in a scan
+            return UploadResult(name, "error", f"face detection failed: {one_line(exc)}")
+    if not result.faces:
+        return UploadResult(name, "no_face", picture=result.image, photo=result)
+    rows = [
+        {
+            "photo": name,
+            "face": f.index,
+            "age": f.prediction.age,
+            "age_low": f.prediction.age_low,
+            "age_high": f.prediction.age_high,
+            "gender": f.prediction.gender,
+            "gender_prob": f.prediction.gender_prob,
+            "x": round(f.face.x),
+            "y": round(f.face.y),
+            "width": round(f.face.width),
+            "height": round(f.face.height),
+            "face_score": round(f.face.score, 4),
+        }
+        for f in result.faces
+    ]
+    boxes = [face_in_image(f, result.scale) for f in result.faces]
+    picture = drawing.draw_boxes(
+        result.image,
+        [(b.x, b.y, b.width, b.height) for b in boxes],
+        [drawing.label(f.prediction) for f in result.faces],
+        [f.prediction.gender for f in result.faces],
+    )
+    return UploadResult(name, "ok", rows=rows, picture=picture, photo=result)
+
+
+def read_results(source: str | os.PathLike | bytes) -> pd.DataFrame:
+    """A results file (a path, or the bytes of an upload) as a frame: text columns as text, numbers as
+    numbers, plus ``folder`` (each image's parent folder). Raises ``ResultsFileError``."""
+    try:
+        data = source if isinstance(source, bytes) else read_regular(source, RESULTS_READ_LIMIT)
+    except (OSError, ValueError) as exc:
+        raise ResultsFileError(f"cannot read {source}: {one_line(exc)}") from exc
+    fmt = results_format(data.split(b"\n", 1)[0])
+    if fmt is None:
+        raise ResultsFileError("not an agebatch results file (it does not start with the results header)")
+    try:
+        if fmt == "csv":
+            frame = pd.read_csv(io.BytesIO(data), dtype=str, keep_default_na=False)
+        else:
+            frame = pd.read_json(io.BytesIO(data), lines=True, dtype=False)
+    except (ValueError, pd.errors.ParserError) as exc:
+        raise ResultsFileError(f"unreadable results file: {one_line(exc)}") from exc
+    for column in ALL_COLUMNS:
+        if column not in frame:
+            frame[column] = "" if column in ("path", "gender", "status", "error", "taken_at") else np.nan
+    frame = frame[list(ALL_COLUMNS)].copy()
+    for column in NUMERIC:
+        frame[column] = pd.to_numeric(frame[column], errors="coerce")
+    for column in ("path", "gender", "status", "error"):
+        frame[column] = frame[column].fillna("").astype(str)
+    frame["folder"] = frame["path"].map(lambda p: os.path.dirname(p) or ".")
+    return frame
+
+
+@dataclass(frozen=True)
+class Filters:
+    """What the results page narrows the rows to; None or empty means no narrowing."""
+
+    age: tuple[float, float] | None = None
+    genders: tuple[str, ...] = ()
+    min_gender_prob: float = 0.0
+    folders: tuple[str, ...] = ()
+    statuses: tuple[str, ...] = ()
+
+
+def apply_filters(frame: pd.DataFrame, filters: Filters) -> pd.DataFrame:
+    """The rows that pass ``filters``. Age, gender and confidence filters apply to face rows only, so
+    they leave out no-face and error rows; the status filter chooses among those."""
+    keep = pd.Series(True, index=frame.index)
+    if filters.statuses:
+        keep &= frame["status"].isin(filters.statuses)
+    if filters.folders:
+        keep &= frame["folder"].isin(filters.folders)
+    is_face = frame["status"] == "ok"
+    if filters.age is not None:
+        low, high = filters.age
+        keep &= is_face & frame["age"].between(low, high)
+    if filters.genders:
+        keep &= is_face & frame["gender"].isin(filters.genders)
+    if filters.min_gender_prob > 0:
+        keep &= is_face & (frame["gender_prob"] >= filters.min_gender_prob)
+    return frame[keep]
+
+
+def as_csv(frame: pd.DataFrame) -> bytes:
+    """Rows for download, in the results file's own columns (a file ``agebatch report`` reads)."""
+    return frame[list(ALL_COLUMNS)].to_csv(index=False).encode("utf-8")
+
+
+def report_data(frame: pd.DataFrame, model_card: dict | None = None) -> dict:
+    """The report's aggregates for these rows (the same numbers ``agebatch report`` would give)."""
+    from agebatch.reporting.aggregate import build_report
+
+    with tempfile.TemporaryDirectory(prefix="agebatch-rows-") as folder:
+        path = Path(folder) / "rows.csv"
+        path.write_bytes(as_csv(frame))
+        return build_report([path], model_card=model_card)
+
+
+class Thumbnails:
+    """Face thumbnails cut from the images a results file lists, and from no other path."""
+
+    def __init__(self, listed: Iterable[str], base: Path, side: int = 112) -> None:
+        self.listed = frozenset(listed)
+        self.base = base  # relative paths are tried against the working folder, then this one
+        self.side = side
+
+    def _resolve(self, path: str) -> Path | None:
+        if path not in self.listed:
+            return None
+        candidate = Path(path)
+        if candidate.is_absolute():
+            return candidate
+        for root in (Path.cwd(), self.base):
+            if (root / candidate).is_file():
+                return root / candidate
+        return None
+
+    def face(self, row: dict) -> Image.Image | None:
+        """The face of one results row, squared and resized, or None when the image is not there."""
+        from agebatch.scanning.images import ImageError, decode
+
+        path = self._resolve(str(row.get("path", "")))
+        if path is None or any(pd.isna(row.get(k)) for k in ("x", "y", "width", "height")):
+            return None
+        try:
+            decoded = decode(path, max_side=2048)
+        except ImageError:
+            return None
+        x, y, w, h = (float(row[k]) / decoded.scale for k in ("x", "y", "width", "height"))
+        half = max(w, h) * 0.6
+        cx, cy = x + w / 2, y + h / 2
+        box = (round(cx - half), round(cy - half), round(cx + half), round(cy + half))
+        return decoded.image.crop(box).resize((self.side, self.side), Image.Resampling.BILINEAR)
+
+
+def plain(text: object) -> str:
+    """``text`` safe to hand to a Streamlit element that reads Markdown: every Markdown and HTML
+    character escaped, so a file name or a results cell shows as the text it is."""
+    special = set("\\`*_{}[]()#+-.!|<>~$&:\"'")
+    return "".join("\\" + c if c in special else c for c in str(text).replace("\n", " "))

@@ -1,0 +1,72 @@
+"""Starting the web app: check everything first, then run Streamlit with settings that keep it local.
+
+Streamlit reads its settings from command-line flags here (never from a config file a user might
+have lying around to loosen them): it listens on ``--host`` only, keeps XSRF protection on, caps
+uploads, sends no usage statistics, and opens no browser by itself.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from agebatch.web.options import WEB_EXTRA, ServeOptions
+
+APP = Path(__file__).resolve().parent / "app.py"
+RESULTS_ENV = "AGEBATCH_SERVE_RESULTS"  # the results file the pages may read images for
+THUMBNAILS_ENV = "AGEBATCH_SERVE_THUMBNAILS"
+DETECTOR_ENV = "AGEBATCH_SERVE_DETECTOR"  # the "Try photos" page's first choice
+MAX_UPLOAD_ENV = "AGEBATCH_SERVE_MAX_UPLOAD_MB"  # checked by the page too (Streamlit enforces it as well)
+
+
+class WebUnavailable(RuntimeError):
+    """Streamlit is not installed; the message names the extra."""
+
+
+def require_streamlit() -> None:
+    try:
+        import streamlit  # noqa: F401
+    except ImportError as exc:
+        raise WebUnavailable(f"agebatch serve needs Streamlit: {WEB_EXTRA}") from exc
+
+
+def streamlit_flags(options: ServeOptions) -> list[str]:
+    """The Streamlit settings of a server, as flags (they win over any config file)."""
+    return [
+        f"--server.address={options.host}",
+        f"--server.port={options.port}",
+        "--server.headless=true",
+        "--server.enableXsrfProtection=true",
+        "--server.enableCORS=true",
+        f"--server.maxUploadSize={options.max_upload_mb}",
+        "--server.fileWatcherType=none",
+        "--browser.gatherUsageStats=false",
+        "--global.developmentMode=false",
+        "--client.toolbarMode=minimal",
+        "--theme.base=light",
+    ]
+
+
+def serve(
+    options: ServeOptions, results: Path | None = None, model: Path | None = None, detector: str | None = None
+) -> int:
+    """Run the app until interrupted; returns Streamlit's exit code. Check ``results`` beforehand
+    (``core.read_results``) so a bad file is an error before the server starts."""
+    require_streamlit()
+    env = dict(os.environ)
+    env[THUMBNAILS_ENV] = str(options.thumbnails)
+    env[MAX_UPLOAD_ENV] = str(options.max_upload_mb)
+    env.pop(RESULTS_ENV, None)
+    if detector is not None:
+        env[DETECTOR_ENV] = detector
+    if results is not None:
+        env[RESULTS_ENV] = str(results.resolve())
+    if model is not None:
+        env["AGEBATCH_MODEL"] = str(model.resolve())
+    command = [sys.executable, "-m", "streamlit", "run", str(APP), *streamlit_flags(options)]
+    try:
+        return subprocess.call(command, env=env)
+    except KeyboardInterrupt:
+        return 130

@@ -1,0 +1,190 @@
+"""``agebatch serve``: the pages through Streamlit's AppTest, the library under them, the command's
+checks, and (when Chromium is installed) one upload in a real browser."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from agebatch import results
+from agebatch.web import core
+from agebatch.web.server import APP, DETECTOR_ENV, RESULTS_ENV
+from tests.imagegen import FACE_PHOTO, NO_FACE_PHOTOS
+from tests.test_report import face, write_results
+
+streamlit = pytest.importorskip("streamlit", reason="the web extra (streamlit) is not installed")
+HOSTILE = "<img src=x onerror=alert(1)>.png"
+
+
+@pytest.fixture
+def generated_results(tmp_path):
+    """A results file over real images: 3 faces in two folders, one no-face and one error row."""
+    for folder in ("a", "b"):
+        (tmp_path / folder).mkdir()
+        shutil.copy(FACE_PHOTO, tmp_path / folder / "p.png")
+    rows = [
+        {**face(str(tmp_path / "a" / "p.png"), 0, 30.0, "female"), "x": 182, "y": 64, "width": 83, "height": 107},
+        {**face(str(tmp_path / "b" / "p.png"), 0, 62.0, "male"), "x": 182, "y": 64, "width": 83, "height": 107},
+        {**face(str(tmp_path / "b" / HOSTILE), 0, 8.0, "male"), "x": 1, "y": 1, "width": 9, "height": 9},
+        {"path": str(tmp_path / "b" / "empty.jpg"), "status": "no_face", "faces": 0},
+        {"path": str(tmp_path / "a" / "bad.jpg"), "status": "error", "error": "not a recognised image", "faces": 0},
+    ]
+    return write_results(tmp_path / "results.csv", rows)
+
+
+def _app(monkeypatch, results_file=None):
+    from streamlit.testing.v1 import AppTest
+
+    monkeypatch.setenv(DETECTOR_ENV, "blazeface")  # no TensorFlow needed in the page
+    if results_file is None:
+        monkeypatch.delenv(RESULTS_ENV, raising=False)
+    else:
+        monkeypatch.setenv(RESULTS_ENV, str(results_file))
+    return AppTest.from_file(str(APP), default_timeout=120)
+
+
+def test_uploads_give_faces_or_the_results_files_words(monkeypatch):
+    at = _app(monkeypatch).run()
+    assert not at.exception
+    uploader = at.file_uploader(key="photos")
+    uploader.set_value(
+        [
+            ("portrait.png", FACE_PHOTO.read_bytes(), "image/png"),
+            ("coffee.jpg", NO_FACE_PHOTOS[0].read_bytes(), "image/jpeg"),
+            ("broken.jpg", b"\xff\xd8\xff\xe0 not really a jpeg", "image/jpeg"),
+            (HOSTILE, b"plain text", "image/png"),
+        ]
+    )
+    at.run()
+    assert not at.exception
+    (table,) = at.dataframe
+    faces_shown = table.value
+    assert len(faces_shown) == 1 and 0 < float(faces_shown["age"][0]) < 100
+    assert any(w.value.startswith("no_face") for w in at.warning)
+    errors = [e.value for e in at.error]
+    assert len(errors) == 2 and all(e.startswith("error: ") for e in errors)
+    headers = [h.value for h in at.subheader]
+    assert "\\<img src\\=x onerror\\=alert\\(1\\)\\>\\.png" in headers or any("\\<img" in h for h in headers)
+    assert not any("<img" in h.replace("\\<", "") for h in headers)  # shown as text, never as HTML
+    assert at.get("download_button")
+
+
+def test_the_results_page_filters_rows(monkeypatch, generated_results):
+    at = _app(monkeypatch, generated_results).run()
+    at.radio(key="page").set_value("Browse results").run()
+    assert not at.exception
+    assert any(t.value.startswith("rows: 5 of 5 (faces: 3)") for t in at.text)
+    at.multiselect(key="genders").set_value(["male"]).run()
+    assert any(t.value.startswith("rows: 2 of 5 (faces: 2)") for t in at.text)
+    at.multiselect(key="genders").set_value([]).run()
+    at.slider(key="age").set_value((20, 100)).run()
+    assert any(t.value.startswith("rows: 2 of 5") for t in at.text)
+    at.slider(key="age").set_value((0, 100)).run()
+    at.multiselect(key="statuses").set_value(["error", "no_face"]).run()
+    assert any(t.value.startswith("rows: 2 of 5 (faces: 0)") for t in at.text)
+    at.multiselect(key="statuses").set_value([]).run()
+    at.multiselect(key="folders").set_value([str(generated_results.parent / "a")]).run()
+    assert any(t.value.startswith("rows: 2 of 5 (faces: 1)") for t in at.text)
+    assert not at.exception
+    thumbnails = [t.value for t in at.text if "\n" in t.value]
+    assert any("30 y, female" in t for t in thumbnails)  # cut from the listed image
+
+
+def test_core_filters_and_thumbnails_read_only_listed_images(generated_results, tmp_path):
+    frame = core.read_results(generated_results)
+    assert len(core.apply_filters(frame, core.Filters(genders=("female",)))) == 1
+    assert len(core.apply_filters(frame, core.Filters(min_gender_prob=0.99))) == 0
+    listed = core.Thumbnails(frame["path"], generated_results.parent)
+    row = frame[frame["status"] == "ok"].iloc[0].to_dict()
+    assert listed.face(row).size == (112, 112)
+    secret = tmp_path / "secret.png"
+    shutil.copy(FACE_PHOTO, secret)
+    assert listed.face({**row, "path": str(secret)}) is None  # not in the results file: never opened
+    again = core.read_results(core.as_csv(frame))
+    assert list(again["age"].dropna()) == list(frame["age"].dropna())
+    with pytest.raises(core.ResultsFileError, match="not an agebatch results file"):
+        core.read_results(b"name,age\nx,3\n")
+
+
+def test_serve_checks_before_starting(run_cli, tmp_path, monkeypatch):
+    bad = tmp_path / "notes.csv"
+    bad.write_text("hello,world\n")
+    code, _, err = run_cli("serve", "--results", bad)
+    assert code == 2 and "not an agebatch results file" in err and len(err.strip().splitlines()) == 1
+    code, _, err = run_cli("serve", "--results", tmp_path / "missing.csv")
+    assert code == 2 and "cannot read" in err
+    monkeypatch.setitem(sys.modules, "streamlit", None)  # as if the extra were not installed
+    code, _, err = run_cli("serve")
+    assert code == 2 and "pip install 'agebatch[web]'" in err
+
+
+def test_streamlit_runs_with_safe_settings():
+    from agebatch.web.options import ServeOptions
+    from agebatch.web.server import streamlit_flags
+
+    flags = streamlit_flags(ServeOptions())
+    for expected in (
+        "--server.address=127.0.0.1",
+        "--server.enableXsrfProtection=true",
+        "--browser.gatherUsageStats=false",
+        "--server.maxUploadSize=50",
+    ):
+        assert expected in flags
+
+
+CHROMIUM, DRIVER = shutil.which("chromium"), shutil.which("chromedriver")
+
+
+@pytest.mark.skipif(not (CHROMIUM and DRIVER), reason="Debian chromium and chromium-driver are not installed")
+def test_a_real_browser_uploads_a_photo_and_sees_the_faces_table(tmp_path):
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    env = {**os.environ, "HOME": str(tmp_path)}
+    server = subprocess.Popen(
+        [sys.executable, "-m", "agebatch", "serve", "--port", str(port), "--detector", "blazeface"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", f"--user-data-dir={tmp_path / 'profile'}"):
+        options.add_argument(flag)
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+    driver = None
+    try:
+        for _ in range(60):  # wait for the server
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                time.sleep(0.5)
+        driver = webdriver.Chrome(service=Service(DRIVER), options=options)
+        driver.get(f"http://127.0.0.1:{port}/")
+        wait = WebDriverWait(driver, 90)
+        upload = wait.until(lambda d: d.find_element("css selector", "input[type=file]"))
+        upload.send_keys(str(Path(FACE_PHOTO).resolve()))
+        wait.until(lambda d: d.find_elements("css selector", "[data-testid=stDataFrame]"))
+        severe = [e for e in driver.get_log("browser") if e["level"] == "SEVERE" and "favicon" not in e["message"]]
+        assert severe == []
+    finally:
+        if driver is not None:
+            driver.quit()
+        server.terminate()
+        server.wait(timeout=30)
+
+
+def test_results_fixture_is_a_results_file(generated_results):
+    assert results.is_results_file(generated_results) == "csv"
