@@ -142,9 +142,7 @@ def _charts(filtered) -> None:
     summary = core.report_data(filtered)["overall"]
     left, right = st.columns(2)
     left.plotly_chart(pyramid_figure(summary), width="stretch")
-    right.plotly_chart(
-        age_figure(summary["age_histogram_by_gender"], "Estimated age by gender", 5), width="stretch"
-    )
+    right.plotly_chart(age_figure(summary["age_histogram_by_gender"], "Estimated age by gender", 5), width="stretch")
 
 
 def _thumbnail_grid(faces, thumbnails: core.Thumbnails) -> None:
