@@ -14,7 +14,7 @@ import numpy as np
 from PIL import Image
 
 from agebatch.scanning.facebox import DETECT_SIDE, MTCNN_MIN_FACE, Detector, Face
-from agebatch.scanning.options import DEFAULT_MIN_FACE, DEFAULT_MIN_SCORE, DETECTORS, score_threshold
+from agebatch.scanning.options import DEFAULT_MIN_FACE, DETECTOR_MIN_SCORE, DETECTORS, score_threshold
 
 __all__ = ["DETECT_SIDE", "Detector", "Face", "check_detector", "crop_face", "find_faces", "make_detector"]
 
@@ -43,7 +43,10 @@ class MtcnnDetector:
     name = "mtcnn"
 
     def __init__(
-        self, min_face: int = DEFAULT_MIN_FACE, min_score: float = DEFAULT_MIN_SCORE, detect_side: int = DETECT_SIDE
+        self,
+        min_face: int = DEFAULT_MIN_FACE,
+        min_score: float = DETECTOR_MIN_SCORE["mtcnn"],
+        detect_side: int = DETECT_SIDE,
     ) -> None:
         self.min_face = min_face
         self.min_score = min_score

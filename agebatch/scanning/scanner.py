@@ -25,7 +25,7 @@ import pandas as pd
 from agebatch import results
 from agebatch.common.text import count
 from agebatch.scanning import discovery
-from agebatch.scanning.options import TENSORFLOW_DETECTORS, ScanOptions
+from agebatch.scanning.options import DEFAULT_DETECTOR, TENSORFLOW_DETECTORS, ScanOptions
 from agebatch.scanning.pipeline import Pipeline, Work, pending_work, rows_of
 from agebatch.scanning.predictor import Predictor
 
@@ -151,7 +151,7 @@ def iter_scan(
 def scan(
     paths: Iterable[str | os.PathLike] | str | os.PathLike,
     model: str | os.PathLike | Predictor | None = None,
-    detector: str = "mtcnn",
+    detector: str = DEFAULT_DETECTOR,
     **options,
 ) -> pd.DataFrame:
     """Scan files and folders and return one row per face (and per face-less or broken image).
