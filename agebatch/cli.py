@@ -763,8 +763,6 @@ def predict(
     ``error``) and the others are still shown; the exit code is 2 only when none could be read.
     """
 
-    from agebatch.scanning import drawing
-
     if draw is not None and len(images) != 1:
         raise Fail("--draw takes exactly one image")
     if draw is not None:
@@ -810,15 +808,9 @@ def predict(
         if not result.faces:
             rows.append([printable(image), "-", "no face found", "", "", ""])
         if draw is not None:
-            from agebatch.scanning.photo import face_in_image
+            from agebatch.scanning.photo import drawn
 
-            boxes = [face_in_image(f, result.scale) for f in result.faces]
-            picture = drawing.draw_boxes(
-                result.image,
-                [(b.x, b.y, b.width, b.height) for b in boxes],
-                [drawing.label(f.prediction) for f in result.faces],
-                [f.prediction.gender for f in result.faces],
-            )
+            picture = drawn(result)
             try:
                 atomic.write_image(picture, draw)
             except (OSError, ValueError) as exc:

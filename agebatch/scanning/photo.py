@@ -55,3 +55,16 @@ def analyse(
 def face_in_image(result: FaceResult, scale: float) -> faces.Face:
     """The face box in pixels of the (possibly reduced) decoded image."""
     return result.face.scaled(1 / scale)
+
+
+def drawn(result: PhotoResult) -> Image.Image:
+    """The photo with each face boxed and labelled (age, gender, confidence), as ``predict --draw`` saves it."""
+    from agebatch.scanning import drawing
+
+    boxes = [face_in_image(f, result.scale) for f in result.faces]
+    return drawing.draw_boxes(
+        result.image,
+        [(b.x, b.y, b.width, b.height) for b in boxes],
+        [drawing.label(f.prediction) for f in result.faces],
+        [f.prediction.gender for f in result.faces],
+    )

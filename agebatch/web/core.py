@@ -47,9 +47,8 @@ class UploadResult:
 
 def analyse_upload(name: str, data: bytes, predictor, detector: str) -> UploadResult:
     """Find and estimate the faces in one uploaded file (``data``), named ``name`` in messages."""
-    from agebatch.scanning import drawing
     from agebatch.scanning.images import ImageError
-    from agebatch.scanning.photo import analyse, face_in_image
+    from agebatch.scanning.photo import analyse, drawn
 
     with tempfile.TemporaryDirectory(prefix="agebatch-upload-") as folder:  # created 0700, removed on exit
         path = Path(folder) / ("upload" + Path(name).suffix.lower()[:10])
@@ -79,14 +78,7 @@ def analyse_upload(name: str, data: bytes, predictor, detector: str) -> UploadRe
         }
         for f in result.faces
     ]
-    boxes = [face_in_image(f, result.scale) for f in result.faces]
-    picture = drawing.draw_boxes(
-        result.image,
-        [(b.x, b.y, b.width, b.height) for b in boxes],
-        [drawing.label(f.prediction) for f in result.faces],
-        [f.prediction.gender for f in result.faces],
-    )
-    return UploadResult(name, "ok", rows=rows, picture=picture, photo=result)
+    return UploadResult(name, "ok", rows=rows, picture=drawn(result), photo=result)
 
 
 def read_results(source: str | os.PathLike | bytes) -> pd.DataFrame:
