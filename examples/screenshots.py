@@ -1,11 +1,11 @@
-"""Screenshots of the two pages of ``agebatch serve`` for the README (needs Chromium, chromedriver and
-the web extra).
+"""The README's pictures of the demo (needs Chromium, chromedriver and the web extra).
 
-    python examples/web_screenshots.py
+    python examples/screenshots.py
 
-Scans ``examples/photos`` into a temporary results file, starts the app on a free local port with
-it, uploads the group photo on "Try photos", opens "Browse results", and writes
-``examples/web_try_photos.png`` and ``examples/web_browse_results.png``.
+Scans ``examples/photos`` into a temporary results file, writes its report and Grad-CAM example
+(``examples/report.png``: the top of the report; ``examples/explained_portrait.png``), then starts
+``agebatch serve`` on a free local port with the results, uploads the group photo on "Try photos",
+opens "Browse results", and writes ``examples/web_try_photos.png`` and ``examples/web_browse_results.png``.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ HERE = Path(__file__).resolve().parent
 
 
 def main() -> None:
+    from PIL import Image
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
     from selenium.webdriver.support.ui import WebDriverWait
@@ -30,6 +31,11 @@ def main() -> None:
         results = Path(tmp) / "results.csv"
         agebatch = [sys.executable, "-m", "agebatch"]
         subprocess.run([*agebatch, "scan", str(HERE / "photos"), "--out", str(results), "-q"], check=True)
+        report = Path(tmp) / "report.html"
+        subprocess.run([*agebatch, "report", str(results), "--out", str(report), "-q"], check=True)
+        portrait = HERE / "photos" / "portraits" / "2332 female 60-69.jpg"
+        explained = HERE / "explained_portrait.png"
+        subprocess.run([*agebatch, "explain", str(portrait), "--out", str(explained)], check=True)
         with socket.socket() as probe:
             probe.bind(("127.0.0.1", 0))
             port = probe.getsockname()[1]
@@ -40,7 +46,12 @@ def main() -> None:
             options.add_argument(flag)
         driver = webdriver.Chrome(service=Service(shutil.which("chromedriver")), options=options)
         try:
-            time.sleep(4)
+            driver.set_window_size(1200, 1000)
+            driver.get(report.as_uri())
+            time.sleep(3)
+            driver.save_screenshot(str(HERE / "report.png"))
+            driver.set_window_size(1400, 1500)
+            time.sleep(1)
             driver.get(f"http://127.0.0.1:{port}/")
             wait = WebDriverWait(driver, 180)
             upload = wait.until(lambda d: d.find_element("css selector", "input[type=file]"))
@@ -52,6 +63,10 @@ def main() -> None:
             wait.until(lambda d: d.find_elements("css selector", ".js-plotly-plot"))
             time.sleep(5)
             driver.save_screenshot(str(HERE / "web_browse_results.png"))
+            for name in ("report", "web_try_photos", "web_browse_results"):  # a palette keeps the files small
+                path = HERE / f"{name}.png"
+                picture = Image.open(path).convert("RGB")
+                picture.quantize(colors=128, dither=Image.Dither.NONE).save(path, optimize=True)
         finally:
             driver.quit()
             server.terminate()
