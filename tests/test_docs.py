@@ -16,15 +16,22 @@ import typer.main
 
 from agebatch.cli import app
 
-README = Path(__file__).resolve().parent.parent / "README.md"
+ROOT = Path(__file__).resolve().parent.parent
+README = ROOT / "README.md"
+DOCUMENTS = [README, *sorted((ROOT / "docs").glob("*.md"))]  # option tables live in README and docs/
 HEADING = re.compile(r"^#{2,4} .*?`agebatch (\w+)")
 
 
 def _tables() -> dict[str, list[tuple[str, str]]]:
-    """command -> [(first cell, default cell)] for every option table in the README."""
+    """command -> [(first cell, default cell)] for every option table in the README and docs/."""
     tables: dict[str, list[tuple[str, str]]] = {}
+    for document in DOCUMENTS:
+        _read_tables(document.read_text(encoding="utf-8").splitlines(), tables)
+    return tables
+
+
+def _read_tables(lines: list[str], tables: dict[str, list[tuple[str, str]]]) -> None:
     command = None
-    lines = README.read_text(encoding="utf-8").splitlines()
     for number, line in enumerate(lines):
         heading = HEADING.match(line)
         if heading:
@@ -36,7 +43,6 @@ def _tables() -> dict[str, list[tuple[str, str]]]:
                     break
                 cells = [c.strip() for c in re.split(r"(?<!\\)\|", row)[1:-1]]
                 rows.append((cells[0], cells[1]))
-    return tables
 
 
 TABLES = _tables()
@@ -47,8 +53,14 @@ def _command(name: str):
     return group.commands[name]
 
 
-def test_the_readme_has_option_tables_for_the_main_commands():
-    assert {"scan", "report", "train"} <= set(TABLES)
+def test_the_docs_have_option_tables_for_the_main_commands():
+    assert {"scan", "report", "serve", "train"} <= set(TABLES)
+
+
+def test_links_between_the_documents_lead_to_files_that_exist():
+    for document in [*DOCUMENTS, ROOT / "ARCHITECTURE.md"]:
+        for target in re.findall(r"\]\(([^)#:]+?\.md)(?:#[^)]*)?\)", document.read_text(encoding="utf-8")):
+            assert (document.parent / target).is_file(), f"{document.name} links to missing {target}"
 
 
 @pytest.mark.parametrize("name", sorted(TABLES))
