@@ -188,3 +188,35 @@ def test_a_real_browser_uploads_a_photo_and_sees_the_faces_table(tmp_path):
 
 def test_results_fixture_is_a_results_file(generated_results):
     assert results.is_results_file(generated_results) == "csv"
+
+
+def test_hostile_results_rows_and_uploads_are_errors_not_crashes(generated_results, tmp_path):
+    frame = core.read_results(generated_results)
+    thumbnails = core.Thumbnails(frame["path"], generated_results.parent)
+    row = frame[frame["status"] == "ok"].iloc[0].to_dict()
+    for box in ({"x": float("inf")}, {"width": -5.0}, {"width": 1e5, "height": 1e5}, {"x": 1e300}, {"y": None}):
+        picture = thumbnails.face({**row, **box})
+        assert picture is None or picture.size == (112, 112)
+    jsonl = b'{"path": "a.jpg", "status": "ok"}\n[1, 2]\n'
+    with pytest.raises(core.ResultsFileError):
+        core.read_results(jsonl)
+    odd = core.analyse_upload("x.\x00png", b"\x00" * 10, predictor=None, detector="blazeface")
+    assert odd.status == "error" and odd.error
+
+
+def test_two_uploads_with_one_name_are_both_shown(monkeypatch):
+    at = _app(monkeypatch).run()
+    photo = FACE_PHOTO.read_bytes()
+    at.file_uploader(key="photos").set_value([("same.png", photo, "image/png"), ("same.png", photo, "image/png")])
+    at.run()
+    assert not at.exception
+    assert len(at.dataframe) == 2
+
+
+def test_a_loopback_server_answers_only_requests_naming_this_machine():
+    from agebatch.web.options import ServeOptions
+    from agebatch.web.server import streamlit_flags
+
+    assert "--server.allowedHosts=localhost" in streamlit_flags(ServeOptions())
+    assert "--client.showErrorDetails=none" in streamlit_flags(ServeOptions())
+    assert not [f for f in streamlit_flags(ServeOptions(host="0.0.0.0")) if "allowedHosts" in f]

@@ -37,14 +37,6 @@ VENDORED = {
             sha256="99784e3abfb07b142a15e521a439e6d9addceadb3f79553fd24c72774f0649ba",
         ),
         Vendored(
-            name="blazeface_full_range.tflite",
-            source="MediaPipe 0.10.14 wheel (pip install mediapipe==0.10.14), file "
-            "mediapipe/modules/face_detection/face_detection_full_range_sparse.tflite, https://github.com/google/mediapipe",
-            license="Apache-2.0",
-            license_file="LICENSE.mediapipe.txt",
-            sha256="2c3728e6da56f21e21a320433396fb06d40d9088f2247c05e5635a688d45dfe1",
-        ),
-        Vendored(
             name="blazeface_short_range.tflite",
             source="MediaPipe 0.10.14 wheel (pip install mediapipe==0.10.14), file "
             "mediapipe/modules/face_detection/face_detection_short_range.tflite, https://github.com/google/mediapipe",

@@ -1,14 +1,16 @@
 """BlazeFace (MediaPipe's face detector) through LiteRT: a small single-shot network, no TensorFlow.
 
-The model sees a fixed square (192 px for the full-range model) and finds faces from about a tenth of
-that side upwards, so a photo is searched as a pyramid of square tiles: the whole photo first, then
-tiles small enough that a face of ``min_face`` original pixels is still ``SMALLEST_FACE`` of a tile.
-Tiles overlap by the largest face the level is responsible for, so every face lies whole in some
-tile; detections from all tiles are merged by non-maximum suppression.
+The short-range model sees a 128-pixel square and finds faces reliably from about a fifth of that side
+upwards, so a photo is searched as a pyramid of square tiles: the whole photo first, then levels of
+smaller tiles down to the size where a face of ``min_face`` original pixels is ``SMALLEST_FACE`` of a
+tile. Tiles of a level overlap by the largest face the level must find, so every face lies whole in
+some tile; detections from all tiles are merged (score-weighted, as MediaPipe does). Each candidate
+then gets a second look, centred and mirrored, which keeps faces and drops textures.
 
 The network's six keypoints (eyes, nose tip, mouth centre, ears) give the eye-levelled crop its
-landmarks. Its box is tighter than MTCNN's; ``faces.framing`` turns either into the UTKFace framing
-with constants measured per detector (``benchmarks/detector_framing.py``).
+landmarks. Its box is squarer and lower than MTCNN's; ``as_mtcnn_face`` restates it in MTCNN's terms
+with constants measured on the same faces (``benchmarks/detector_framing.py``), so the crop the model
+sees is framed as in training and ``--min-face`` means one thing for both detectors.
 """
 
 from __future__ import annotations
@@ -60,7 +62,6 @@ class BlazeFaceModel:
         return np.concatenate(centres)
 
 
-FULL_RANGE = BlazeFaceModel("blazeface_full_range.tflite", 192, ((4, 1),))
 SHORT_RANGE = BlazeFaceModel("blazeface_short_range.tflite", 128, ((8, 2), (16, 6)))
 
 
@@ -79,7 +80,7 @@ class TileDetection:
 class BlazeFaceNetwork:
     """The LiteRT interpreter of one model; ``run`` is safe to call from several threads (one at a time)."""
 
-    def __init__(self, model: BlazeFaceModel = FULL_RANGE, threads: int = 1) -> None:
+    def __init__(self, model: BlazeFaceModel = SHORT_RANGE, threads: int = 1) -> None:
         from ai_edge_litert.interpreter import Interpreter
 
         from agebatch.common import quiet

@@ -50,13 +50,13 @@ def try_photos() -> None:
         st.info("Drop photos here: each is shown with its faces boxed, their ages and genders.")
         return
     rows = []
-    for upload in uploads:
+    for number, upload in enumerate(uploads):
         data = upload.getvalue()
         st.subheader(core.plain(upload.name))
         if len(data) > MAX_UPLOAD_BYTES:
             st.error(f"error: file too large ({len(data) // 2**20} MB; at most {MAX_UPLOAD_BYTES // 2**20} MB a file)")
             continue
-        result = core.analyse_upload(upload.name, data, predictor(), detector)
+        result = _analysed(upload, data, detector)
         if result.status == "error":
             st.error(f"error: {core.plain(result.error)}")
             continue
@@ -67,18 +67,30 @@ def try_photos() -> None:
         st.image(result.picture)
         st.dataframe(result.rows, hide_index=True)
         rows += result.rows
-        _grad_cam(upload.name, result)
+        _grad_cam(number, result)
     if rows:
         import pandas as pd
 
         st.download_button("Download the faces as CSV", pd.DataFrame(rows).to_csv(index=False), "faces.csv", "text/csv")
 
 
-def _grad_cam(name: str, result: core.UploadResult) -> None:
+def _analysed(upload, data: bytes, detector: str) -> core.UploadResult:
+    """An upload's analysis, kept for this visitor until the upload or the detector changes (a click
+    on a Grad-CAM button reruns the page, not the detector)."""
+    cache = st.session_state.setdefault("analysed", {})
+    key = (getattr(upload, "file_id", None) or upload.name, len(data), detector)
+    if key not in cache:
+        if len(cache) > 64:
+            cache.clear()
+        cache[key] = core.analyse_upload(upload.name, data, predictor(), detector)
+    return cache[key]
+
+
+def _grad_cam(number: int, result: core.UploadResult) -> None:
     with st.expander("Why? (Grad-CAM)"):
-        face = st.selectbox("Face", [r["face"] for r in result.rows], key=f"face-{name}")
-        head = st.radio("Estimate", EXPLAIN_HEADS, horizontal=True, key=f"head-{name}")
-        if st.button("Explain", key=f"explain-{name}"):
+        face = st.selectbox("Face", [r["face"] for r in result.rows], key=f"face-{number}")
+        head = st.radio("Estimate", EXPLAIN_HEADS, horizontal=True, key=f"head-{number}")
+        if st.button("Explain", key=f"explain-{number}"):
             from agebatch.scanning.explain import explain_photo
 
             with st.spinner("Computing Grad-CAM (loads Keras the first time)…"):
@@ -91,7 +103,11 @@ def browse_results() -> None:
     startup = os.environ.get(RESULTS_ENV)
     if startup:
         st.text(f"Results file: {startup}")
-        frame = startup_results(startup, Path(startup).stat().st_mtime)
+        try:
+            frame = startup_results(startup, Path(startup).stat().st_mtime)
+        except (OSError, core.ResultsFileError) as exc:
+            st.error(f"The results file cannot be read any more: {core.plain(exc)}")
+            return
         thumbnails = core.Thumbnails(frame["path"], Path(startup).parent)
     else:
         upload = st.file_uploader(

@@ -9,6 +9,7 @@ in the results file the server was started with, through the same safe decoder a
 from __future__ import annotations
 
 import io
+import math
 import os
 import tempfile
 from collections.abc import Iterable
@@ -50,14 +51,15 @@ def analyse_upload(name: str, data: bytes, predictor, detector: str) -> UploadRe
     from agebatch.scanning.images import ImageError
     from agebatch.scanning.photo import analyse, drawn
 
+    suffix = "".join(c for c in Path(name).suffix.lower()[:10] if c.isascii() and (c.isalnum() or c == "."))
     with tempfile.TemporaryDirectory(prefix="agebatch-upload-") as folder:  # created 0700, removed on exit
-        path = Path(folder) / ("upload" + Path(name).suffix.lower()[:10])
-        path.write_bytes(data)
+        path = Path(folder) / ("upload" + suffix)
         try:
+            path.write_bytes(data)
             result = analyse(path, predictor, detector)
         except ImageError as exc:
             return UploadResult(name, "error", str(exc))
-        except (OSError, ValueError) as exc:  # a detector failure on an odd image, as in a scan
+        except Exception as exc:  # a detector failure on one odd image is that image's error, as in a scan
             return UploadResult(name, "error", f"face detection failed: {one_line(exc)}")
     if not result.faces:
         return UploadResult(name, "no_face", picture=result.image, photo=result)
@@ -96,7 +98,7 @@ def read_results(source: str | os.PathLike | bytes) -> pd.DataFrame:
             frame = pd.read_csv(io.BytesIO(data), dtype=str, keep_default_na=False)
         else:
             frame = pd.read_json(io.BytesIO(data), lines=True, dtype=False)
-    except (ValueError, pd.errors.ParserError) as exc:
+    except (ValueError, TypeError, pd.errors.ParserError) as exc:  # TypeError: a JSON line that is no object
         raise ResultsFileError(f"unreadable results file: {one_line(exc)}") from exc
     for column in ALL_COLUMNS:
         if column not in frame:
@@ -162,6 +164,7 @@ class Thumbnails:
         self.listed = frozenset(listed)
         self.base = base  # relative paths are tried against the working folder, then this one
         self.side = side
+        self._last: tuple[Path, object] | None = None
 
     def _resolve(self, path: str) -> Path | None:
         if path not in self.listed:
@@ -175,25 +178,48 @@ class Thumbnails:
         return None
 
     def face(self, row: dict) -> Image.Image | None:
-        """The face of one results row, squared and resized, or None when the image is not there."""
+        """The face of one results row, squared and resized, or None when the image is not there or
+        the row's box is not a box inside it."""
+        path = self._resolve(str(row.get("path", "")))
+        try:
+            x, y, w, h = (float(row.get(k)) for k in ("x", "y", "width", "height"))
+        except (TypeError, ValueError):
+            return None
+        if path is None or not all(math.isfinite(v) for v in (x, y, w, h)) or w <= 0 or h <= 0:
+            return None
+        decoded = self._decoded(path)
+        if decoded is None:
+            return None
+        x, y, w, h = (v / decoded.scale for v in (x, y, w, h))
+        half = max(w, h) * 0.6
+        cx, cy = x + w / 2, y + h / 2
+        box = (
+            max(0, round(cx - half)),
+            max(0, round(cy - half)),
+            min(decoded.image.width, round(cx + half)),
+            min(decoded.image.height, round(cy + half)),
+        )
+        if box[2] <= box[0] or box[3] <= box[1]:
+            return None
+        return decoded.image.crop(box).resize((self.side, self.side), Image.Resampling.BILINEAR)
+
+    def _decoded(self, path: Path):
+        """The decoded image, kept for the next rows of the same photo (a group photo has many faces)."""
         from agebatch.scanning.images import ImageError, decode
 
-        path = self._resolve(str(row.get("path", "")))
-        if path is None or any(pd.isna(row.get(k)) for k in ("x", "y", "width", "height")):
-            return None
+        if self._last is not None and self._last[0] == path:
+            return self._last[1]
         try:
             decoded = decode(path, max_side=2048)
         except ImageError:
-            return None
-        x, y, w, h = (float(row[k]) / decoded.scale for k in ("x", "y", "width", "height"))
-        half = max(w, h) * 0.6
-        cx, cy = x + w / 2, y + h / 2
-        box = (round(cx - half), round(cy - half), round(cx + half), round(cy + half))
-        return decoded.image.crop(box).resize((self.side, self.side), Image.Resampling.BILINEAR)
+            decoded = None
+        self._last = (path, decoded)
+        return decoded
 
 
 def plain(text: object) -> str:
     """``text`` safe to hand to a Streamlit element that reads Markdown: every Markdown and HTML
     character escaped, so a file name or a results cell shows as the text it is."""
     special = set("\\`*_{}[]()#+-.!|<>~$&:\"'")
-    return "".join("\\" + c if c in special else c for c in str(text).replace("\n", " "))
+    flat = " ".join(str(text).splitlines())
+    return "".join("\\" + c if c in special else c for c in flat)

@@ -1,8 +1,9 @@
 """Starting the web app: check everything first, then run Streamlit with settings that keep it local.
 
-Streamlit reads its settings from command-line flags here (never from a config file a user might
-have lying around to loosen them): it listens on ``--host`` only, keeps XSRF protection on, caps
-uploads, sends no usage statistics, and opens no browser by itself.
+Streamlit gets its safety settings as command-line flags, which win over any config file a user might
+have lying around: it listens on ``--host`` only (and on a loopback address answers only requests
+naming this machine), keeps XSRF and CORS protection on, caps uploads, serves no static folder, shows
+no tracebacks to the browser, sends no usage statistics, and opens no browser by itself.
 """
 
 from __future__ import annotations
@@ -32,21 +33,35 @@ def require_streamlit() -> None:
         raise WebUnavailable(f"agebatch serve needs Streamlit: {WEB_EXTRA}") from exc
 
 
+LOOPBACK = {
+    "127.0.0.1": ("127.0.0.1", "localhost"),
+    "localhost": ("localhost", "127.0.0.1"),
+    "::1": ("[::1]", "localhost"),
+}
+
+
 def streamlit_flags(options: ServeOptions) -> list[str]:
-    """The Streamlit settings of a server, as flags (they win over any config file)."""
-    return [
+    """The Streamlit settings of a server, as flags (they win over any config file). On a loopback
+    address only requests naming this machine are served, so a web page that points its own domain at
+    127.0.0.1 (DNS rebinding) cannot drive the app."""
+    flags = [
         f"--server.address={options.host}",
         f"--server.port={options.port}",
         "--server.headless=true",
         "--server.enableXsrfProtection=true",
         "--server.enableCORS=true",
         f"--server.maxUploadSize={options.max_upload_mb}",
+        "--server.enableStaticServing=false",
+        "--server.enableAgentApi=false",
         "--server.fileWatcherType=none",
+        "--client.showErrorDetails=none",
         "--browser.gatherUsageStats=false",
         "--global.developmentMode=false",
         "--client.toolbarMode=minimal",
         "--theme.base=light",
     ]
+    flags += [f"--server.allowedHosts={name}" for name in LOOPBACK.get(options.host, ())]
+    return flags
 
 
 def serve(
