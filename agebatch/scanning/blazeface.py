@@ -30,17 +30,17 @@ SCORE_CLIP = 100.0  # raw logits are clipped before the sigmoid, as MediaPipe do
 NMS_IOU = 0.3  # boxes overlapping more than this are one face
 PROPOSAL_SCORE = 0.4  # first pass: permissive, every proposal gets a second look (scored by min_score)
 MIRROR_SCORE = 0.1  # the mirrored second look: anything weaker counts as nothing
-SECOND_LOOK_FACE = 0.3  # of the second look's tile side: where true and false faces part best
-SMALLEST_FACE = 0.2  # of the tile side: smaller faces are found unreliably
+SECOND_LOOK_FACES = (0.3, 0.45)  # of a second look's tile side: where true and false faces part best
+SMALLEST_FACE = 0.15  # of the tile side: the first pass proposes smaller faces unreliably
 LARGEST_FACE = 0.4  # of the tile side: a level hands faces above this to the coarser level
 # BlazeFace's square box against MTCNN's on the same faces (medians, benchmarks/detector_framing.py):
 # MTCNN's box is this much wider and taller than BlazeFace's side, its centre this many sides higher,
 # and MTCNN's mouth-corner midpoint this many sides above BlazeFace's mouth centre.
-MTCNN_WIDTH_PER_SIDE = 0.863
-MTCNN_HEIGHT_PER_SIDE = 1.081
-MTCNN_CENTRE_ABOVE = 0.056
-MTCNN_MOUTH_ABOVE = 0.034
-MTCNN_SIDE_PER_BOX_SIDE = 0.965  # sqrt(w*h) of MTCNN's box over BlazeFace's side
+MTCNN_WIDTH_PER_SIDE = 0.896
+MTCNN_HEIGHT_PER_SIDE = 1.123
+MTCNN_CENTRE_ABOVE = 0.068
+MTCNN_MOUTH_ABOVE = 0.029
+MTCNN_SIDE_PER_BOX_SIDE = 1.0  # sqrt(w*h) of MTCNN's box over BlazeFace's side
 
 
 @dataclass(frozen=True)
@@ -216,7 +216,7 @@ class BlazeFaceDetector:
         """(score, box x0 y0 x1 y1, 6 keypoints) of each face in BlazeFace's own terms, in image pixels.
 
         Two passes: the tile pyramid proposes faces at a permissive score, then each proposal gets a
-        second look on a tile centred on it, where the face fills ``SECOND_LOOK_FACE`` of the tile
+        second look on tiles centred on it, where the face fills ``SECOND_LOOK_FACES`` of the tile
         (the scale the network knows best). Only what scores ``min_score`` there is kept, with the box
         and keypoints of that second look: faces missed at the edge of a tile's range are rescued, and
         textures that looked like a face at one scale fall away."""
@@ -247,10 +247,15 @@ class BlazeFaceDetector:
         return _merged(found)
 
     def _second_look(self, image: Image.Image, box: np.ndarray) -> tuple[float, np.ndarray, np.ndarray] | None:
-        """The detection overlapping ``box`` on a tile centred on it at the network's best scale, its
-        score averaged with the mirrored tile's (a face is a face either way round; textures that
-        fooled the network once seldom do so twice)."""
-        side = math.sqrt(max(box[2] - box[0], 1.0) * max(box[3] - box[1], 1.0)) / SECOND_LOOK_FACE
+        """The best look at ``box`` on tiles centred on it at the network's best scales
+        (``SECOND_LOOK_FACES``), each score averaged with the mirrored tile's (a face is a face either
+        way round; textures that fooled the network once seldom do so twice)."""
+        looks = [self._look(image, box, fraction) for fraction in SECOND_LOOK_FACES]
+        looks = [look for look in looks if look is not None]
+        return max(looks, key=lambda look: look[0]) if looks else None
+
+    def _look(self, image: Image.Image, box: np.ndarray, fraction: float):
+        side = math.sqrt(max(box[2] - box[0], 1.0) * max(box[3] - box[1], 1.0)) / fraction
         left, top = (box[0] + box[2]) / 2 - side / 2, (box[1] + box[3]) / 2 - side / 2
         tile = cut_tile(image, left, top, side, self.model.side)
         plain = _best_overlapping(_in_image(self._net().run(tile, PROPOSAL_SCORE), left, top, side), box)
