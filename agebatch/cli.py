@@ -51,7 +51,8 @@ app = typer.Typer(
     add_completion=True,
     pretty_exceptions_enable=False,
     context_settings={"help_option_names": ["-h", "--help"]},
-    epilog="Exit codes: 0 done, 1 unexpected error, 2 usage or setup error, 3 no face to explain, 130 interrupted (143 on SIGTERM).",
+    epilog="Exit codes: 0 done, 1 unexpected error, 2 usage or setup error, 3 no face to explain, 130 interrupted "
+    "(143 on SIGTERM, 141 when the reader of stdout goes away).",
 )
 
 
@@ -320,6 +321,8 @@ def scan(
                 summary = scan_to_file(
                     paths, out, predictor, options, output_format, resume, excel_safe, wait, update, ray=ray_options
                 )
+    except BrokenPipeError:  # --out - and the reader went away (``| head``)
+        _reader_gone()
     except KeyboardInterrupt as exc:
         summary = getattr(exc, "summary", None)
         done = f" after {summary.images} images" if summary else ""
@@ -500,6 +503,8 @@ def report(
             write_report(data, out, fmt.value, int(bins.value))
     except ReportError as exc:
         raise Fail(str(exc)) from exc
+    except BrokenPipeError:  # --out - and the reader went away
+        _reader_gone()
     except OSError as exc:
         raise Fail(f"cannot write {out}: {exc.strerror or exc}") from exc
     if not quiet:
@@ -918,6 +923,8 @@ def main() -> None:
     except (KeyboardInterrupt, typer.Abort):
         _fail_message("interrupted")
         sys.exit(_interrupted_code())
+    except BrokenPipeError:  # the reader went away (``| head``): stop quietly, as Unix tools do
+        _reader_gone()
     except Exception as exc:  # noqa: BLE001 - the last line of defence
         known = _known_error(exc)
         if known:
@@ -931,7 +938,18 @@ def main() -> None:
     # The work is done: a late Ctrl-C or SIGTERM must not turn it into a failure.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    try:
+        sys.stdout.flush()
+    except BrokenPipeError:
+        _reader_gone()
     sys.exit(code if isinstance(code, int) else EXIT_OK)
+
+
+def _reader_gone() -> None:
+    """Exit as a Unix tool killed by SIGPIPE would (128 + 13), without a message or a flush error."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())  # Python's final flush of stdout must not fail again
+    sys.exit(128 + signal.SIGPIPE)
 
 
 def _known_error(exc: Exception) -> str | None:

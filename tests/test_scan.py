@@ -290,3 +290,24 @@ def test_a_results_file_records_what_made_it(run_cli, crops, tmp_path, tiny_mode
     assert code == 0 and json.loads(text)["sha256"] == meta["model_sha256"]
     code, _, err = run_cli("report", out, "--out", "-", "--format", "json")
     assert code == 0
+
+
+def test_a_reader_that_goes_away_ends_a_streamed_scan_quietly_with_141(tmp_path):
+    import subprocess
+    import sys
+
+    folder = tmp_path / "many"
+    folder.mkdir()
+    for i in range(300):  # enough rows that writing outlasts the reader
+        (folder / f"{i:03d}.png").write_bytes(FACE_PHOTO.read_bytes())
+    process = subprocess.Popen(
+        [sys.executable, "-m", "agebatch", "scan", str(folder), "--out", "-", "--detector", "none"],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    assert process.stdout.readline().startswith(b"path,face,")
+    process.stdout.close()  # like `| head -1`
+    _, err = process.communicate(timeout=120)
+    assert process.returncode == 141, err
+    assert b"Error" not in err and b"unexpected" not in err
