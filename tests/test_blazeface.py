@@ -104,3 +104,11 @@ def test_a_face_less_noise_photo_gives_no_face():
     Image.fromarray(noise).save(buffer, "JPEG")
     buffer.seek(0)
     assert faces.make_detector("blazeface").detect(Image.open(buffer).convert("RGB")) == []
+
+
+def test_part_of_a_face_is_not_another_face():
+    big = (0.9, np.array([100.0, 100.0, 300.0, 340.0]), np.zeros((6, 2)))
+    chin = (0.75, np.array([170.0, 230.0, 240.0, 320.0]), np.zeros((6, 2)))
+    beside = (0.8, np.array([400.0, 100.0, 480.0, 200.0]), np.zeros((6, 2)))
+    kept = blazeface._without_nested([big, beside, chin])
+    assert [k[0] for k in kept] == [0.9, 0.8]

@@ -225,7 +225,7 @@ class BlazeFaceDetector:
         levels = pyramid(image.width, image.height, self.smallest_face(image, scale) / MTCNN_SIDE_PER_BOX_SIDE)
         proposals = self._search(image, levels, PROPOSAL_SCORE)
         looks = [self._second_look(image, box) for _, box, _ in proposals]
-        return _merged([look for look in looks if look is not None and look[0] >= self.min_score])
+        return _without_nested(_merged([look for look in looks if look is not None and look[0] >= self.min_score]))
 
     def _search(self, image: Image.Image, levels, threshold: float) -> list[tuple[float, np.ndarray, np.ndarray]]:
         """Every detection on the tiles of ``levels`` (see ``pyramid``), merged; each level is one
@@ -294,6 +294,23 @@ def _in_image(hits: list[TileDetection], left: float, top: float, side: float, m
 def _best_overlapping(found: list, box: np.ndarray):
     best = [f for f in found if _overlap(f[1], box) > NMS_IOU]
     return max(best, key=lambda f: f[0]) if best else None
+
+
+def _without_nested(found: list[tuple[float, np.ndarray, np.ndarray]]) -> list[tuple[float, np.ndarray, np.ndarray]]:
+    """``found`` (best first) less any detection centred inside a bigger one kept before it: part of a
+    face (its mouth and chin, seen at a smaller scale) is not another face."""
+    kept: list[tuple[float, np.ndarray, np.ndarray]] = []
+    for item in found:
+        box = item[1]
+        cx, cy = (box[0] + box[2]) / 2, (box[1] + box[3]) / 2
+        area = (box[2] - box[0]) * (box[3] - box[1])
+        inside = any(
+            k[1][0] <= cx <= k[1][2] and k[1][1] <= cy <= k[1][3] and area < (k[1][2] - k[1][0]) * (k[1][3] - k[1][1])
+            for k in kept
+        )
+        if not inside:
+            kept.append(item)
+    return kept
 
 
 def _overlap(a: np.ndarray, b: np.ndarray) -> float:
