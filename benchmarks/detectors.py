@@ -18,8 +18,9 @@ A face counts as found when a detection's centre lies inside its pasted square a
 within a factor of 2. Speed: single-thread detection milliseconds per photo on portraits and
 groups, and end-to-end ``scan`` photos/s (all cores, the shipped model) on 1 MP and 12 MP photos
 with 4 faces each. Accuracy: UTKFace test faces (``models/split.csv``) scanned as portraits against
-the same faces given as crops (``--detector none``): age MAE and gender accuracy of both.
-Ratios are against the first detector listed (MTCNN, today's default); absolute timings drift on a
+the same faces given as crops (``--detector none``), and the pasted square cut back out of the photo
+(what pasting, resizing and JPEG cost without any detector): age MAE and gender accuracy of each.
+Ratios are against the first detector listed (MTCNN, the default before BlazeFace); timings drift on a
 shared machine.
 """
 
@@ -221,6 +222,15 @@ def accuracy(names: list[str], frame: pd.DataFrame, predictor: Predictor, maker:
         x, y = int(maker.rng.integers(0, SIZE[0] - side)), int(maker.rng.integers(0, SIZE[1] - side))
         photo.paste(crop, (x, y))
         placed.append((jpeg(photo), (x, y, side, side * BOX_PER_CROP)))
+    # The pasted square cut back out (no detector): what pasting, resizing and JPEG alone cost.
+    pasted = np.stack(
+        [
+            np.asarray(photo.crop((x, y, x + side, y + side)).resize((predictor.image_size,) * 2))
+            for photo, (x, y, side, _) in placed
+        ]
+    )
+    back = predictor.estimate(pasted)
+    score("pasted_square", back.ages, (back.females >= 0.5).astype(int), np.ones(len(frame), bool))
     for name in names:
         detector = faces.make_detector(name)
         ages, genders, found = np.zeros(len(frame)), np.zeros(len(frame), int), np.zeros(len(frame), bool)
