@@ -1,0 +1,91 @@
+"""How the crop's framing for photos moves accuracy: UTKFace faces pasted into photos, detected once,
+then cut with the crop side and centre varied around today's ``faces.UTK_*`` framing.
+
+    python benchmarks/photo_framing.py ../shared/datasets/utkface [--part val] [--faces 500]
+                                       [--detector blazeface]
+
+Uses the validation part of ``models/split.csv`` by default (choose framing there, confirm on
+``--part test``). Prints age MAE and gender accuracy for each variant and for the same faces given
+as crops (``--detector none``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from PIL import Image
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "benchmarks"))
+
+import detectors as generated  # noqa: E402
+
+from agebatch.scanning import faces  # noqa: E402
+from agebatch.scanning.predictor import Predictor  # noqa: E402
+from agebatch.training.sources import read_source  # noqa: E402
+
+SCALES = (0.9, 0.95, 1.0, 1.05, 1.1)  # times today's crop side
+SHIFTS = (-0.03, 0.0, 0.03)  # face sides added to today's downward centring
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("data_dir", type=Path)
+    parser.add_argument("--part", default="val", choices=("val", "test"))
+    parser.add_argument("--faces", type=int, default=500)
+    parser.add_argument("--detector", default="blazeface")
+    parser.add_argument("--seed", type=int, default=3)
+    parser.add_argument("--scales", default=",".join(map(str, SCALES)), help="crop sides to try, times today's")
+    parser.add_argument("--shifts", default=",".join(map(str, SHIFTS)), help="centre shifts to try, face sides")
+    args = parser.parse_args()
+    frame, _ = read_source(args.data_dir)
+    split = pd.read_csv(REPO / "models" / "split.csv")
+    files = set(split.loc[(split["split"] == args.part) & (split["source"] == "utkface"), "file"])
+    sample = frame[frame["file"].isin(files)].sample(args.faces, random_state=args.seed)
+    maker = generated.Maker(list(frame["path"].sample(200, random_state=args.seed)), args.seed)
+    predictor = Predictor()
+    size = predictor.image_size
+    ages, genders = sample["age"].to_numpy(float), sample["gender"].to_numpy(int)
+    placed = []
+    for path in sample["path"]:
+        photo = maker.background()
+        side = int(maker.rng.integers(150, 260))
+        crop = Image.open(path).convert("RGB").resize((side, side), Image.Resampling.BICUBIC)
+        x = int(maker.rng.integers(0, generated.SIZE[0] - side))
+        y = int(maker.rng.integers(0, generated.SIZE[1] - side))
+        photo.paste(crop, (x, y))
+        placed.append((generated.jpeg(photo), (x, y, side, side * generated.BOX_PER_CROP)))
+    detector = faces.make_detector(args.detector)
+    found = []
+    for photo, truth in placed:
+        hits = [face for face in detector.detect(photo) if generated.matches([face], [truth])[0]]
+        found.append(hits[0] if hits else None)
+    kept = np.array([face is not None for face in found])
+    print(f"{args.detector} found {kept.sum()} of {len(kept)} {args.part} faces")
+    scale0, shift0 = faces.UTK_BOX_TO_CROP, faces.UTK_CENTRE_BELOW_EYE_MOUTH
+    try:
+        for scale in map(float, args.scales.split(",")):
+            for shift in map(float, args.shifts.split(",")):
+                faces.UTK_BOX_TO_CROP, faces.UTK_CENTRE_BELOW_EYE_MOUTH = scale0 * scale, shift0 + shift
+                cut = [np.asarray(faces.crop_face(p, f, size)) for (p, _), f in zip(placed, found) if f is not None]
+                estimates = predictor.estimate(np.stack(cut))
+                mae = np.abs(estimates.ages - ages[kept]).mean()
+                right = ((estimates.females >= 0.5).astype(int) == genders[kept]).mean()
+                print(
+                    f"side x{scale:.2f}, centre {shift:+.2f} sides lower: age MAE {mae:.3f}, gender {100 * right:.1f}%"
+                )
+    finally:
+        faces.UTK_BOX_TO_CROP, faces.UTK_CENTRE_BELOW_EYE_MOUTH = scale0, shift0
+    crops = np.stack([np.asarray(Image.open(p).convert("RGB").resize((size, size))) for p in sample["path"]])
+    estimates = predictor.estimate(crops)
+    right = ((estimates.females >= 0.5).astype(int) == genders).mean()
+    print(f"as crops: age MAE {np.abs(estimates.ages - ages).mean():.3f}, gender {100 * right:.1f}%")
+
+
+if __name__ == "__main__":
+    main()
