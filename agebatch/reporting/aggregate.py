@@ -24,7 +24,7 @@ from agebatch.common.files import open_regular, read_regular
 from agebatch.common.text import one_line
 from agebatch.contract import AGE_BAND_LABELS, AGE_BANDS, GENDERS, REPORT_MAX_AGE, age_band
 from agebatch.reporting import timeline
-from agebatch.reporting.estimates import error_rates, share_with_interval
+from agebatch.reporting.estimates import error_rates, median_of_histogram, share_with_interval
 from agebatch.reporting.options import BREAKDOWNS, ReportOptions
 from agebatch.results import reason_group
 
@@ -45,14 +45,6 @@ class ReportError(Exception):
 def _age_histogram(ages: np.ndarray) -> np.ndarray:
     bins = np.clip(np.floor(ages), 0, MAX_AGE).astype(np.int64)
     return np.bincount(bins, minlength=MAX_AGE + 1)
-
-
-def _median_from_histogram(hist: np.ndarray) -> int | None:
-    """Median age in whole years (the 1-year bin holding the middle face): exact enough, and streamable."""
-    total = int(hist.sum())
-    if total == 0:
-        return None
-    return int(np.searchsorted(np.cumsum(hist), (total + 1) // 2))  # lower median for even counts
 
 
 @dataclass
@@ -286,7 +278,7 @@ def summarise(tally: Tally, depth: int = 1) -> dict:
         "faces": tally.faces,
         "images_without_face": tally.no_face,
         "errors": tally.errors,
-        "median_age": _median_from_histogram(tally.ages),
+        "median_age": median_of_histogram(tally.ages),
         "gender_counts": genders,
         "gender_shares": {g: _share(n, called) for g, n in genders.items()},
         "low_confidence_faces": tally.low_confidence,
@@ -309,7 +301,7 @@ def summarise(tally: Tally, depth: int = 1) -> dict:
                 "folder": name,
                 "images": f.images,
                 "faces": f.faces,
-                "median_age": _median_from_histogram(f.ages),
+                "median_age": median_of_histogram(f.ages),
                 "male": f.male,
                 "female": f.female,
                 "male_share": _share(f.male, f.male + f.female),

@@ -1,4 +1,5 @@
-"""Shares with honest uncertainty: Wilson intervals, and shares corrected for the model's known errors.
+"""Shares with honest uncertainty: Wilson intervals, and shares corrected for the model's known errors;
+and the median age of a streamed age histogram.
 
 A share counted from a model's guesses has two kinds of error. Sampling: 42 of 100 faces is not
 exactly 42 %; the Wilson score interval says how far it could be. Misclassification: the model calls
@@ -13,6 +14,8 @@ Wilson bounds through the same formula, so it covers sampling error only, not th
 from __future__ import annotations
 
 import math
+
+import numpy as np
 
 Z95 = 1.959963984540054  # the normal quantile of a two-sided 95 % interval
 
@@ -69,3 +72,12 @@ def error_rates(confusion: list[list[int]] | None) -> tuple[float, float] | None
         return ff / women, mm / men
     except (TypeError, ValueError, ZeroDivisionError):
         return None
+
+
+def median_of_histogram(hist: np.ndarray) -> int | None:
+    """Median age in whole years (the 1-year bin holding the middle face; the lower one for an even
+    count): exact enough, and computable from tallies that were streamed. None without faces."""
+    total = int(hist.sum())
+    if total == 0:
+        return None
+    return int(np.searchsorted(np.cumsum(hist), (total + 1) // 2))

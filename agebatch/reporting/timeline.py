@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 
 from agebatch.contract import REPORT_MAX_AGE
-from agebatch.reporting.estimates import share_with_interval
+from agebatch.reporting.estimates import median_of_histogram, share_with_interval
 
 COLUMN = "taken_at"
 DAY_SPAN_LIMIT = 62  # days: up to two months, one bar per day
@@ -39,21 +39,23 @@ def add_days(days: dict, taken_at: pd.Series, ages: np.ndarray, male: np.ndarray
         }
     )
     for name, group in frame.groupby("day", sort=False):
-        entry = days.setdefault(name, [0, 0, 0, np.zeros(REPORT_MAX_AGE + 1, np.int64)])
-        entry[0] += len(group)
-        entry[1] += int(group["male"].sum())
-        entry[2] += int(group["female"].sum())
-        entry[3] += np.bincount(group["age"].to_numpy(), minlength=REPORT_MAX_AGE + 1)
+        ages_seen = np.bincount(group["age"].to_numpy(), minlength=REPORT_MAX_AGE + 1)
+        _add(days, name, len(group), int(group["male"].sum()), int(group["female"].sum()), ages_seen)
     return int(usable.sum())
 
 
 def merge_days(into: dict, other: dict) -> None:
-    for name, (faces, male, female, ages) in other.items():
-        entry = into.setdefault(name, [0, 0, 0, np.zeros(REPORT_MAX_AGE + 1, np.int64)])
-        entry[0] += faces
-        entry[1] += male
-        entry[2] += female
-        entry[3] += ages
+    for name, entry in other.items():
+        _add(into, name, *entry)
+
+
+def _add(tallies: dict, key: str, faces: int, male: int, female: int, ages: np.ndarray) -> None:
+    """Add one group's counts to ``tallies[key]`` ([faces, male, female, age histogram]), new or not."""
+    entry = tallies.setdefault(key, [0, 0, 0, np.zeros(REPORT_MAX_AGE + 1, np.int64)])
+    entry[0] += faces
+    entry[1] += male
+    entry[2] += female
+    entry[3] += ages
 
 
 def _period(day: dt.date, granularity: str) -> str:
@@ -63,11 +65,6 @@ def _period(day: dt.date, granularity: str) -> str:
         year, week, _ = day.isocalendar()
         return f"{year}-W{week:02d}"
     return f"{day.year}-{day.month:02d}"
-
-
-def _median(hist: np.ndarray) -> int | None:
-    total = int(hist.sum())
-    return None if total == 0 else int(np.searchsorted(np.cumsum(hist), (total + 1) // 2))
 
 
 def summarise(days: dict, has_column: bool, faces: int, rates: list | None = None) -> dict:
@@ -86,12 +83,7 @@ def summarise(days: dict, has_column: bool, faces: int, rates: list | None = Non
     granularity = "day" if span <= DAY_SPAN_LIMIT else "week" if span <= WEEK_SPAN_LIMIT else "month"
     periods: dict[str, list] = {}
     for day in sorted(parsed):
-        faces_, male, female, ages = parsed[day]
-        entry = periods.setdefault(_period(day, granularity), [0, 0, 0, np.zeros(REPORT_MAX_AGE + 1, np.int64)])
-        entry[0] += faces_
-        entry[1] += male
-        entry[2] += female
-        entry[3] = entry[3] + ages
+        _add(periods, _period(day, granularity), *parsed[day])
     dated = sum(e[0] for e in periods.values())
     return {
         "granularity": granularity,
@@ -101,7 +93,7 @@ def summarise(days: dict, has_column: bool, faces: int, rates: list | None = Non
             {
                 "period": name,
                 "faces": entry[0],
-                "median_age": _median(entry[3]),
+                "median_age": median_of_histogram(entry[3]),
                 "female_share": share_with_interval(entry[2], entry[1] + entry[2], *(rates or [None, None])),
             }
             for name, entry in periods.items()
