@@ -90,6 +90,16 @@ class Maker:
         photo.paste(crop, (x, y), mask)
         return photo, [(x, y, crop.width, box)]
 
+    def pasted(self, path) -> tuple[Image.Image, tuple]:
+        """One labelled crop pasted whole (a square of 150-260 px, no mask) on a photo, as a JPEG, and
+        where it went: (x, y, square side, face box side)."""
+        photo = self.background()
+        side = int(self.rng.integers(150, 260))
+        crop = Image.open(path).convert("RGB").resize((side, side), Image.Resampling.BICUBIC)
+        x, y = int(self.rng.integers(0, SIZE[0] - side)), int(self.rng.integers(0, SIZE[1] - side))
+        photo.paste(crop, (x, y))
+        return jpeg(photo), (x, y, side, side * BOX_PER_CROP)
+
     def group(self, size=SIZE) -> tuple[Image.Image, list[tuple]]:
         photo = self.background(size)
         count = int(self.rng.integers(5, 21))
@@ -213,15 +223,7 @@ def accuracy(names: list[str], frame: pd.DataFrame, predictor: Predictor, maker:
 
     estimates = predictor.estimate(crops)
     score("crops", estimates.ages, (estimates.females >= 0.5).astype(int), np.ones(len(frame), bool))
-    placed = []
-    for path in frame["path"]:
-        photo = maker.background()
-        crop = Image.open(path).convert("RGB")
-        side = int(maker.rng.integers(150, 260))
-        crop = crop.resize((side, side), Image.Resampling.BICUBIC)
-        x, y = int(maker.rng.integers(0, SIZE[0] - side)), int(maker.rng.integers(0, SIZE[1] - side))
-        photo.paste(crop, (x, y))
-        placed.append((jpeg(photo), (x, y, side, side * BOX_PER_CROP)))
+    placed = [maker.pasted(path) for path in frame["path"]]
     # The pasted square cut back out (no detector): what pasting, resizing and JPEG alone cost.
     pasted = np.stack(
         [

@@ -51,15 +51,7 @@ def main() -> None:
     predictor = Predictor()
     size = predictor.image_size
     ages, genders = sample["age"].to_numpy(float), sample["gender"].to_numpy(int)
-    placed = []
-    for path in sample["path"]:
-        photo = maker.background()
-        side = int(maker.rng.integers(150, 260))
-        crop = Image.open(path).convert("RGB").resize((side, side), Image.Resampling.BICUBIC)
-        x = int(maker.rng.integers(0, generated.SIZE[0] - side))
-        y = int(maker.rng.integers(0, generated.SIZE[1] - side))
-        photo.paste(crop, (x, y))
-        placed.append((generated.jpeg(photo), (x, y, side, side * generated.BOX_PER_CROP)))
+    placed = [maker.pasted(path) for path in sample["path"]]
     detector = faces.make_detector(args.detector)
     found = []
     for photo, truth in placed:
