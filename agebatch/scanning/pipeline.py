@@ -42,7 +42,7 @@ class Pipeline:
     def detector(self) -> faces.Detector:
         if not hasattr(self._local, "detector"):  # one per thread: MTCNN keeps per-call state
             self._local.detector = faces.make_detector(
-                self.options.detector, self.options.min_face, self.options.score_threshold()
+                self.options.detector, self.options.min_face, self.options.min_score
             )
         return self._local.detector
 
