@@ -171,3 +171,28 @@ def test_evaluate_cli_flip_average(run_cli, tmp_path, twin_models):
     assert results[True]["overall"]["n"] == results[False]["overall"]["n"] == 12
     code, out, _ = run_cli("evaluate", data, "--model", twin_models, "--flip-average")
     assert code == 0 and "mirrored" in out.splitlines()[0]
+
+
+def test_threads_silencing_native_stderr_at_once_leave_it_as_it_was():
+    """Decode threads build detector networks at once, each silencing fd 2 around the runtime's
+    notice: the last one out must not restore a descriptor another thread had pointed at /dev/null
+    (the process would then be mute: no summary, no error). Run in a process of its own, so the
+    test runner's own capture of fd 2 is not in the way."""
+    import subprocess
+    import sys
+
+    script = (
+        "import threading, time, os\n"
+        "from agebatch.common import quiet\n"
+        "def silence():\n"
+        "    for _ in range(50):\n"
+        "        with quiet.native_stderr_silenced():\n"
+        "            time.sleep(0.0005)\n"
+        "threads = [threading.Thread(target=silence) for _ in range(4)]\n"
+        "[t.start() for t in threads]\n"
+        "[t.join() for t in threads]\n"
+        "os.write(2, b'still heard\\n')\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert "still heard" in done.stderr

@@ -15,32 +15,36 @@ from contextlib import contextmanager
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 
+_silencing = threading.RLock()  # fd 2 is one per process: one thread silences it at a time
+
+
 @contextmanager
 def native_stderr_silenced():
-    """Point fd 2 at /dev/null for the duration (Python-level ``sys.stderr`` is flushed first)."""
+    """Point fd 2 at /dev/null for the duration (Python-level ``sys.stderr`` is flushed first).
+
+    Held under a process-wide lock: two threads silencing at once (decode threads building their
+    detector networks) could otherwise restore fd 2 in the wrong order and leave the process mute.
+    """
     if os.environ.get("AGEBATCH_DEBUG"):
         yield
         return
-    sys.stderr.flush()
-    saved = os.dup(2)
-    try:
-        with open(os.devnull, "w") as devnull:
-            os.dup2(devnull.fileno(), 2)
-            yield
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
+    with _silencing:
+        sys.stderr.flush()
+        saved = os.dup(2)
+        try:
+            with open(os.devnull, "w") as devnull:
+                os.dup2(devnull.fileno(), 2)
+                yield
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
 
 
 _loading = threading.Lock()
 
 
 def load_tensorflow() -> None:
-    """Import TensorFlow (and Keras) once, silently; later imports are free.
-
-    Locked: two threads silencing fd 2 at once could restore it in the wrong order and leave the
-    process mute.
-    """
+    """Import TensorFlow (and Keras) once, silently; later imports are free (locked: once)."""
     if "keras" in sys.modules and "tensorflow" in sys.modules:
         return
     with _loading, native_stderr_silenced():
