@@ -544,6 +544,9 @@ def train(
     ] = None,
     age_head: Annotated[AgeHead, _train("age_head", metavar=None)] = AgeHead(_train_default("age_head")),
     age_loss_weight: Annotated[float, _train("age_loss_weight", min=0.0)] = _train_default("age_loss_weight"),
+    gender_smoothing: Annotated[float, _train("gender_smoothing", min=0.0, max=0.5)] = _train_default(
+        "gender_smoothing"
+    ),
     color_jitter: Annotated[float, _train("color_jitter", min=0.0)] = _train_default("color_jitter"),
     average_epochs: Annotated[int, _train("average_epochs", min=0)] = _train_default("average_epochs"),
     refit_age_head: Annotated[bool, _train("refit_age_head")] = _train_default("refit_age_head"),
@@ -596,6 +599,7 @@ def train(
         cache_dir=str(cache_dir) if cache_dir else None,
         time_limit_minutes=time_limit,
         age_loss_weight=age_loss_weight,
+        gender_smoothing=gender_smoothing,
         color_jitter=color_jitter,
         average_epochs=average_epochs,
         refit_age_head=refit_age_head,

@@ -104,6 +104,23 @@ def test_teacher_estimates_are_blended_into_the_training_targets():
         np.testing.assert_allclose(plain[1], [[1.0, 0.0], [0.0, 1.0]])
 
 
+def test_gender_smoothing_touches_only_the_training_targets():
+    import pandas as pd
+
+    from agebatch.contract import GENDER_OUTPUT
+    from agebatch.training.config import TrainConfig
+    from agebatch.training.train import training_targets
+
+    frame = pd.DataFrame({"age": [20.0, 40.0], "age_low": [20, 40], "age_high": [20, 40], "gender": [0, 1]})
+    config = TrainConfig(data_dir="x", gender_smoothing=0.1)
+    np.testing.assert_allclose(
+        training_targets(frame, config, training=True)[GENDER_OUTPUT], [[0.95, 0.05], [0.05, 0.95]]
+    )
+    np.testing.assert_allclose(training_targets(frame, config)[GENDER_OUTPUT], [[1.0, 0.0], [0.0, 1.0]])
+    with pytest.raises(ValueError, match="gender_smoothing"):
+        TrainConfig(data_dir="x", gender_smoothing=0.6)
+
+
 def test_several_teachers_are_averaged_face_by_face():
     from agebatch.training.evaluate import predict_arrays
     from agebatch.training.network import build_model

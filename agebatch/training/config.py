@@ -50,6 +50,9 @@ class TrainConfig:
     balance_gender: bool = setting(True, "Regression head: weigh the gender loss so both genders count equally.")
     age_weight_power: float = setting(0.5, "Weigh faces by (size of their age band or stratum) to this power, negated.")
     dropout: float = setting(0.3, "Dropout before the heads.")
+    gender_smoothing: float = setting(
+        0.0, "Label smoothing of the gender targets while training (validation keeps the plain labels)."
+    )
     color_jitter: float = setting(0.0, "Random brightness/contrast strength in augmentation (0: off).")
     max_images: int | None = setting(None, "Use at most this many labelled faces (a random sample).")
     init_from: str | None = setting(
@@ -88,5 +91,7 @@ class TrainConfig:
             raise ValueError(f"unknown age head {self.age_head!r}; choose one of {', '.join(AGE_HEADS)}")
         if self.age_head == "distribution" and self.teachers:
             raise ValueError("distillation (teachers) works with the regression age head only")
+        if not 0.0 <= self.gender_smoothing <= 0.5:
+            raise ValueError(f"gender_smoothing must be between 0 and 0.5, got {self.gender_smoothing}")
         if not 0.0 <= self.teacher_weight <= 1.0:
             raise ValueError(f"teacher_weight must be between 0 and 1, got {self.teacher_weight}")

@@ -175,12 +175,23 @@ def label_ages(frame: pd.DataFrame) -> np.ndarray:
     return np.where(frame["age"].notna(), frame["age"].to_numpy(float), middle)
 
 
-def training_targets(frame: pd.DataFrame, config: TrainConfig, teacher: pd.DataFrame | None = None) -> dict:
-    """Targets per output for ``frame``'s faces (a teacher blends in only for the regression head)."""
+def smoothed(onehot: np.ndarray, amount: float) -> np.ndarray:
+    """Gender targets moved ``amount`` of the way towards 50/50: a network that may not be certain of
+    every training face overfits its gender head less (calibration rescales its confidence after)."""
+    return (1 - amount) * onehot + amount / onehot.shape[1]
+
+
+def training_targets(
+    frame: pd.DataFrame, config: TrainConfig, teacher: pd.DataFrame | None = None, training: bool = False
+) -> dict:
+    """Targets per output for ``frame``'s faces (a teacher blends in only for the regression head;
+    gender smoothing applies only to the faces trained on)."""
     from agebatch.contract import AGE_DISTRIBUTION, AGE_OUTPUT, GENDER_OUTPUT
     from agebatch.training import agedist
 
     ages, onehot = blend_with_teacher(label_ages(frame), frame["gender"].to_numpy(), teacher, config.teacher_weight)
+    if training and config.gender_smoothing > 0:
+        onehot = smoothed(onehot, config.gender_smoothing)
     targets = {AGE_OUTPUT: ages, GENDER_OUTPUT: onehot}
     if config.age_head == "distribution":
         targets[AGE_DISTRIBUTION] = agedist.targets(frame["age_low"], frame["age_high"], config.age_sigma)
@@ -212,7 +223,7 @@ def _make_dataset(images, frame, config: TrainConfig, training: bool, teacher: p
     """
     import tensorflow as tf
 
-    targets = training_targets(frame, config, teacher if training else None)
+    targets = training_targets(frame, config, teacher if training else None, training)
     weights = training_weights(frame, config, targets) if training else {}
     arrays = [np.asarray(images), *targets.values(), *weights.values()]
 
