@@ -5,7 +5,7 @@ through the photo path.
                                    [--detectors mtcnn,blazeface] [--json out.json]
 
 Photos are made from UTKFace crops pasted on the face-less example photos (each face's MTCNN-style
-box is 0.885 of the pasted crop, as measured for ``faces.UTK_BOX_TO_CROP``), saved as JPEG and decoded
+box is ``1 / faces.UTK_BOX_TO_CROP`` of the pasted crop, as measured there), saved as JPEG and decoded
 as a scan would:
 
 - portraits: one face of 100-300 px on a 1024x768 photo;
@@ -48,7 +48,7 @@ from agebatch.scanning.predictor import Predictor  # noqa: E402
 from agebatch.scanning.scanner import scan_to_file  # noqa: E402
 from agebatch.training.sources import read_source  # noqa: E402
 
-BOX_PER_CROP = 0.885  # MTCNN's box side over a UTKFace crop's side
+BOX_PER_CROP = 1 / faces.UTK_BOX_TO_CROP  # MTCNN's box side over a UTKFace crop's side
 BACKGROUNDS = ("coffee.png", "rocket.jpg", "chelsea.png")
 SIZE = (1024, 768)
 

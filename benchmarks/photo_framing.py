@@ -1,17 +1,21 @@
-"""How the crop's framing for photos moves accuracy: UTKFace faces pasted into photos, detected once,
-then cut with the crop side and centre varied around today's ``faces.UTK_*`` framing.
+"""Where the photo path's crop lands and how its framing moves accuracy: UTKFace faces pasted whole
+into photos (so the right crop is known exactly: the pasted square), detected once, then cut with
+the crop side and centre varied around today's ``faces.UTK_*`` framing.
 
     python benchmarks/photo_framing.py ../shared/datasets/utkface [--part val] [--faces 500]
                                        [--detector blazeface]
 
-Uses the validation part of ``models/split.csv`` by default (choose framing there, confirm on
-``--part test``). Prints age MAE and gender accuracy for each variant and for the same faces given
-as crops (``--detector none``).
+First the geometry: the crop's side against the pasted square's (median and spread of the log
+ratio), its centre's offset (across and down the face, in square sides), the roll it levels, and the
+detector's box side over the square side (what ``faces.UTK_BOX_TO_CROP`` inverts). Then age MAE and
+gender accuracy for each variant and for the same faces given as crops. Uses the validation part of
+``models/split.csv`` by default (choose framing there, confirm on ``--part test``).
 """
 
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 from pathlib import Path
 
@@ -59,6 +63,7 @@ def main() -> None:
         found.append(hits[0] if hits else None)
     kept = np.array([face is not None for face in found])
     print(f"{args.detector} found {kept.sum()} of {len(kept)} {args.part} faces")
+    geometry([truth for _, truth in placed], found)
     scale0, shift0 = faces.UTK_BOX_TO_CROP, faces.UTK_CENTRE_BELOW_EYE_MOUTH
     try:
         for scale in map(float, args.scales.split(",")):
@@ -77,6 +82,31 @@ def main() -> None:
     estimates = predictor.estimate(crops)
     right = ((estimates.females >= 0.5).astype(int) == genders).mean()
     print(f"as crops: age MAE {np.abs(estimates.ages - ages).mean():.3f}, gender {100 * right:.1f}%")
+
+
+def geometry(truths: list[tuple], found: list[faces.Face | None]) -> None:
+    """Print where today's framing puts the crop against the pasted square it should reproduce."""
+    log_side, across, down, roll, box = [], [], [], [], []
+    for (x, y, side, _), face in zip(truths, found):
+        if face is None:
+            continue
+        cx, cy, crop_side, angle = faces.framing(face)
+        rad = math.radians(angle)
+        dx, dy = (x + side / 2) - cx, (y + side / 2) - cy
+        log_side.append(math.log(crop_side / side))
+        across.append((dx * math.cos(rad) + dy * math.sin(rad)) / side)
+        down.append((-dx * math.sin(rad) + dy * math.cos(rad)) / side)
+        roll.append(angle)
+        box.append(face.side / side)
+
+    def spread(values: list[float]) -> str:
+        low, mid, high = np.percentile(values, [10, 50, 90])
+        return f"median {mid:+.3f} (10-90%: {low:+.3f} .. {high:+.3f})"
+
+    print(f"crop side vs the pasted square, log ratio: {spread(log_side)}")
+    print(f"true centre from the crop centre, in square sides: across {spread(across)}, down {spread(down)}")
+    print(f"roll levelled, degrees: {spread(roll)}")
+    print(f"detector box side / square side: median {np.median(box):.3f} (faces.UTK_BOX_TO_CROP = 1 / that)")
 
 
 if __name__ == "__main__":

@@ -11,7 +11,8 @@ from PIL import Image
 
 from agebatch.common import vendored
 from agebatch.scanning import blazeface, faces, images
-from tests.imagegen import FACE_PHOTO
+from tests.conftest import UTKFACE, needs_utkface
+from tests.imagegen import EXAMPLES, FACE_PHOTO
 
 
 @pytest.mark.parametrize(
@@ -112,3 +113,23 @@ def test_part_of_a_face_is_not_another_face():
     beside = (0.8, np.array([400.0, 100.0, 480.0, 200.0]), np.zeros((6, 2)))
     kept = blazeface._without_nested([big, beside, chin])
     assert [k[0] for k in kept] == [0.9, 0.8]
+
+
+@needs_utkface()
+def test_a_utkface_crop_pasted_into_a_photo_is_cut_back_out_at_its_own_framing():
+    """The photo path must hand the model what it was trained on: for a UTKFace crop pasted whole on a
+    plain background, the crop cut around the detected face is that square, give or take detector noise."""
+    names = sorted(p.name for p in UTKFACE.iterdir())[500:21000:700]  # 30 faces of all ages, fixed
+    sides, offsets = [], []
+    detector = faces.make_detector("blazeface")
+    background = Image.open(EXAMPLES / "sources" / "coffee.png").convert("RGB")
+    for name in names:
+        crop = Image.open(UTKFACE / name).convert("RGB")
+        photo = background.resize((3 * crop.width, 3 * crop.height))
+        photo.paste(crop, (crop.width, crop.height))
+        (face,) = detector.detect(photo)
+        cx, cy, side, _ = faces.framing(face)
+        sides.append(side / crop.width)
+        offsets.append(np.hypot(cx - 1.5 * crop.width, cy - 1.5 * crop.height) / crop.width)
+    assert 0.97 < float(np.median(sides)) < 1.03
+    assert float(np.median(offsets)) < 0.03

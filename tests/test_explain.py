@@ -136,7 +136,7 @@ def test_shipped_model_heat_map_lies_on_the_face():
         assert heat.shape == (result.image.height, result.image.width)
         assert heat.max() > 0 and heat.std() > 0.01
         f = face.face
-        margin = 0.15 * f.width  # the crop is 1.13x the detector's box
+        margin = 0.15 * f.width  # the crop is 1.07x the detector's box
         inside = heat[int(f.y - margin) : int(f.y + f.height + margin), int(f.x - margin) : int(f.x + f.width + margin)]
         assert inside.sum() > 0.8 * heat.sum()
 

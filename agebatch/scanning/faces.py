@@ -1,9 +1,10 @@
 """Face detection and the crops the model sees.
 
-The model was trained on UTKFace crops, so a face found in a photo is cut out the same way: we ran
-the detector over UTKFace crops and measured where it puts its box and landmarks inside them
-(``UTK_*`` constants below, medians over 150 crops). A crop from a photo then has the same framing:
-square, eyes level, centred between the eyes and the mouth, 1.13x the detector's box.
+The model was trained on UTKFace crops, so a face found in a photo is cut out the same way: we pasted
+UTKFace crops whole into photos, ran the detector, and measured where it puts its box and landmarks
+against the pasted square (``UTK_*`` constants below; ``benchmarks/photo_framing.py``). A crop from a
+photo then has the same framing: square, eyes level, centred between the eyes and the mouth, 1.07x
+the detector's box.
 """
 
 from __future__ import annotations
@@ -18,9 +19,11 @@ from agebatch.scanning.options import DEFAULT_MIN_FACE, DETECTOR_MIN_SCORE, DETE
 
 __all__ = ["DETECT_SIDE", "Detector", "Face", "check_detector", "crop_face", "find_faces", "make_detector"]
 
-# Measured on UTKFace crops with MTCNN: box side (sqrt(w*h)) is 0.885 of the crop side, and the crop
-# centre lies 0.014 box sides below the midpoint between eye centre and mouth centre.
-UTK_BOX_TO_CROP = 1 / 0.885
+# Measured with MTCNN on UTKFace crops pasted into photos: the box side (sqrt(w*h)) is 0.935 of the
+# crop side, and the crop centre lies 0.014 box sides below the midpoint between eye centre and mouth
+# centre. (On a crop alone the box is cut short by the crop's edges: 0.885, which framed photo faces
+# 6% too wide.)
+UTK_BOX_TO_CROP = 1 / 0.935
 UTK_CENTRE_BELOW_EYE_MOUTH = 0.014
 
 
