@@ -553,6 +553,7 @@ def train(
     teacher: Annotated[list[Path] | None, _train("teachers", "--teacher", metavar="MODEL")] = None,
     teacher_weight: Annotated[float, _train("teacher_weight", min=0.0, max=1.0)] = _train_default("teacher_weight"),
     init_from: Annotated[Path | None, _train("init_from", metavar="MODEL")] = None,
+    average_with: Annotated[list[Path] | None, _train("average_with", metavar="MODEL")] = None,
     warm_start: Annotated[Path | None, _train("warm_start", metavar="MODEL")] = None,
     smoke: Annotated[
         bool, typer.Option(help="Tiny, fast configuration for tests: small network, 1+1 epochs, 64 images.")
@@ -578,6 +579,11 @@ def train(
         raise Fail(f"model to continue from not found: {init_from}")
     if warm_start is not None and not warm_start.is_file():
         raise Fail(f"model to warm-start from not found: {warm_start}")
+    for path in average_with or []:
+        if not path.is_file():
+            raise Fail(f"model to average with not found: {path}")
+    if average_with and init_from is None:
+        raise Fail("--average-with needs --init-from (the models are averaged with the one continued from)")
     config = TrainConfig(
         data_dir=str(data_dir),
         more_data=tuple(str(path) for path in data or []),
@@ -606,6 +612,7 @@ def train(
         teachers=tuple(str(path) for path in teacher or []),
         teacher_weight=teacher_weight,
         init_from=str(init_from) if init_from else None,
+        average_with=tuple(str(path) for path in average_with or []),
     )
     if smoke:
         config = smoke_config(config)

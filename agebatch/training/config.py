@@ -58,6 +58,11 @@ class TrainConfig:
     init_from: str | None = setting(
         None, "Continue from this saved model instead of new heads (skips the heads phase)."
     )
+    average_with: tuple[str, ...] = setting(
+        (),
+        "Continue from the average of --init-from's weights and this saved model's (repeatable; runs "
+        "continued from one model average well).",
+    )
     warm_start: str | None = setting(
         None, "Start from the layers this saved model shares with the new network (heads phase kept)."
     )
@@ -84,6 +89,7 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         self.teachers = tuple(str(path) for path in self.teachers)
+        self.average_with = tuple(str(path) for path in self.average_with)
         self.more_data = tuple(str(path) for path in self.more_data)
         if self.schedule not in SCHEDULES:
             raise ValueError(f"unknown schedule {self.schedule!r}; choose one of {', '.join(SCHEDULES)}")
@@ -91,6 +97,8 @@ class TrainConfig:
             raise ValueError(f"unknown age head {self.age_head!r}; choose one of {', '.join(AGE_HEADS)}")
         if self.age_head == "distribution" and self.teachers:
             raise ValueError("distillation (teachers) works with the regression age head only")
+        if self.average_with and not self.init_from:
+            raise ValueError("average_with needs init_from: the models are averaged with the one continued from")
         if not 0.0 <= self.gender_smoothing <= 0.5:
             raise ValueError(f"gender_smoothing must be between 0 and 0.5, got {self.gender_smoothing}")
         if not 0.0 <= self.teacher_weight <= 1.0:

@@ -130,6 +130,23 @@ def continue_from(source, target, path: str) -> None:
         raise ValueError(f"{path} is not this run's network, cannot continue from it ({exc})") from exc
 
 
+def average_models(models: list, paths: list[str]) -> None:
+    """Set the first of ``models`` to the mean of all their weights, tensor by tensor.
+
+    Networks fine-tuned from one saved model stay in one basin, so their average (a "model soup") is
+    usually at least as good as each of them; independently trained networks do not average.
+    """
+    first = models[0].get_weights()
+    total = [np.asarray(w, "float64") for w in first]
+    for other, path in zip(models[1:], paths[1:]):
+        weights = other.get_weights()
+        if [w.shape for w in weights] != [w.shape for w in first]:
+            raise ValueError(f"{path} is not the same network as {paths[0]}, cannot average them")
+        total = [t + w for t, w in zip(total, weights)]
+    models[0].set_weights([(t / len(models)).astype(w.dtype) for t, w in zip(total, first)])
+    log.info("continuing from the average of %s", ", ".join(paths))
+
+
 def warm_start(source, target) -> list[str]:
     """Copy into ``target`` the weights of every layer ``source`` has under the same name and shape.
 
@@ -414,6 +431,10 @@ def train(config: TrainConfig) -> TrainResult:
     started = time.time()
     teacher_models = [load_checked(path, config.image_size, "teacher") for path in config.teachers]
     start = load_checked(config.init_from, config.image_size, "model to continue from") if config.init_from else None
+    if config.average_with:
+        others = [load_checked(path, config.image_size, "model to average with") for path in config.average_with]
+        average_models([start, *others], [config.init_from, *config.average_with])
+        del others
     warm = load_checked(config.warm_start, config.image_size, "model to warm-start from") if config.warm_start else None
 
     frame, skipped = read_labelled(config)
