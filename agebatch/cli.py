@@ -544,7 +544,7 @@ def train(
     ] = None,
     age_head: Annotated[AgeHead, _train("age_head", metavar=None)] = AgeHead(_train_default("age_head")),
     age_loss_weight: Annotated[float, _train("age_loss_weight", min=0.0)] = _train_default("age_loss_weight"),
-    gender_smoothing: Annotated[float, _train("gender_smoothing", min=0.0, max=0.5)] = _train_default(
+    gender_smoothing: Annotated[float, _train("gender_smoothing", min=0.0, max=0.4)] = _train_default(
         "gender_smoothing"
     ),
     color_jitter: Annotated[float, _train("color_jitter", min=0.0)] = _train_default("color_jitter"),
@@ -582,38 +582,39 @@ def train(
     for path in average_with or []:
         if not path.is_file():
             raise Fail(f"model to average with not found: {path}")
-    if average_with and init_from is None:
-        raise Fail("--average-with needs --init-from (the models are averaged with the one continued from)")
-    config = TrainConfig(
-        data_dir=str(data_dir),
-        more_data=tuple(str(path) for path in data or []),
-        age_head=age_head.value,
-        warm_start=str(warm_start) if warm_start else None,
-        out_dir=str(out),
-        epochs=epochs,
-        head_epochs=head_epochs,
-        batch_size=batch_size,
-        image_size=image_size,
-        val_split=val_split,
-        test_split=test_split,
-        seed=seed,
-        split_from=str(split_from) if split_from else None,
-        patience=patience,
-        learning_rate=learning_rate,
-        schedule=schedule.value,
-        backbone_weights=weights,
-        cache_dir=str(cache_dir) if cache_dir else None,
-        time_limit_minutes=time_limit,
-        age_loss_weight=age_loss_weight,
-        gender_smoothing=gender_smoothing,
-        color_jitter=color_jitter,
-        average_epochs=average_epochs,
-        refit_age_head=refit_age_head,
-        teachers=tuple(str(path) for path in teacher or []),
-        teacher_weight=teacher_weight,
-        init_from=str(init_from) if init_from else None,
-        average_with=tuple(str(path) for path in average_with or []),
-    )
+    try:
+        config = TrainConfig(
+            data_dir=str(data_dir),
+            more_data=tuple(str(path) for path in data or []),
+            age_head=age_head.value,
+            warm_start=str(warm_start) if warm_start else None,
+            out_dir=str(out),
+            epochs=epochs,
+            head_epochs=head_epochs,
+            batch_size=batch_size,
+            image_size=image_size,
+            val_split=val_split,
+            test_split=test_split,
+            seed=seed,
+            split_from=str(split_from) if split_from else None,
+            patience=patience,
+            learning_rate=learning_rate,
+            schedule=schedule.value,
+            backbone_weights=weights,
+            cache_dir=str(cache_dir) if cache_dir else None,
+            time_limit_minutes=time_limit,
+            age_loss_weight=age_loss_weight,
+            gender_smoothing=gender_smoothing,
+            color_jitter=color_jitter,
+            average_epochs=average_epochs,
+            refit_age_head=refit_age_head,
+            teachers=tuple(str(path) for path in teacher or []),
+            teacher_weight=teacher_weight,
+            init_from=str(init_from) if init_from else None,
+            average_with=tuple(str(path) for path in average_with or []),
+        )
+    except ValueError as exc:  # options that contradict one another
+        raise Fail(str(exc)) from exc
     if smoke:
         config = smoke_config(config)
     logging.basicConfig(level=logging.INFO, format="%(message)s")

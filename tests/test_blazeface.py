@@ -127,7 +127,9 @@ def test_a_utkface_crop_pasted_into_a_photo_is_cut_back_out_at_its_own_framing()
         crop = Image.open(UTKFACE / name).convert("RGB")
         photo = background.resize((3 * crop.width, 3 * crop.height))
         photo.paste(crop, (crop.width, crop.height))
-        (face,) = detector.detect(photo)
+        found = detector.detect(photo)
+        assert len(found) == 1, f"{name}: {len(found)} faces"
+        face = found[0]
         cx, cy, side, _ = faces.framing(face)
         sides.append(side / crop.width)
         offsets.append(np.hypot(cx - 1.5 * crop.width, cy - 1.5 * crop.height) / crop.width)

@@ -112,13 +112,13 @@ def test_gender_smoothing_touches_only_the_training_targets():
     from agebatch.training.train import training_targets
 
     frame = pd.DataFrame({"age": [20.0, 40.0], "age_low": [20, 40], "age_high": [20, 40], "gender": [0, 1]})
-    config = TrainConfig(data_dir="x", gender_smoothing=0.1)
+    config = TrainConfig(data_dir="x", gender_smoothing=0.1, age_head="distribution")
     np.testing.assert_allclose(
         training_targets(frame, config, training=True)[GENDER_OUTPUT], [[0.95, 0.05], [0.05, 0.95]]
     )
     np.testing.assert_allclose(training_targets(frame, config)[GENDER_OUTPUT], [[1.0, 0.0], [0.0, 1.0]])
     with pytest.raises(ValueError, match="gender_smoothing"):
-        TrainConfig(data_dir="x", gender_smoothing=0.6)
+        TrainConfig(data_dir="x", gender_smoothing=0.5, age_head="distribution")
 
 
 def test_several_teachers_are_averaged_face_by_face():
@@ -289,14 +289,20 @@ def test_train_cli_rejects_a_missing_or_mismatched_teacher(run_cli, tmp_path):
     code, _, err = run_cli("train", data, "--out", tmp_path / "n", "--smoke", "--init-from", tmp_path / "small.keras")
     assert code == 2 and "model to continue from" in err and "takes 48x48 faces" in err
     code, _, err = run_cli("train", data, "--smoke", "--average-with", tmp_path / "small.keras")
-    assert code == 2 and "--average-with needs --init-from" in err
+    assert code == 2 and "needs a model to continue from (--init-from)" in err
+    code, _, err = run_cli(
+        "train", data, "--smoke", "--init-from", tmp_path / "small.keras", "--average-with", tmp_path / "small.keras"
+    )
+    assert code == 2 and "the same model is given twice" in err
+    code, _, err = run_cli("train", data, "--smoke", "--gender-smoothing", "0.1")
+    assert code == 2 and "gender smoothing needs the distribution age head" in err
     code, _, err = run_cli(
         "train", data, "--smoke", "--init-from", tmp_path / "small.keras", "--average-with", tmp_path / "gone.keras"
     )
     assert code == 2 and "model to average with not found" in err
 
 
-def test_models_continued_from_one_are_averaged_tensor_by_tensor():
+def test_networks_are_averaged_tensor_by_tensor():
     import keras
 
     from agebatch.training.network import build_model
@@ -334,6 +340,29 @@ def test_shared_dataset_names_parse_with_known_malformed():
     assert len(skipped) == 5
 
 
+def test_a_run_continues_from_the_average_of_the_models_given(tmp_path, tiny_model_path):
+    import keras
+
+    from agebatch.training.network import build_model
+    from agebatch.training.train import TrainConfig, smoke_config, train
+
+    keras.utils.set_random_seed(5)
+    other = tmp_path / "other.keras"
+    build_model(64, None, alpha=0.35, augment=False).save(other)
+    backbone = [
+        keras.saving.load_model(p).get_layer("mobilenetv2").get_layer("Conv1").get_weights()[0]
+        for p in (tiny_model_path, other)
+    ]
+    config = smoke_config(
+        TrainConfig(data_dir=str(utk_folder(tmp_path / "utk", count=40)), out_dir=str(tmp_path / "out"), verbose=0)
+    )
+    config.init_from, config.average_with, config.epochs = str(tiny_model_path), (str(other),), 0
+    result = train(config)
+    mine = keras.saving.load_model(result.model_path).get_layer("mobilenetv2").get_layer("Conv1").get_weights()[0]
+    np.testing.assert_allclose(mine, (backbone[0] + backbone[1]) / 2, rtol=1e-5, atol=1e-6)
+    assert json.loads(result.card_path.read_text())["recipe"]["average_with"] == [str(other)]
+
+
 def test_optional_final_phases_are_recorded_and_each_kept_only_if_validation_improves(tmp_path, tiny_model_path):
     """Continuing a saved model, weight averaging and the age-head refit share one smoke run: each
     training costs about a minute."""
@@ -343,7 +372,6 @@ def test_optional_final_phases_are_recorded_and_each_kept_only_if_validation_imp
     data = utk_folder(tmp_path / "utk", count=40)
     config = smoke_config(TrainConfig(data_dir=str(data), out_dir=str(tmp_path / "out"), verbose=0))
     config.init_from = str(tiny_model_path)
-    config.average_with = (str(tiny_model_path),)  # the plumbing; averaging itself is tested above
     config.average_epochs = 2
     config.refit_age_head = True
     result = train(config)
@@ -352,7 +380,6 @@ def test_optional_final_phases_are_recorded_and_each_kept_only_if_validation_imp
     assert record["epochs_averaged"] == 2
     assert record["kept"] == (record["val_loss_after"] < record["val_loss_before"])
     assert card["recipe"]["init_from"] == str(tiny_model_path)
-    assert card["recipe"]["average_with"] == [str(tiny_model_path)]
     assert [row["phase"] for row in card["history"]] == ["fine-tune", "average", "average"]  # no new heads
     record = card["age_head_refit"]
     assert record["kept"] == (record["val_mae_after"] < record["val_mae_before"])

@@ -7,6 +7,7 @@ written once.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 
 from agebatch.common.settings import setting
@@ -51,7 +52,9 @@ class TrainConfig:
     age_weight_power: float = setting(0.5, "Weigh faces by (size of their age band or stratum) to this power, negated.")
     dropout: float = setting(0.3, "Dropout before the heads.")
     gender_smoothing: float = setting(
-        0.0, "Label smoothing of the gender targets while training (validation keeps the plain labels)."
+        0.0,
+        "Label smoothing of the gender targets while training (validation keeps the plain labels); "
+        "distribution head only.",
     )
     color_jitter: float = setting(0.0, "Random brightness/contrast strength in augmentation (0: off).")
     max_images: int | None = setting(None, "Use at most this many labelled faces (a random sample).")
@@ -98,8 +101,17 @@ class TrainConfig:
         if self.age_head == "distribution" and self.teachers:
             raise ValueError("distillation (teachers) works with the regression age head only")
         if self.average_with and not self.init_from:
-            raise ValueError("average_with needs init_from: the models are averaged with the one continued from")
-        if not 0.0 <= self.gender_smoothing <= 0.5:
-            raise ValueError(f"gender_smoothing must be between 0 and 0.5, got {self.gender_smoothing}")
+            raise ValueError(
+                "averaging with other models (--average-with) needs a model to continue from (--init-from)"
+            )
+        if not 0.0 <= self.gender_smoothing < 0.5:
+            raise ValueError(f"gender_smoothing must be at least 0 and below 0.5, got {self.gender_smoothing}")
+        if self.gender_smoothing and self.age_head != "distribution":
+            raise ValueError(
+                "gender smoothing needs the distribution age head (whose calibration refits the confidence)"
+            )
+        models = [os.path.realpath(path) for path in (self.init_from, *self.average_with) if path]
+        if len(set(models)) < len(models):
+            raise ValueError("the same model is given twice to continue from and average with")
         if not 0.0 <= self.teacher_weight <= 1.0:
             raise ValueError(f"teacher_weight must be between 0 and 1, got {self.teacher_weight}")

@@ -131,7 +131,7 @@ def continue_from(source, target, path: str) -> None:
 
 
 def average_models(models: list, paths: list[str]) -> None:
-    """Set the first of ``models`` to the mean of all their weights, tensor by tensor.
+    """Set the first of ``models`` (one architecture) to the mean of all their weights, tensor by tensor.
 
     Networks fine-tuned from one saved model stay in one basin, so their average (a "model soup") is
     usually at least as good as each of them; independently trained networks do not average.
@@ -144,7 +144,24 @@ def average_models(models: list, paths: list[str]) -> None:
             raise ValueError(f"{path} is not the same network as {paths[0]}, cannot average them")
         total = [t + w for t, w in zip(total, weights)]
     models[0].set_weights([(t / len(models)).astype(w.dtype) for t, w in zip(total, first)])
+
+
+def averaged_start(models: list, paths: list[str], config: TrainConfig):
+    """A network of this run holding the mean of the saved ``models``' weights: each is first continued
+    into a fresh copy of the run's network (``continue_from``: a calibrated model gives its trained head,
+    not its calibration map, and a model of another shape is a clear error), then the copies are averaged."""
+    from agebatch.training.network import build_model
+
+    copies = []
+    for model, path in zip(models, paths):
+        copy = build_model(
+            config.image_size, None, config.dropout, config.alpha, augment=False, age_head=config.age_head
+        )
+        continue_from(model, copy, path)
+        copies.append(copy)
+    average_models(copies, paths)
     log.info("continuing from the average of %s", ", ".join(paths))
+    return copies[0]
 
 
 def warm_start(source, target) -> list[str]:
@@ -194,7 +211,8 @@ def label_ages(frame: pd.DataFrame) -> np.ndarray:
 
 def smoothed(onehot: np.ndarray, amount: float) -> np.ndarray:
     """Gender targets moved ``amount`` of the way towards 50/50: a network that may not be certain of
-    every training face overfits its gender head less (calibration rescales its confidence after)."""
+    every training face overfits its gender head less (the distribution head's calibration refits the
+    gender temperature after, so the stated confidence is honest again)."""
     return (1 - amount) * onehot + amount / onehot.shape[1]
 
 
@@ -433,7 +451,7 @@ def train(config: TrainConfig) -> TrainResult:
     start = load_checked(config.init_from, config.image_size, "model to continue from") if config.init_from else None
     if config.average_with:
         others = [load_checked(path, config.image_size, "model to average with") for path in config.average_with]
-        average_models([start, *others], [config.init_from, *config.average_with])
+        start = averaged_start([start, *others], [config.init_from, *config.average_with], config)
         del others
     warm = load_checked(config.warm_start, config.image_size, "model to warm-start from") if config.warm_start else None
 
