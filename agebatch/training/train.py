@@ -150,13 +150,9 @@ def averaged_start(models: list, paths: list[str], config: TrainConfig):
     """A network of this run holding the mean of the saved ``models``' weights: each is first continued
     into a fresh copy of the run's network (``continue_from``: a calibrated model gives its trained head,
     not its calibration map, and a model of another shape is a clear error), then the copies are averaged."""
-    from agebatch.training.network import build_model
-
     copies = []
     for model, path in zip(models, paths):
-        copy = build_model(
-            config.image_size, None, config.dropout, config.alpha, augment=False, age_head=config.age_head
-        )
+        copy = bare_network(config)
         continue_from(model, copy, path)
         copies.append(copy)
     average_models(copies, paths)
@@ -405,11 +401,16 @@ def _copy_weights(source, target, renamed: dict[str, str] | None = None) -> None
             layer.set_weights(source.get_layer(renamed.get(layer.name, layer.name)).get_weights())
 
 
-def inference_copy(trained, config: TrainConfig):
-    """The trained network without augmentation layers: what scan loads, and smaller to run."""
+def bare_network(config: TrainConfig):
+    """This run's network without augmentation layers and with fresh weights, to copy weights into."""
     from agebatch.training.network import build_model
 
-    clean = build_model(config.image_size, None, config.dropout, config.alpha, augment=False, age_head=config.age_head)
+    return build_model(config.image_size, None, config.dropout, config.alpha, augment=False, age_head=config.age_head)
+
+
+def inference_copy(trained, config: TrainConfig):
+    """The trained network without augmentation layers: what scan loads, and smaller to run."""
+    clean = bare_network(config)
     _copy_weights(trained, clean)
     return clean
 
