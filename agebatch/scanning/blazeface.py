@@ -303,14 +303,15 @@ def _without_nested(found: list[tuple[float, np.ndarray, np.ndarray]]) -> list[t
     for item in found:
         box = item[1]
         cx, cy = (box[0] + box[2]) / 2, (box[1] + box[3]) / 2
-        area = (box[2] - box[0]) * (box[3] - box[1])
-        inside = any(
-            k[1][0] <= cx <= k[1][2] and k[1][1] <= cy <= k[1][3] and area < (k[1][2] - k[1][0]) * (k[1][3] - k[1][1])
-            for k in kept
-        )
+        inside = any(k[1][0] <= cx <= k[1][2] and k[1][1] <= cy <= k[1][3] and _area(box) < _area(k[1]) for k in kept)
         if not inside:
             kept.append(item)
     return kept
+
+
+def _area(box: np.ndarray) -> float:
+    """Area of a box (x0, y0, x1, y1)."""
+    return float((box[2] - box[0]) * (box[3] - box[1]))
 
 
 def _overlap(a: np.ndarray, b: np.ndarray) -> float:
@@ -318,7 +319,7 @@ def _overlap(a: np.ndarray, b: np.ndarray) -> float:
     width = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
     height = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
     inter = width * height
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
+    union = _area(a) + _area(b) - inter
     return inter / union if union > 0 else 0.0
 
 
