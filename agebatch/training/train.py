@@ -100,14 +100,14 @@ def blend_with_teacher(
 
 def load_checked(path: str, image_size: int, role: str) -> keras.Model:
     """A saved model (a teacher, or the one to continue from), checked to take this run's faces: before
-    any face is decoded, so a wrong file fails in seconds rather than after minutes of decoding."""
-    import keras
+    any face is decoded, so a wrong file fails in seconds rather than after minutes of decoding. Loaded
+    as scans load a model (``predictor.load_model``: the archive checked first, safe mode, float32)."""
+    from agebatch.scanning.predictor import ModelLoadError, load_model
 
-    from agebatch.contract import check_interface
-    from agebatch.scanning.precision import full_precision
-
-    model = full_precision(keras.saving.load_model(path, compile=False))
-    size = check_interface(model)
+    try:
+        model, size = load_model(path)
+    except ModelLoadError as exc:
+        raise ValueError(f"{role}: {exc}") from exc
     if size != image_size:
         raise ValueError(f"{role} {path} takes {size}x{size} faces, this run uses {image_size}x{image_size}")
     return model
