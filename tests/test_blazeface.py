@@ -1,5 +1,5 @@
-"""BlazeFace: the tile pyramid covers every face size, boxes land in original pixels, and the shipped
-model file is the one that was shipped."""
+"""BlazeFace: the tile pyramid covers every face size, boxes land in original pixels, unsure faces need
+O-Net's agreement, and the shipped model files are the ones that were shipped."""
 
 import io
 import subprocess
@@ -10,7 +10,8 @@ import pytest
 from PIL import Image
 
 from agebatch.common import vendored
-from agebatch.scanning import blazeface, faces, images
+from agebatch.scanning import blazeface, faces, images, onet
+from agebatch.scanning.facebox import Face
 from tests.conftest import UTKFACE, needs_utkface
 from tests.imagegen import EXAMPLES, FACE_PHOTO
 
@@ -68,15 +69,20 @@ def test_min_face_counts_original_pixels_whatever_the_decoded_size():
     assert len(detector.detect(half, scale=2.0)) == 1
 
 
-def test_the_shipped_model_is_checked_and_an_altered_one_is_a_one_line_error(tmp_path, monkeypatch, run_cli):
+@pytest.mark.parametrize("altered_file", [blazeface.SHORT_RANGE.file, onet.ONET_FILE])
+def test_the_shipped_models_are_checked_and_an_altered_one_is_a_one_line_error(
+    altered_file, tmp_path, monkeypatch, run_cli
+):
     for name in vendored.VENDORED:
         vendored.read_vendored(name)  # every shipped file matches its recorded digest
         assert (vendored.VENDOR_DIR / vendored.VENDORED[name].license_file).is_file()
     altered = tmp_path / "vendor"
     altered.mkdir()
-    blob = bytearray(vendored.vendored_path(blazeface.SHORT_RANGE.file).read_bytes())
-    blob[1000] ^= 1
-    (altered / blazeface.SHORT_RANGE.file).write_bytes(bytes(blob))
+    for name in (blazeface.SHORT_RANGE.file, onet.ONET_FILE):
+        blob = bytearray(vendored.vendored_path(name).read_bytes())
+        if name == altered_file:
+            blob[1000] ^= 1
+        (altered / name).write_bytes(bytes(blob))
     monkeypatch.setattr(vendored, "VENDOR_DIR", altered)
     with pytest.raises(vendored.VendoredFileError, match="SHA-256 differs"):
         faces.check_detector("blazeface")
@@ -105,6 +111,29 @@ def test_a_face_less_noise_photo_gives_no_face():
     Image.fromarray(noise).save(buffer, "JPEG")
     buffer.seek(0)
     assert faces.make_detector("blazeface").detect(Image.open(buffer).convert("RGB")) == []
+
+
+def test_onet_tells_a_real_face_from_a_texture():
+    photo = images.decode(FACE_PHOTO).image
+    face = faces.make_detector("blazeface").detect(photo)[0]
+    verifier = onet.OnetVerifier()
+    assert verifier.face_probability(photo, face) > 0.9
+    coffee = Image.open(EXAMPLES / "sources" / "coffee.png").convert("RGB")
+    textures = [verifier.face_probability(coffee, Face(x, y, 80, 100, 0.65)) for x in (0, 160, 320) for y in (0, 150)]
+    assert max(textures) < 0.3
+
+
+def test_an_unsure_face_is_kept_only_when_onet_agrees(monkeypatch):
+    points = np.array([[130, 140], [170, 140], [150, 160], [150, 180], [110, 150], [190, 150]], float)
+    sure = (0.9, np.array([100.0, 100.0, 200.0, 200.0]), points)
+    unsure = (0.65, np.array([400.0, 100.0, 500.0, 200.0]), points + (300, 0))
+    monkeypatch.setattr(blazeface.BlazeFaceDetector, "detect_raw", lambda self, image, scale=1.0: [sure, unsure])
+    photo = Image.new("RGB", (640, 480))
+    for probability, kept in ((0.2, [0.9]), (0.95, [0.9, 0.65])):
+        monkeypatch.setattr(onet.OnetVerifier, "face_probability", lambda self, image, face, p=probability: p)
+        found = faces.make_detector("blazeface").detect(photo)
+        assert sorted((f.score for f in found), reverse=True) == kept
+    assert blazeface.SURE_SCORE > faces.score_threshold("blazeface", None)
 
 
 def test_part_of_a_face_is_not_another_face():

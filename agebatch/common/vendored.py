@@ -44,6 +44,15 @@ VENDORED = {
             license_file="LICENSE.mediapipe.txt",
             sha256="bbff11cebd1eb27a1e004cae0b0e63ec8c551cbf34a4451148b4908b8db3eca8",
         ),
+        Vendored(
+            name="mtcnn_onet.tflite",
+            source="MTCNN's O-Net with the weights of the mtcnn 1.0.0 wheel (pip install mtcnn==1.0.0, file "
+            "mtcnn/assets/weights/onet.lz4), converted to LiteRT by tools/export_mtcnn_onet.py; "
+            "https://github.com/ipazc/mtcnn, weights from https://github.com/kpzhang93/MTCNN_face_detection_alignment",
+            license="MIT",
+            license_file="LICENSE.mtcnn.txt",
+            sha256="d19639cf5603b72ce100b891f379e6638b10d83cb3d1008a1453d56c10c6eec9",
+        ),
     )
 }
 

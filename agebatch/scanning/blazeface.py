@@ -5,7 +5,10 @@ upwards, so a photo is searched as a pyramid of square tiles: the whole photo fi
 smaller tiles down to the size where a face of ``min_face`` original pixels is ``SMALLEST_FACE`` of a
 tile. Tiles of a level overlap by the largest face the level must find, so every face lies whole in
 some tile; detections from all tiles are merged (score-weighted, as MediaPipe does). Each candidate
-then gets a second look, centred and mirrored, which keeps faces and drops textures.
+then gets a second look, centred and mirrored, which keeps faces and drops textures. A face that
+still scores below ``SURE_SCORE`` is kept only if MTCNN's O-Net agrees it is a face (``onet``): the
+cascade the thresholds below were chosen for finds more small and dim faces than either alone and
+fewer textures.
 
 The network's six keypoints (eyes, nose tip, mouth centre, ears) give the eye-levelled crop its
 landmarks. Its box is squarer and lower than MTCNN's; ``as_mtcnn_face`` restates it in MTCNN's terms
@@ -25,6 +28,7 @@ from PIL import Image
 
 from agebatch.common.vendored import read_vendored
 from agebatch.scanning.facebox import DETECT_SIDE, MTCNN_MIN_FACE, Face
+from agebatch.scanning.onet import OnetVerifier
 
 SCORE_CLIP = 100.0  # raw logits are clipped before the sigmoid, as MediaPipe does
 NMS_IOU = 0.3  # boxes overlapping more than this are one face
@@ -33,6 +37,11 @@ MIRROR_SCORE = 0.1  # the mirrored second look: anything weaker counts as nothin
 SECOND_LOOK_FACES = (0.3, 0.45)  # of a second look's tile side: where true and false faces part best
 SMALLEST_FACE = 0.15  # of the tile side: the first pass proposes smaller faces unreliably
 LARGEST_FACE = 0.4  # of the tile side: a level hands faces above this to the coarser level
+# The cascade (chosen on the recall and face-less sets of benchmarks/detectors.py, seeds 0-7): a face
+# scoring at least SURE_SCORE stands; one between the detector's min_score and SURE_SCORE needs O-Net's
+# face probability to reach ONET_MIN_PROBABILITY.
+SURE_SCORE = 0.75
+ONET_MIN_PROBABILITY = 0.7
 # BlazeFace's square box against MTCNN's on the same faces (medians, benchmarks/detector_framing.py):
 # MTCNN's box is this much wider and taller than BlazeFace's side, its centre this many sides higher,
 # and MTCNN's mouth-corner midpoint this many sides above BlazeFace's mouth centre.
@@ -194,17 +203,29 @@ class BlazeFaceDetector:
         self.min_score = min_score
         self.model = model
         self._network: BlazeFaceNetwork | None = None
+        self._verifier: OnetVerifier | None = None
 
     def _net(self) -> BlazeFaceNetwork:
         if self._network is None:
             self._network = BlazeFaceNetwork(self.model)
         return self._network
 
+    def _onet(self) -> OnetVerifier:
+        if self._verifier is None:
+            self._verifier = OnetVerifier()
+        return self._verifier
+
     def detect(self, image: Image.Image, scale: float = 1.0) -> list[Face]:
+        if image.mode != "RGB":
+            image = image.convert("RGB")
         faces = [as_mtcnn_face(box, points, score) for score, box, points in self.detect_raw(image, scale)]
-        faces = [face for face in faces if face.side * scale >= self.min_face]
+        faces = [face for face in faces if face.side * scale >= self.min_face and self._confirmed(image, face)]
         faces.sort(key=lambda f: -f.width * f.height)
         return faces
+
+    def _confirmed(self, image: Image.Image, face: Face) -> bool:
+        """A face scoring ``SURE_SCORE`` stands; a less certain one needs O-Net's agreement."""
+        return face.score >= SURE_SCORE or self._onet().face_probability(image, face) >= ONET_MIN_PROBABILITY
 
     def smallest_face(self, image: Image.Image, scale: float) -> float:
         """The smallest face searched for, in pixels of ``image``: ``min_face`` original pixels, but

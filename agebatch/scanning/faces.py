@@ -111,13 +111,15 @@ def make_detector(name: str, min_face: int = DEFAULT_MIN_FACE, min_score: float 
 
 
 def check_detector(name: str) -> None:
-    """Read the detector's model file now (BlazeFace's is checked by SHA-256), so a missing or altered
-    file is one clear error before a run starts rather than an error row for every image."""
+    """Read the detector's model files now (BlazeFace's and O-Net's are checked by SHA-256), so a missing
+    or altered file is one clear error before a run starts rather than an error row for every image."""
     if name == "blazeface":
         from agebatch.common.vendored import read_vendored
         from agebatch.scanning.blazeface import SHORT_RANGE
+        from agebatch.scanning.onet import ONET_FILE
 
         read_vendored(SHORT_RANGE.file)
+        read_vendored(ONET_FILE)
 
 
 def framing(face: Face) -> tuple[float, float, float, float]:
