@@ -21,14 +21,15 @@ import numpy as np
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "benchmarks"))
+sys.path.insert(0, str(REPO / "tools"))
 
 from agebatch.common import quiet  # noqa: E402
 
 quiet.load_tensorflow()
 
 import detectors as generated  # noqa: E402
-import tensorflow as tf  # noqa: E402
 from ai_edge_litert.interpreter import Interpreter  # noqa: E402
+from export_mtcnn_onet import to_litert  # noqa: E402
 
 from agebatch.scanning import faces  # noqa: E402
 from agebatch.training.sources import read_source  # noqa: E402
@@ -49,10 +50,7 @@ def recorded(model, inputs: list):
 
 def litert_seconds(model, inputs: list, variable_size: bool) -> float:
     shape = [None, None, None, 3] if variable_size else [None, *inputs[0][0].shape[1:]]
-    concrete = tf.function(lambda x: model(x)).get_concrete_function(tf.TensorSpec(shape, tf.float32))
-    interpreter = Interpreter(
-        model_content=tf.lite.TFLiteConverter.from_concrete_functions([concrete], model).convert(), num_threads=1
-    )
+    interpreter = Interpreter(model_content=to_litert(model, shape), num_threads=1)
     index = interpreter.get_input_details()[0]["index"]
     total = 0.0
     for batch, _ in inputs:

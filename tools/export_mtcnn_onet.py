@@ -25,15 +25,22 @@ import tensorflow as tf  # noqa: E402
 from mtcnn.stages.stage_onet import StageONet  # noqa: E402
 
 
+def to_litert(model, shape: list[int | None]) -> bytes:
+    """``model`` (one of the mtcnn package's Keras networks) as a LiteRT flatbuffer taking ``shape``.
+
+    Through a SavedModel: converting the Keras 3 model's function directly leaves its weights out
+    (the network then returns NaN)."""
+    with tempfile.TemporaryDirectory() as saved:
+        model.export(saved, input_signature=[tf.TensorSpec(shape, tf.float32)], verbose=False)
+        return tf.lite.TFLiteConverter.from_saved_model(saved).convert()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("out", type=Path)
     args = parser.parse_args()
     model = StageONet()._model  # the Keras O-Net with the wheel's weights loaded
-    with tempfile.TemporaryDirectory() as saved:
-        # Through a SavedModel: converting the Keras 3 model's function directly leaves its weights out.
-        model.export(saved, input_signature=[tf.TensorSpec([1, 48, 48, 3], tf.float32)])
-        args.out.write_bytes(tf.lite.TFLiteConverter.from_saved_model(saved).convert())
+    args.out.write_bytes(to_litert(model, [1, 48, 48, 3]))
     print(f"wrote {args.out}")
 
 
