@@ -10,8 +10,9 @@ import pytest
 from PIL import Image
 
 from agebatch.common import vendored
-from agebatch.scanning import blazeface, faces, images, onet
+from agebatch.scanning import blazeface, faces, images, onet, scanner
 from agebatch.scanning.facebox import Face
+from agebatch.scanning.options import ScanOptions
 from tests.conftest import UTKFACE, needs_utkface
 from tests.imagegen import EXAMPLES, FACE_PHOTO
 
@@ -71,7 +72,7 @@ def test_min_face_counts_original_pixels_whatever_the_decoded_size():
 
 @pytest.mark.parametrize("altered_file", [blazeface.SHORT_RANGE.file, onet.ONET_FILE])
 def test_the_shipped_models_are_checked_and_an_altered_one_is_a_one_line_error(
-    altered_file, tmp_path, monkeypatch, run_cli
+    altered_file, tmp_path, monkeypatch, run_cli, tiny_predictor
 ):
     for name in vendored.VENDORED:
         vendored.read_vendored(name)  # every shipped file matches its recorded digest
@@ -89,6 +90,12 @@ def test_the_shipped_models_are_checked_and_an_altered_one_is_a_one_line_error(
     code, _, err = run_cli("predict", FACE_PHOTO, "--detector", "blazeface")
     assert code == 2
     assert "not the file agebatch shipped" in err and len(err.strip().splitlines()) == 1
+    # Through the Python API too: the scan stops before its first image, and a detector fails on every
+    # photo, not only on those with a face unsure enough to need O-Net.
+    with pytest.raises(vendored.VendoredFileError):
+        next(scanner.iter_scan([FACE_PHOTO], tiny_predictor, ScanOptions(detector="blazeface")))
+    with pytest.raises(vendored.VendoredFileError):
+        blazeface.BlazeFaceDetector(40, 0.6).detect(Image.new("RGB", (64, 64)))
 
 
 def test_predict_with_blazeface_never_imports_tensorflow(tmp_path):
@@ -121,6 +128,12 @@ def test_onet_tells_a_real_face_from_a_texture():
     coffee = Image.open(EXAMPLES / "sources" / "coffee.png").convert("RGB")
     textures = [verifier.face_probability(coffee, Face(x, y, 80, 100, 0.65)) for x in (0, 160, 320) for y in (0, 150)]
     assert max(textures) < 0.3
+
+
+@pytest.mark.parametrize("size", [(-5.0, -5.0), (0.0, 30.0), (float("nan"), 30.0), (float("inf"), 30.0)])
+def test_a_box_without_a_real_size_is_no_face_to_onet(size):
+    photo = Image.new("RGB", (64, 64), (128, 100, 90))
+    assert onet.OnetVerifier().face_probability(photo, Face(10.0, 10.0, *size, 0.65)) == 0.0
 
 
 def test_an_unsure_face_is_kept_only_when_onet_agrees(monkeypatch):

@@ -218,14 +218,11 @@ class BlazeFaceDetector:
     def detect(self, image: Image.Image, scale: float = 1.0) -> list[Face]:
         if image.mode != "RGB":
             image = image.convert("RGB")
+        verifier = self._onet()  # loaded (and its file checked) for every photo, not only those with unsure faces
         faces = [as_mtcnn_face(box, points, score) for score, box, points in self.detect_raw(image, scale)]
-        faces = [face for face in faces if face.side * scale >= self.min_face and self._confirmed(image, face)]
+        faces = [face for face in faces if face.side * scale >= self.min_face and _confirmed(verifier, image, face)]
         faces.sort(key=lambda f: -f.width * f.height)
         return faces
-
-    def _confirmed(self, image: Image.Image, face: Face) -> bool:
-        """A face scoring ``SURE_SCORE`` stands; a less certain one needs O-Net's agreement."""
-        return face.score >= SURE_SCORE or self._onet().face_probability(image, face) >= ONET_MIN_PROBABILITY
 
     def smallest_face(self, image: Image.Image, scale: float) -> float:
         """The smallest face searched for, in pixels of ``image``: ``min_face`` original pixels, but
@@ -286,6 +283,11 @@ class BlazeFaceDetector:
             _in_image(self._net().run(np.ascontiguousarray(tile[:, ::-1]), MIRROR_SCORE), left, top, side, True), box
         )
         return ((plain[0] + (mirrored[0] if mirrored else 0.0)) / 2, plain[1], plain[2])
+
+
+def _confirmed(verifier: OnetVerifier, image: Image.Image, face: Face) -> bool:
+    """A face scoring ``SURE_SCORE`` stands; a less certain one needs O-Net's agreement."""
+    return face.score >= SURE_SCORE or verifier.face_probability(image, face) >= ONET_MIN_PROBABILITY
 
 
 def _padded(tile: np.ndarray, size: int) -> np.ndarray:

@@ -9,6 +9,7 @@ network ships converted to LiteRT (``tools/export_mtcnn_onet.py``), checked by S
 
 from __future__ import annotations
 
+import math
 import threading
 
 import numpy as np
@@ -38,7 +39,13 @@ class OnetVerifier:
         self._lock = threading.Lock()
 
     def face_probability(self, image: Image.Image, face: Face) -> float:
-        """How sure O-Net is that ``face`` (in MTCNN's box terms, in ``image`` pixels) is a face, 0..1."""
+        """How sure O-Net is that ``face`` (in MTCNN's box terms, in ``image`` pixels) is a face, 0..1;
+        a box without a finite, positive size is no face (0)."""
+        if (
+            not all(math.isfinite(v) for v in (face.x, face.y, face.width, face.height))
+            or min(face.width, face.height) <= 0
+        ):
+            return 0.0
         batch = onet_input(image, face)
         with self._lock:
             self._interpreter.set_tensor(self._input, batch)

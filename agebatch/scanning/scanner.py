@@ -24,7 +24,7 @@ import pandas as pd
 
 from agebatch import results
 from agebatch.common.text import count
-from agebatch.scanning import discovery
+from agebatch.scanning import discovery, faces
 from agebatch.scanning.options import DEFAULT_DETECTOR, TENSORFLOW_DETECTORS, ScanOptions
 from agebatch.scanning.pipeline import Pipeline, Work, pending_work, rows_of
 from agebatch.scanning.predictor import Predictor
@@ -100,6 +100,7 @@ def iter_scan(
     ``skip(key)`` lets ``--resume`` leave out images already in the output.
     """
     options = options or ScanOptions()
+    faces.check_detector(options.detector)  # a damaged model file: one error now, not an error row per image
     if options.detector in TENSORFLOW_DETECTORS:
         from agebatch.common import quiet
 
