@@ -8,7 +8,10 @@ the crop side and centre varied around today's ``faces.UTK_*`` framing.
 First the geometry: the crop's side against the pasted square's (median and spread of the log
 ratio), its centre's offset (across and down the face, in square sides), the roll it levels, and the
 detector's box side over the square side (what ``faces.UTK_BOX_TO_CROP`` inverts). Then age MAE and
-gender accuracy for each variant and for the same faces given as crops. Uses the validation part of
+gender accuracy for each variant and for the same faces given as crops. Last, where the photo path's
+distance from the crops path comes from: the detector's cut with the pasted square's own side, its own
+centre, no roll, and all three (which is the pasted square itself: what pasting and JPEG cost), each
+with the share of gender calls that differ from the crops path's. Uses the validation part of
 ``models/split.csv`` by default (choose framing there, confirm on ``--part test``).
 """
 
@@ -30,6 +33,7 @@ sys.path.insert(0, str(REPO / "benchmarks"))
 import detectors as generated  # noqa: E402
 
 from agebatch.scanning import faces  # noqa: E402
+from agebatch.scanning.images import resize_face  # noqa: E402
 from agebatch.scanning.predictor import Predictor  # noqa: E402
 from agebatch.training.sources import read_source  # noqa: E402
 
@@ -78,10 +82,39 @@ def main() -> None:
                 )
     finally:
         faces.UTK_BOX_TO_CROP, faces.UTK_CENTRE_BELOW_EYE_MOUTH = scale0, shift0
-    crops = np.stack([np.asarray(Image.open(p).convert("RGB").resize((size, size))) for p in sample["path"]])
+    crops = np.stack([resize_face(Image.open(p).convert("RGB"), size) for p in sample["path"]])
     estimates = predictor.estimate(crops)
     right = ((estimates.females >= 0.5).astype(int) == genders).mean()
     print(f"as crops: age MAE {np.abs(estimates.ages - ages).mean():.3f}, gender {100 * right:.1f}%")
+    gap_sources(placed, found, predictor, estimates.females[kept] >= 0.5, ages[kept], genders[kept])
+
+
+def gap_sources(placed: list, found: list, predictor: Predictor, crop_calls, ages, genders) -> None:
+    """Print how far the photo path's cut lands from the crops path when each part of its framing
+    (side, centre, roll) is replaced by the truth: the pasted square's."""
+    variants = {
+        "the detector's framing": lambda truth, framed: framed,
+        "the square's own side": lambda truth, framed: (*framed[:2], truth[2], framed[3]),
+        "the square's own centre": lambda truth, framed: (truth[0], truth[1], *framed[2:]),
+        "no roll": lambda truth, framed: (*framed[:3], 0.0),
+        "all three (the pasted square)": lambda truth, framed: (*truth, 0.0),
+    }
+    pairs = [
+        (photo, (x + side / 2, y + side / 2, side), faces.framing(face))
+        for (photo, (x, y, side, _)), face in zip(placed, found)
+        if face is not None
+    ]
+    for label, choose in variants.items():
+        cuts = [
+            np.asarray(faces.cut_framed(photo, *choose(truth, framed), predictor.image_size))
+            for photo, truth, framed in pairs
+        ]
+        estimates = predictor.estimate(np.stack(cuts))
+        calls = estimates.females >= 0.5
+        print(
+            f"{label}: age MAE {np.abs(estimates.ages - ages).mean():.3f}, gender {100 * (calls == genders).mean():.2f}%, "
+            f"gender calls differing from the crops path {100 * (calls != crop_calls).mean():.2f}%"
+        )
 
 
 def geometry(truths: list[tuple], found: list[faces.Face | None]) -> None:

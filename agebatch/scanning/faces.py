@@ -152,7 +152,12 @@ def crop_face(image: Image.Image, face: Face, size: int, whole_image: bool = Fal
     """
     if whole_image:
         return image if image.size == (size, size) else image.resize((size, size), Image.Resampling.BILINEAR)
-    cx, cy, side, angle = framing(face)
+    return cut_framed(image, *framing(face), size)
+
+
+def cut_framed(image: Image.Image, cx: float, cy: float, side: float, angle: float, size: int) -> Image.Image:
+    """The ``size`` x ``size`` crop centred on (``cx``, ``cy``), ``side`` pixels wide, turned by
+    ``angle`` degrees to level the eyes (``framing``'s terms; see ``crop_face``)."""
     room = 1.5 if angle else 1.0
     half = side * room / 2
     box = (round(cx - half), round(cy - half), round(cx + half), round(cy + half))
