@@ -18,8 +18,8 @@ DETECTORS = ("blazeface", "mtcnn", "none")  # "none": each whole image is one fa
 DEFAULT_DETECTOR = "blazeface"
 DEFAULT_MIN_FACE = 40  # pixels of the original image; smaller faces are too blurred to judge
 # Each detector's confidence threshold (scores are not comparable across detectors), chosen on the
-# recall and false-positive sets of benchmarks/detectors.py. BlazeFace's faces below 0.75 must also
-# pass MTCNN's O-Net (``blazeface.SURE_SCORE``), which is what lets its threshold sit this low.
+# recall and false-positive sets of benchmarks/detectors.py. BlazeFace's faces scoring below
+# ``blazeface.SURE_SCORE`` must also pass MTCNN's O-Net, which is what lets its threshold sit this low.
 DETECTOR_MIN_SCORE = {"mtcnn": 0.8, "blazeface": 0.6, "none": 0.0}
 TENSORFLOW_DETECTORS = ("mtcnn",)  # the detectors that import TensorFlow (slow to start)
 DEFAULT_BATCH_SIZE = 64
