@@ -727,14 +727,21 @@ def combine(
     )
 
 
-def _analyse(image: Path, predictor, detector: Detector, min_face: int, min_score: float | None):
+def _finder(detector: Detector, min_face: int, min_score: float | None):
+    """The face detector ``predict`` and ``explain`` use for every photo they are given."""
+    from agebatch.scanning.faces import make_detector
+
+    return make_detector(detector.value, min_face, min_score)
+
+
+def _analyse(image: Path, predictor, finder):
     from agebatch.scanning.images import ImageError
     from agebatch.scanning.photo import analyse
 
     if not image.is_file():
         raise Fail(f"no such image: {image}")
     try:
-        return analyse(image, predictor, detector.value, min_face, min_score)
+        return analyse(image, predictor, finder)
     except (ImageError, OSError, ValueError) as exc:  # ValueError: a detector failure on an odd image
         raise Fail(f"{image}: {exc if isinstance(exc, ImageError) else one_line(exc)}") from exc
 
@@ -786,12 +793,13 @@ def predict(
         _check_picture_out(draw, images)
     _check_detector(detector)
     predictor = _predictor(model, _scan_default("batch_size"), flip_average=flip_average)
+    finder = _finder(detector, min_face, min_score)
     records = []
     failed = 0
     rows: list[list[str]] = []
     for image in images:
         try:
-            result = _analyse(image, predictor, detector, min_face, min_score)
+            result = _analyse(image, predictor, finder)
         except Fail as exc:  # said on stderr; the other photos are still shown
             failed += 1
             _fail_message(str(exc))
@@ -859,7 +867,7 @@ def explain(
     predictor = _predictor(model, _scan_default("batch_size"))
     from agebatch.scanning.explain import explain_photo
 
-    result = _analyse(image, predictor, detector, min_face, min_score)
+    result = _analyse(image, predictor, _finder(detector, min_face, min_score))
     if not result.faces:
         _fail_message(f"no face found in {image}; try --detector none for a face crop")
         raise typer.Exit(EXIT_NO_FACE)

@@ -35,15 +35,17 @@ class PhotoResult:
 def analyse(
     path: str | os.PathLike,
     predictor: Predictor,
-    detector: str = options.DEFAULT_DETECTOR,
+    detector: str | faces.Detector = options.DEFAULT_DETECTOR,
     min_face: int = options.DEFAULT_MIN_FACE,
     min_score: float | None = None,
 ) -> PhotoResult:
-    """Every face in one photo with its prediction; raises ``images.ImageError`` for unusable files."""
-    decoded = images.decode(path, max_side=faces.decode_side(detector, predictor.image_size))
-    found, crops = faces.find_faces(
-        decoded.image, faces.make_detector(detector, min_face, min_score), predictor.image_size, decoded.scale
-    )
+    """Every face in one photo with its prediction; raises ``images.ImageError`` for unusable files.
+
+    ``detector`` is a detector's name (built with ``min_face`` and ``min_score``) or one already built
+    by ``faces.make_detector``, which callers examining many photos pass to load its networks once."""
+    finder = faces.make_detector(detector, min_face, min_score) if isinstance(detector, str) else detector
+    decoded = images.decode(path, max_side=faces.decode_side(finder.name, predictor.image_size))
+    found, crops = faces.find_faces(decoded.image, finder, predictor.image_size, decoded.scale)
     results = []
     if crops:
         estimates = predictor.estimate(np.stack(crops))
