@@ -90,13 +90,13 @@ class Maker:
         photo.paste(crop, (x, y), mask)
         return photo, [(x, y, crop.width, box)]
 
-    def pasted(self, path) -> tuple[Image.Image, tuple]:
+    def pasted(self, path, size=SIZE) -> tuple[Image.Image, tuple]:
         """One labelled crop pasted whole (a square of 150-260 px, no mask) on a photo, as a JPEG, and
         where it went: (x, y, square side, face box side)."""
-        photo = self.background()
+        photo = self.background(size)
         side = int(self.rng.integers(150, 260))
         crop = Image.open(path).convert("RGB").resize((side, side), Image.Resampling.BICUBIC)
-        x, y = int(self.rng.integers(0, SIZE[0] - side)), int(self.rng.integers(0, SIZE[1] - side))
+        x, y = int(self.rng.integers(0, size[0] - side)), int(self.rng.integers(0, size[1] - side))
         photo.paste(crop, (x, y))
         return jpeg(photo), (x, y, side, side * BOX_PER_CROP)
 

@@ -50,14 +50,19 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=3)
     parser.add_argument("--scales", default=",".join(map(str, SCALES)), help="crop sides to try, times today's")
     parser.add_argument("--shifts", default=",".join(map(str, SHIFTS)), help="centre shifts to try, face sides")
+    parser.add_argument(
+        "--flip-average", action="store_true", help="also measure both paths with each face averaged with its mirror"
+    )
     args = parser.parse_args()
     frame, _ = read_source(args.data_dir)
     split = pd.read_csv(REPO / "models" / "split.csv")
     files = set(split.loc[(split["split"] == args.part) & (split["source"] == "utkface"), "file"])
     sample = frame[frame["file"].isin(files)].sample(args.faces, random_state=args.seed)
     maker = generated.Maker(list(frame["path"].sample(200, random_state=args.seed)), args.seed)
-    predictor = Predictor()
-    size = predictor.image_size
+    predictors = {"": Predictor()}
+    if args.flip_average:
+        predictors["flip-averaged: "] = Predictor(flip_average=True)
+    size = predictors[""].image_size
     ages, genders = sample["age"].to_numpy(float), sample["gender"].to_numpy(int)
     placed = [maker.pasted(path) for path in sample["path"]]
     detector = faces.make_detector(args.detector)
@@ -68,6 +73,16 @@ def main() -> None:
     kept = np.array([face is not None for face in found])
     print(f"{args.detector} found {kept.sum()} of {len(kept)} {args.part} faces")
     geometry([truth for _, truth in placed], found)
+    crops = np.stack([resize_face(Image.open(p).convert("RGB"), size) for p in sample["path"]])
+    for label, predictor in predictors.items():
+        print(f"\n{label or 'plain: '}")
+        compare(placed, found, crops, predictor, args, ages, genders)
+
+
+def compare(placed: list, found: list, crops: np.ndarray, predictor: Predictor, args, ages, genders) -> None:
+    """Print age MAE and gender accuracy for each framing variant, for the crops, and the gap's sources."""
+    size = predictor.image_size
+    kept = np.array([face is not None for face in found])
     scale0, shift0 = faces.UTK_BOX_TO_CROP, faces.UTK_CENTRE_BELOW_EYE_MOUTH
     try:
         for scale in map(float, args.scales.split(",")):
@@ -82,7 +97,6 @@ def main() -> None:
                 )
     finally:
         faces.UTK_BOX_TO_CROP, faces.UTK_CENTRE_BELOW_EYE_MOUTH = scale0, shift0
-    crops = np.stack([resize_face(Image.open(p).convert("RGB"), size) for p in sample["path"]])
     estimates = predictor.estimate(crops)
     right = ((estimates.females >= 0.5).astype(int) == genders).mean()
     print(f"as crops: age MAE {np.abs(estimates.ages - ages).mean():.3f}, gender {100 * right:.1f}%")
