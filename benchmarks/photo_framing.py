@@ -3,7 +3,7 @@ into photos (so the right crop is known exactly: the pasted square), detected on
 the crop side and centre varied around today's ``faces.UTK_*`` framing.
 
     python benchmarks/photo_framing.py ../shared/datasets/utkface [--part val] [--faces 500]
-                                       [--detector blazeface]
+                                       [--detector blazeface] [--flip-average]
 
 First the geometry: the crop's side against the pasted square's (median and spread of the log
 ratio), its centre's offset (across and down the face, in square sides), the roll it levels, and the

@@ -2,7 +2,7 @@
 detector and cut by ``faces.crop_face``, saved as a labelled source that ``agebatch train`` reads.
 
     python tools/detector_views.py ../shared/datasets/utkface ../shared/datasets/fairface \\
-        --split models/split.csv --out /tmp/detector_views [--per-source 15000] [--workers 2]
+        --split models/split.csv --out /tmp/detector_views [--per-source 15342] [--workers 2]
 
 A detector's crop differs from a dataset's own crop by a few percent of side, centre and roll, and
 the model's calls move with it (``benchmarks/photo_framing.py``). Training on these cuts as well as
@@ -48,9 +48,12 @@ def main() -> None:
     args = parser.parse_args()
     frame, _ = read_sources(args.sources)
     split = pd.read_csv(args.split)
+    name = args.out.resolve().name
+    if name in set(split["source"]) | set(frame["source"]):
+        parser.error(f"--out must not be named like a source ({name!r}): training would rename it and split it afresh")
     train = split.loc[split["split"] == "train", ["source", "file"]]
     frame = frame.merge(train, on=["source", "file"])
-    if args.per_source:
+    if args.per_source is not None:
         parts = [
             part.sample(min(len(part), args.per_source), random_state=args.seed) for _, part in frame.groupby("source")
         ]
@@ -63,26 +66,33 @@ def main() -> None:
     ]
     with multiprocessing.get_context("spawn").Pool(args.workers) as pool:
         rows = [row for part in pool.imap(cut_chunk, jobs) for row in part]
+    unreadable = sum(1 for _, file in rows if file is None)
+    rows = [(index, file) for index, file in rows if file is not None]
     cut = frame.loc[[index for index, _ in rows]].assign(file=[name for _, name in rows])
     labels = cut.assign(age=[age_text(record) for record in cut.itertuples()])
     labels[["file", "age", "gender", "race"]].to_csv(args.out / "labels.csv", index=False)
-    extra = cut.assign(source=args.out.resolve().name, split="train")[list(split.columns)]
+    extra = cut.assign(source=name, split="train")[list(split.columns)]
     pd.concat([split, extra], ignore_index=True).to_csv(args.out / "split.csv", index=False)
-    print(f"{len(labels)} of {len(frame)} faces found and cut into {args.out}")
+    print(f"{len(labels)} of {len(frame)} faces found and cut into {args.out} ({unreadable} unreadable, skipped)")
 
 
-def cut_chunk(job: tuple) -> list[tuple[int, str]]:
-    """Paste, detect and cut one chunk of faces: (row, crop file name) for those the detector found."""
+def cut_chunk(job: tuple) -> list[tuple[int, str | None]]:
+    """Paste, detect and cut one chunk of faces: (row, crop file name) for those the detector found,
+    (row, None) for images that cannot be read."""
     part, out, detector_name, seed = job
     maker = generated.Maker([], seed)
     detector = faces.make_detector(detector_name)
     rows = []
     for record in part.itertuples():
-        photo, truth = maker.pasted(record.path, PHOTO_SIZE)
+        try:
+            photo, truth = maker.pasted(record.path, PHOTO_SIZE)
+        except (OSError, ValueError):  # PIL's unreadable-image errors are OSErrors
+            rows.append((record.Index, None))
+            continue
         hits = [face for face in detector.detect(photo) if generated.matches([face], [truth])[0]]
         if not hits:
             continue
-        name = f"{record.source}/{record.file}.png"
+        name = f"{record.source}/{record.Index:06d}_{Path(record.file).name}.png"  # unique, inside the folder
         (out / name).parent.mkdir(parents=True, exist_ok=True)
         faces.crop_face(photo, hits[0], IMAGE_SIZE).save(out / name)
         rows.append((record.Index, name))
