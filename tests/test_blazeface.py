@@ -149,6 +149,21 @@ def test_an_unsure_face_is_kept_only_when_onet_agrees(monkeypatch):
     assert blazeface.SURE_SCORE > faces.score_threshold("blazeface", None)
 
 
+def test_a_mirrored_photo_gives_the_mirrored_face_with_eyes_and_ears_named_the_other_way():
+    """The box and keypoints blend the plain and mirrored looks, so the face found in a mirrored photo
+    is the mirror image of the one found in the photo (one look alone drifts by several percent of the
+    face); put back in the wrong order, the two eyes would blend towards the nose."""
+    photo = images.decode(FACE_PHOTO).image
+    detector = blazeface.BlazeFaceDetector(min_face=20, min_score=0.5)
+    _, box, points = detector.detect_raw(photo)[0]
+    _, _, mirrored = detector.detect_raw(photo.transpose(Image.Transpose.FLIP_LEFT_RIGHT))[0]
+    side = float(np.sqrt((box[2] - box[0]) * (box[3] - box[1])))
+    back = mirrored.copy()
+    back[:, 0] = photo.width - back[:, 0]
+    assert np.abs(back[blazeface.MIRRORED_ORDER] - points).max() < 0.03 * side
+    assert points[1, 0] - points[0, 0] > 0.3 * side  # the image-left eye left of the image-right one
+
+
 def test_part_of_a_face_is_not_another_face():
     big = (0.9, np.array([100.0, 100.0, 300.0, 340.0]), np.zeros((6, 2)))
     chin = (0.75, np.array([170.0, 230.0, 240.0, 320.0]), np.zeros((6, 2)))

@@ -5,7 +5,8 @@ upwards, so a photo is searched as a pyramid of square tiles: the whole photo fi
 smaller tiles down to the size where a face of ``min_face`` original pixels is ``SMALLEST_FACE`` of a
 tile. Tiles of a level overlap by the largest face the level must find, so every face lies whole in
 some tile; detections from all tiles are merged (score-weighted, as MediaPipe does). Each candidate
-then gets a second look, centred and mirrored, which keeps faces and drops textures. A face that
+then gets a second look, centred and mirrored, which keeps faces and drops textures; blending the
+looks' boxes and keypoints steadies the crop (a mirrored photo gives the mirrored crop). A face that
 still scores below ``SURE_SCORE`` is kept only if MTCNN's O-Net agrees it is a face (``onet``): the
 cascade the thresholds below were chosen for finds more small and dim faces than either alone and
 fewer textures.
@@ -71,6 +72,9 @@ class BlazeFaceModel:
         return np.concatenate(centres)
 
 
+# The keypoints (image-left eye, image-right eye, nose, mouth, image-left ear, image-right ear) of a face
+# found on a mirrored tile, once mapped back, name the other eye and ear: this order puts them back.
+MIRRORED_ORDER = [1, 0, 2, 3, 5, 4]
 SHORT_RANGE = BlazeFaceModel("blazeface_short_range.tflite", 128, ((8, 2), (16, 6)))
 
 
@@ -236,8 +240,8 @@ class BlazeFaceDetector:
         Two passes: the tile pyramid proposes faces at a permissive score, then each proposal gets a
         second look on tiles centred on it, where the face fills ``SECOND_LOOK_FACES`` of the tile
         (the scale the network knows best). Only what scores ``min_score`` there is kept, with the box
-        and keypoints of that second look: faces missed at the edge of a tile's range are rescued, and
-        textures that looked like a face at one scale fall away."""
+        and keypoints of that second look (``_second_look``): faces missed at the edge of a tile's range
+        are rescued, and textures that looked like a face at one scale fall away."""
         if image.mode != "RGB":
             image = image.convert("RGB")
         levels = pyramid(image.width, image.height, self.smallest_face(image, scale) / MTCNN_SIDE_PER_BOX_SIDE)
@@ -267,12 +271,22 @@ class BlazeFaceDetector:
     def _second_look(self, image: Image.Image, box: np.ndarray) -> tuple[float, np.ndarray, np.ndarray] | None:
         """The best look at ``box`` on tiles centred on it at the network's best scales
         (``SECOND_LOOK_FACES``), each score averaged with the mirrored tile's (a face is a face either
-        way round; textures that fooled the network once seldom do so twice)."""
+        way round; textures that fooled the network once seldom do so twice). The score is the best
+        look's; the box and keypoints blend every detection of the face in those tiles, plain and
+        mirrored, by score: each errs a little on its own, and the crop the model sees should not move
+        with one detection's error."""
         looks = [self._look(image, box, fraction) for fraction in SECOND_LOOK_FACES]
         looks = [look for look in looks if look is not None]
-        return max(looks, key=lambda look: look[0]) if looks else None
+        if not looks:
+            return None
+        _, blended_box, blended_points = _merged_group([sighting for _, sightings in looks for sighting in sightings])
+        return max(score for score, _ in looks), blended_box, blended_points
 
     def _look(self, image: Image.Image, box: np.ndarray, fraction: float):
+        """One tile centred on ``box`` whose side the face fills ``fraction`` of: None when the plain
+        tile shows no face there, else (the mean of the plain and mirrored scores, a missing mirror
+        counting 0; the detections as (score, box, keypoints), the mirrored one's keypoints put back
+        in the plain order)."""
         side = math.sqrt(max(box[2] - box[0], 1.0) * max(box[3] - box[1], 1.0)) / fraction
         left, top = (box[0] + box[2]) / 2 - side / 2, (box[1] + box[3]) / 2 - side / 2
         tile = cut_tile(image, left, top, side, self.model.side)
@@ -282,7 +296,9 @@ class BlazeFaceDetector:
         mirrored = _best_overlapping(
             _in_image(self._net().run(np.ascontiguousarray(tile[:, ::-1]), MIRROR_SCORE), left, top, side, True), box
         )
-        return ((plain[0] + (mirrored[0] if mirrored else 0.0)) / 2, plain[1], plain[2])
+        if mirrored is None:
+            return plain[0] / 2, [plain]
+        return (plain[0] + mirrored[0]) / 2, [plain, (mirrored[0], mirrored[1], mirrored[2][MIRRORED_ORDER])]
 
 
 def _confirmed(verifier: OnetVerifier, image: Image.Image, face: Face) -> bool:
@@ -353,18 +369,15 @@ def _merged(found: list[tuple[float, np.ndarray, np.ndarray]]) -> list[tuple[flo
         return []
     score = np.array([f[0] for f in found])
     box = np.stack([f[1] for f in found])
-    point = np.stack([f[2] for f in found])
-    merged = []
-    for group in merge_overlapping(box, score):
-        weights = score[group] / score[group].sum()
-        merged.append(
-            (
-                float(score[group[0]]),
-                np.tensordot(weights, box[group], axes=1),
-                np.tensordot(weights, point[group], axes=1),
-            )
-        )
-    return merged
+    return [_merged_group([found[i] for i in group]) for group in merge_overlapping(box, score)]
+
+
+def _merged_group(group: list[tuple[float, np.ndarray, np.ndarray]]) -> tuple[float, np.ndarray, np.ndarray]:
+    """Detections of one face blended by score: the first one's score, the weighted box and keypoints."""
+    score = np.array([f[0] for f in group])
+    weights = score / score.sum()
+    box = np.tensordot(weights, np.stack([f[1] for f in group]), axes=1)
+    return float(score[0]), box, np.tensordot(weights, np.stack([f[2] for f in group]), axes=1)
 
 
 def as_mtcnn_face(box: np.ndarray, points: np.ndarray, score: float) -> Face:
