@@ -162,6 +162,7 @@ def test_a_mirrored_photo_gives_the_mirrored_face_with_eyes_and_ears_named_the_o
     back[:, 0] = photo.width - back[:, 0]
     assert np.abs(back[blazeface.MIRRORED_ORDER] - points).max() < 0.03 * side
     assert points[1, 0] - points[0, 0] > 0.3 * side  # the image-left eye left of the image-right one
+    assert points[5, 0] - points[4, 0] > 0.5 * side  # and the ears likewise
 
 
 def test_part_of_a_face_is_not_another_face():

@@ -6,7 +6,7 @@ smaller tiles down to the size where a face of ``min_face`` original pixels is `
 tile. Tiles of a level overlap by the largest face the level must find, so every face lies whole in
 some tile; detections from all tiles are merged (score-weighted, as MediaPipe does). Each candidate
 then gets a second look, centred and mirrored, which keeps faces and drops textures; blending the
-looks' boxes and keypoints steadies the crop (a mirrored photo gives the mirrored crop). A face that
+looks' boxes and keypoints steadies the crop (a mirrored photo gives nearly the mirrored crop). A face that
 still scores below ``SURE_SCORE`` is kept only if MTCNN's O-Net agrees it is a face (``onet``): the
 cascade the thresholds below were chosen for finds more small and dim faces than either alone and
 fewer textures.
@@ -272,15 +272,18 @@ class BlazeFaceDetector:
         """The best look at ``box`` on tiles centred on it at the network's best scales
         (``SECOND_LOOK_FACES``), each score averaged with the mirrored tile's (a face is a face either
         way round; textures that fooled the network once seldom do so twice). The score is the best
-        look's; the box and keypoints blend every detection of the face in those tiles, plain and
-        mirrored, by score: each errs a little on its own, and the crop the model sees should not move
-        with one detection's error."""
+        look's; the box and keypoints blend, by score, every detection in those tiles (plain and
+        mirrored) that overlaps the best look's plain one: each errs a little on its own, and the crop
+        the model sees should not move with one detection's error."""
         looks = [self._look(image, box, fraction) for fraction in SECOND_LOOK_FACES]
         looks = [look for look in looks if look is not None]
         if not looks:
             return None
-        _, blended_box, blended_points = _merged_group([sighting for _, sightings in looks for sighting in sightings])
-        return max(score for score, _ in looks), blended_box, blended_points
+        score, sightings = max(looks, key=lambda look: look[0])
+        anchor = sightings[0][1]  # the best look's plain detection: others count only where they agree with it
+        agreeing = [s for _, found in looks for s in found if _overlap(s[1], anchor) > NMS_IOU]
+        _, blended_box, blended_points = _merged_group(agreeing)
+        return score, blended_box, blended_points
 
     def _look(self, image: Image.Image, box: np.ndarray, fraction: float):
         """One tile centred on ``box`` whose side the face fills ``fraction`` of: None when the plain
