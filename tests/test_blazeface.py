@@ -20,22 +20,54 @@ from tests.imagegen import EXAMPLES, FACE_PHOTO
 @pytest.mark.parametrize(
     ("width", "height", "min_face"), [(1024, 768, 40), (4000, 3000, 62), (300, 2000, 25), (64, 64, 40)]
 )
-def test_the_pyramid_holds_every_face_whole_in_a_tile_at_a_size_it_finds(width, height, min_face):
+def test_the_pyramid_holds_every_face_whole_in_a_canvas_at_a_size_it_finds(width, height, min_face):
     levels = blazeface.pyramid(width, height, min_face)
-    assert levels[0] == (max(width, height), [(0.0, 0.0)])  # the whole photo first
+    longest = max(width, height)
+    assert levels[0] == blazeface.Level(longest, longest, [(0.0, 0.0)])  # the whole photo first
+    assert all(round(level.canvas / level.side, 6) in blazeface.CANVAS_MULTIPLES for level in levels)
     rng = np.random.default_rng(0)
     for _ in range(300):
         side = float(rng.uniform(min(min_face, min(width, height)), min(width, height)))
         x, y = rng.uniform(0, width - side), rng.uniform(0, height - side)
         assert any(
-            blazeface.SMALLEST_FACE * tile <= side + 1e-6
-            and (side <= blazeface.LARGEST_FACE * tile + 1e-6 or tile == max(width, height))
+            blazeface.SMALLEST_FACE * level.side <= side + 1e-6
+            and (side <= blazeface.LARGEST_FACE * level.side + 1e-6 or level.side == longest)
             and any(
-                ox <= x + 1e-6 and x + side <= ox + tile + 1e-6 and oy <= y + 1e-6 and y + side <= oy + tile + 1e-6
-                for ox, oy in origins
+                ox <= x + 1e-6
+                and x + side <= ox + level.canvas + 1e-6
+                and oy <= y + 1e-6
+                and y + side <= oy + level.canvas + 1e-6
+                for ox, oy in level.origins
             )
-            for tile, origins in levels
+            for level in levels
         ), (side, x, y)
+
+
+def test_a_level_is_searched_on_the_canvases_that_cover_it_with_the_fewest_pixels():
+    """A 12 MP photo's finest level, searched one network side at a time, would repeat the overlap of
+    neighbouring tiles in nearly two pixels of every three; four-side canvases repeat far less."""
+    finest = blazeface.pyramid(2000, 1500, 31.25)[-1]
+    assert finest.canvas == 4 * finest.side
+    computed = len(finest.origins) * (finest.canvas / finest.side) ** 2
+    tiles = len(blazeface._starts(2000, finest.side, 0.4 * finest.side)) * len(
+        blazeface._starts(1500, finest.side, 0.4 * finest.side)
+    )
+    assert computed < 0.6 * tiles
+
+
+def test_a_bigger_canvas_finds_the_face_a_tile_finds_in_the_same_place():
+    """The network is run on canvases of several sides: anchors and box offsets must scale with the
+    canvas, or faces found on big canvases would land in the wrong place."""
+    photo = images.decode(FACE_PHOTO).image
+    tile = blazeface.cut_tile(photo, 0, 0, max(photo.size), 128)
+    network = blazeface.BlazeFaceNetwork()
+    (alone,) = blazeface._merged(blazeface._in_image(network.run(tile, 0.5), 0, 0, 128))
+    canvas = np.zeros((256, 256, 3), np.uint8)
+    canvas[70:198, 40:168] = tile
+    (placed,) = blazeface._merged(blazeface._in_image(network.run(canvas, 0.5), 0, 0, 256))
+    assert np.abs(placed[1] - (alone[1] + [40, 70, 40, 70])).max() < 3
+    assert np.abs(placed[2] - (alone[2] + [40, 70])).max() < 3
+    assert abs(placed[0] - alone[0]) < 0.1
 
 
 def test_tiles_at_the_edges_are_letterboxed_not_stretched():

@@ -1,10 +1,12 @@
 """BlazeFace (MediaPipe's face detector) through LiteRT: a small single-shot network, no TensorFlow.
 
 The short-range model sees a 128-pixel square and finds faces reliably from about a fifth of that side
-upwards, so a photo is searched as a pyramid of square tiles: the whole photo first, then levels of
-smaller tiles down to the size where a face of ``min_face`` original pixels is ``SMALLEST_FACE`` of a
-tile. Tiles of a level overlap by the largest face the level must find, so every face lies whole in
-some tile; detections from all tiles are merged (score-weighted, as MediaPipe does). Each candidate
+upwards, so a photo is searched as a pyramid of levels: the whole photo first, then ever finer scales
+down to the one where a face of ``min_face`` original pixels is ``SMALLEST_FACE`` of the network's
+side. The network is convolutional, so a level is searched on square canvases of one, two or four
+network sides (whichever covers it with the fewest pixels): canvases of a level overlap by the largest
+face the level must find, so every face lies whole in some canvas, and bigger canvases repeat less of
+that overlap. Detections from all canvases are merged (score-weighted, as MediaPipe does). Each candidate
 then gets a second look, centred and mirrored, which keeps faces and drops textures; blending the
 looks' boxes and keypoints steadies the crop (a mirrored photo gives nearly the mirrored crop). A face that
 still scores below ``SURE_SCORE`` is kept only if MTCNN's O-Net agrees it is a face (``onet``): the
@@ -22,7 +24,6 @@ from __future__ import annotations
 import math
 import threading
 from dataclasses import dataclass
-from functools import cached_property
 
 import numpy as np
 from PIL import Image
@@ -36,8 +37,10 @@ NMS_IOU = 0.3  # boxes overlapping more than this are one face
 PROPOSAL_SCORE = 0.4  # first pass: permissive, every proposal gets a second look (scored by min_score)
 MIRROR_SCORE = 0.1  # the mirrored second look: anything weaker counts as nothing
 SECOND_LOOK_FACES = (0.3, 0.45)  # of a second look's tile side: where true and false faces part best
-SMALLEST_FACE = 0.15  # of the tile side: the first pass proposes smaller faces unreliably
-LARGEST_FACE = 0.4  # of the tile side: a level hands faces above this to the coarser level
+SMALLEST_FACE = 0.15  # of the network's side: the first pass proposes smaller faces unreliably
+LARGEST_FACE = 0.4  # of the network's side: a level hands faces above this to the coarser level
+REDUCING_GAP = 2.0  # a second look's tile shrinks by a whole factor first while it is more than this too big
+CANVAS_MULTIPLES = (1, 2, 4)  # a level's canvases are this many network sides square (the cheapest cover wins)
 # The cascade (chosen on the recall and face-less sets of benchmarks/detectors.py, seeds 0-7): a face
 # scoring at least SURE_SCORE stands; one between the detector's min_score and SURE_SCORE needs O-Net's
 # face probability to reach ONET_MIN_PROBABILITY.
@@ -61,11 +64,12 @@ class BlazeFaceModel:
     side: int
     layers: tuple[tuple[int, int], ...]  # (stride, anchors per cell), in output order
 
-    def anchors(self) -> np.ndarray:
-        """(N, 2) anchor centres in [0, 1] tile coordinates, in the order the network's outputs use."""
+    def anchors(self, canvas: int | None = None) -> np.ndarray:
+        """(N, 2) anchor centres in [0, 1] coordinates of a square input ``canvas`` pixels wide (the
+        network's own side unless given), in the order the network's outputs use."""
         centres = []
         for stride, per_cell in self.layers:
-            cells = math.ceil(self.side / stride)
+            cells = math.ceil((canvas or self.side) / stride)
             grid = (np.arange(cells, dtype=np.float32) + 0.5) / cells
             ys, xs = np.meshgrid(grid, grid, indexing="ij")
             centres.append(np.repeat(np.stack([xs.ravel(), ys.ravel()], axis=1), per_cell, axis=0))
@@ -90,61 +94,102 @@ class TileDetection:
     score: float
 
 
+# A face in image pixels: (score, box x0 y0 x1 y1, the six keypoints as a (6, 2) array).
+Detection = tuple[float, np.ndarray, np.ndarray]
+
+
 class BlazeFaceNetwork:
-    """The LiteRT interpreter of one model; ``run`` is safe to call from several threads (one at a time)."""
+    """LiteRT interpreters of one model, one per canvas side it is asked to search (the network is
+    convolutional: a bigger square input finds the same faces over more of the photo). ``run`` is
+    safe to call from several threads (one at a time)."""
 
     def __init__(self, model: BlazeFaceModel = SHORT_RANGE, threads: int = 1) -> None:
-        from ai_edge_litert.interpreter import Interpreter
-
-        from agebatch.common import quiet
-
         self.model = model
-        with quiet.native_stderr_silenced():
-            self._interpreter = Interpreter(model_content=read_vendored(model.file), num_threads=threads)
-            self._interpreter.allocate_tensors()
-        self._input = self._interpreter.get_input_details()[0]["index"]
-        outputs = sorted(self._interpreter.get_output_details(), key=lambda d: -int(d["shape"][-1]))
-        self._boxes, self._scores = outputs[0]["index"], outputs[1]["index"]
+        self.threads = threads
+        self._content = read_vendored(model.file)
+        self._runners: dict[int, _CanvasRunner] = {}
         self._lock = threading.Lock()
+        self._runner(model.side)  # a damaged model file fails here, before any photo
 
-    @cached_property
-    def _anchors(self) -> np.ndarray:
-        return self.model.anchors()
+    def _runner(self, canvas: int) -> _CanvasRunner:
+        if canvas not in self._runners:
+            self._runners[canvas] = _CanvasRunner(self._content, self.model, canvas, self.threads)
+        return self._runners[canvas]
 
     def run(self, tile: np.ndarray, min_score: float) -> list[TileDetection]:
-        """Faces in one ``side`` x ``side`` RGB uint8 tile scoring at least ``min_score``."""
-        side = self.model.side
+        """Faces in one square RGB uint8 ``tile`` scoring at least ``min_score``; its side is the
+        model's or a multiple of it (``CANVAS_MULTIPLES``)."""
+        canvas = tile.shape[0]
         batch = (tile.astype(np.float32) / 127.5 - 1.0)[None]
         with self._lock:
-            self._interpreter.set_tensor(self._input, batch)
-            self._interpreter.invoke()
-            raw = self._interpreter.get_tensor(self._boxes)[0]
-            logits = self._interpreter.get_tensor(self._scores)[0, :, 0]
+            runner = self._runner(canvas)
+            raw, logits = runner.invoke(batch)
         scores = 1.0 / (1.0 + np.exp(-np.clip(logits.astype(np.float64), -SCORE_CLIP, SCORE_CLIP)))
         found = []
         for i in np.flatnonzero(scores >= min_score):
-            ax, ay = self._anchors[i]
-            values = raw[i] / side
+            ax, ay = runner.anchors[i]
+            values = raw[i] / canvas
             points = values[4:16].reshape(6, 2) + (ax, ay)
             found.append(TileDetection(ax + values[0], ay + values[1], values[2], values[3], points, float(scores[i])))
         return found
 
 
-def pyramid(width: int, height: int, min_face: float) -> list[tuple[float, list[tuple[float, float]]]]:
-    """The levels a photo is searched at, coarsest first: (tile side, tile origins) in image pixels.
+class _CanvasRunner:
+    """One interpreter with its input resized to a ``canvas`` x ``canvas`` square, and its anchors."""
 
-    The finest level's tiles are just small enough that a ``min_face`` face is ``SMALLEST_FACE`` of
-    a tile; each coarser level's tiles are ``LARGEST_FACE / SMALLEST_FACE`` times bigger, so every
-    face size falls in one level's reliable range; the last level is the whole photo. Tiles of a
-    level overlap by the largest face it must find, so each such face lies whole in one tile."""
+    def __init__(self, content: bytes, model: BlazeFaceModel, canvas: int, threads: int) -> None:
+        from ai_edge_litert.interpreter import Interpreter
+
+        from agebatch.common import quiet
+
+        with quiet.native_stderr_silenced():
+            self._interpreter = Interpreter(model_content=content, num_threads=threads)
+            self._input = self._interpreter.get_input_details()[0]["index"]
+            if canvas != model.side:
+                self._interpreter.resize_tensor_input(self._input, [1, canvas, canvas, 3])
+            self._interpreter.allocate_tensors()
+        outputs = sorted(self._interpreter.get_output_details(), key=lambda d: -int(d["shape"][-1]))
+        self._boxes, self._scores = outputs[0]["index"], outputs[1]["index"]
+        self.anchors = model.anchors(canvas)
+
+    def invoke(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The raw box regressions (N, 16) and score logits (N,) of one (1, canvas, canvas, 3) input."""
+        self._interpreter.set_tensor(self._input, batch)
+        self._interpreter.invoke()
+        return self._interpreter.get_tensor(self._boxes)[0], self._interpreter.get_tensor(self._scores)[0, :, 0]
+
+
+@dataclass(frozen=True)
+class Level:
+    """One scale of the search: ``side`` image pixels are shown to the network as its input side, on
+    square canvases of ``canvas`` image pixels (a multiple of ``side``) at ``origins``."""
+
+    side: float
+    canvas: float
+    origins: list[tuple[float, float]]
+
+
+def pyramid(width: int, height: int, min_face: float) -> list[Level]:
+    """The levels a photo is searched at, coarsest first, in image pixels.
+
+    The finest level's scale is just fine enough that a ``min_face`` face is ``SMALLEST_FACE`` of the
+    network's side; each coarser level's is ``LARGEST_FACE / SMALLEST_FACE`` times coarser, so every
+    face size falls in one level's reliable range; the last level is the whole photo. Canvases of a
+    level overlap by the largest face it must find, so each such face lies whole in one canvas; of
+    ``CANVAS_MULTIPLES`` the one covering the level with the fewest network pixels is used."""
     longest = float(max(width, height))
     levels = []
     side = max(1.0, min_face) / SMALLEST_FACE
     while side < longest:
         overlap = LARGEST_FACE * side
-        levels.append((side, [(x, y) for y in _starts(height, side, overlap) for x in _starts(width, side, overlap)]))
+        covers = []
+        for multiple in CANVAS_MULTIPLES:
+            canvas = multiple * side
+            origins = [(x, y) for y in _starts(height, canvas, overlap) for x in _starts(width, canvas, overlap)]
+            covers.append((len(origins) * multiple**2, multiple, Level(side, canvas, origins)))
+        levels.append(min(covers, key=lambda cover: cover[:2])[2])
         side *= LARGEST_FACE / SMALLEST_FACE
-    levels.append((longest, [(0.0, 0.0)]))
+    levels.append(Level(longest, longest, [(0.0, 0.0)]))
     return levels[::-1]
 
 
@@ -159,14 +204,16 @@ def _starts(extent: int, tile: float, overlap: float) -> list[float]:
 
 def cut_tile(image: Image.Image, left: float, top: float, side: float, size: int) -> np.ndarray:
     """The ``size`` x ``size`` tile of ``image`` at (left, top, side), as uint8 RGB; the part of the
-    square outside the photo is black (letterboxing)."""
+    square outside the photo is black (letterboxing). A big square is first shrunk by a whole factor
+    (``REDUCING_GAP``): the same tile to a fraction of a grey level, for a fraction of the time."""
     scale = size / side
     x0, y0 = max(0.0, left), max(0.0, top)
     x1, y1 = min(float(image.width), left + side), min(float(image.height), top + side)
     if x1 - x0 < 1 or y1 - y0 < 1:  # the square lies outside the photo
         return np.zeros((size, size, 3), np.uint8)
     width, height = min(size, max(1, round((x1 - x0) * scale))), min(size, max(1, round((y1 - y0) * scale)))
-    part = np.asarray(image.resize((width, height), Image.Resampling.BILINEAR, box=(x0, y0, x1, y1)), np.uint8)
+    shrunk = image.resize((width, height), Image.Resampling.BILINEAR, box=(x0, y0, x1, y1), reducing_gap=REDUCING_GAP)
+    part = np.asarray(shrunk, np.uint8)
     if (width, height) == (size, size):
         return part
     tile = np.zeros((size, size, 3), np.uint8)
@@ -234,7 +281,7 @@ class BlazeFaceDetector:
         square of this, and the two detectors should agree on which faces are too small)."""
         return max(self.min_face / scale, MTCNN_MIN_FACE * max(image.size) / DETECT_SIDE)
 
-    def detect_raw(self, image: Image.Image, scale: float = 1.0) -> list[tuple[float, np.ndarray, np.ndarray]]:
+    def detect_raw(self, image: Image.Image, scale: float = 1.0) -> list[Detection]:
         """(score, box x0 y0 x1 y1, 6 keypoints) of each face in BlazeFace's own terms, in image pixels.
 
         Two passes: the tile pyramid proposes faces at a permissive score, then each proposal gets a
@@ -249,26 +296,26 @@ class BlazeFaceDetector:
         looks = [self._second_look(image, box) for _, box, _ in proposals]
         return _without_nested(_merged([look for look in looks if look is not None and look[0] >= self.min_score]))
 
-    def _search(self, image: Image.Image, levels, threshold: float) -> list[tuple[float, np.ndarray, np.ndarray]]:
-        """Every detection on the tiles of ``levels`` (see ``pyramid``), merged; each level is one
-        resize of the photo, its tiles slices of that."""
-        net, size = self._net(), self.model.side
+    def _search(self, image: Image.Image, levels: list[Level], threshold: float) -> list[Detection]:
+        """Every detection on the canvases of ``levels`` (see ``pyramid``), merged. Each level is one
+        resize, its canvases slices of that; the finest is resized from the photo and each coarser one
+        from the level before it, which costs a fraction of shrinking the whole photo again."""
+        net = self._net()
         found = []
-        for side, origins in levels:
-            scale = size / side
-            scaled = np.asarray(
-                image.resize(
-                    (max(1, round(image.width * scale)), max(1, round(image.height * scale))), Image.Resampling.BILINEAR
-                ),
-                np.uint8,
-            )
-            for x, y in origins:
+        scaled = image
+        for level in reversed(levels):
+            scale = self.model.side / level.side
+            canvas = round(level.canvas * scale)
+            size = (max(1, round(image.width * scale)), max(1, round(image.height * scale)))
+            scaled = scaled.resize(size, Image.Resampling.BILINEAR)
+            pixels = np.asarray(scaled, np.uint8)
+            for x, y in level.origins:
                 ox, oy = round(x * scale), round(y * scale)
-                tile = _padded(scaled[oy : oy + size, ox : ox + size], size)
-                found += _in_image(net.run(tile, threshold), ox / scale, oy / scale, size / scale)
+                tile = _padded(pixels[oy : oy + canvas, ox : ox + canvas], canvas)
+                found += _in_image(net.run(tile, threshold), ox / scale, oy / scale, canvas / scale)
         return _merged(found)
 
-    def _second_look(self, image: Image.Image, box: np.ndarray) -> tuple[float, np.ndarray, np.ndarray] | None:
+    def _second_look(self, image: Image.Image, box: np.ndarray) -> Detection | None:
         """The best look at ``box`` on tiles centred on it at the network's best scales
         (``SECOND_LOOK_FACES``), each score averaged with the mirrored tile's (a face is a face either
         way round; textures that fooled the network once seldom do so twice). The score is the best
@@ -318,7 +365,9 @@ def _padded(tile: np.ndarray, size: int) -> np.ndarray:
     return square
 
 
-def _in_image(hits: list[TileDetection], left: float, top: float, side: float, mirrored: bool = False):
+def _in_image(
+    hits: list[TileDetection], left: float, top: float, side: float, mirrored: bool = False
+) -> list[Detection]:
     """A tile's detections as (score, box x0 y0 x1 y1, keypoints) in image pixels."""
     found = []
     for hit in hits:
@@ -338,10 +387,10 @@ def _best_overlapping(found: list, box: np.ndarray):
     return max(best, key=lambda f: f[0]) if best else None
 
 
-def _without_nested(found: list[tuple[float, np.ndarray, np.ndarray]]) -> list[tuple[float, np.ndarray, np.ndarray]]:
+def _without_nested(found: list[Detection]) -> list[Detection]:
     """``found`` (best first) less any detection centred inside a bigger one kept before it: part of a
     face (its mouth and chin, seen at a smaller scale) is not another face."""
-    kept: list[tuple[float, np.ndarray, np.ndarray]] = []
+    kept: list[Detection] = []
     for item in found:
         box = item[1]
         cx, cy = (box[0] + box[2]) / 2, (box[1] + box[3]) / 2
@@ -365,7 +414,7 @@ def _overlap(a: np.ndarray, b: np.ndarray) -> float:
     return inter / union if union > 0 else 0.0
 
 
-def _merged(found: list[tuple[float, np.ndarray, np.ndarray]]) -> list[tuple[float, np.ndarray, np.ndarray]]:
+def _merged(found: list[Detection]) -> list[Detection]:
     """Overlapping detections of one face blended into one (score-weighted, as MediaPipe does:
     steadier landmarks), best first."""
     if not found:
@@ -375,7 +424,7 @@ def _merged(found: list[tuple[float, np.ndarray, np.ndarray]]) -> list[tuple[flo
     return [_merged_group([found[i] for i in group]) for group in merge_overlapping(box, score)]
 
 
-def _merged_group(group: list[tuple[float, np.ndarray, np.ndarray]]) -> tuple[float, np.ndarray, np.ndarray]:
+def _merged_group(group: list[Detection]) -> Detection:
     """Detections of one face blended by score: the first one's score, the weighted box and keypoints."""
     score = np.array([f[0] for f in group])
     weights = score / score.sum()
