@@ -197,12 +197,16 @@ def test_a_mirrored_photo_gives_the_mirrored_face_with_eyes_and_ears_named_the_o
     assert points[5, 0] - points[4, 0] > 0.5 * side  # and the ears likewise
 
 
-def test_part_of_a_face_is_not_another_face():
+def test_part_of_a_face_is_not_another_face_nor_is_a_face_with_its_surroundings():
     big = (0.9, np.array([100.0, 100.0, 300.0, 340.0]), np.zeros((6, 2)))
     chin = (0.75, np.array([170.0, 230.0, 240.0, 320.0]), np.zeros((6, 2)))
     beside = (0.8, np.array([400.0, 100.0, 480.0, 200.0]), np.zeros((6, 2)))
     kept = blazeface._without_nested([big, beside, chin])
     assert [k[0] for k in kept] == [0.9, 0.8]
+    # A face in a round frame (a cup, a porthole) seen at a coarser scale as a bigger, less sure face.
+    face = (0.93, np.array([372.0, 286.0, 426.0, 340.0]), np.zeros((6, 2)))
+    framed = (0.64, np.array([230.0, 155.0, 570.0, 500.0]), np.zeros((6, 2)))
+    assert [k[0] for k in blazeface._without_nested([face, beside, framed])] == [0.93, 0.8]
 
 
 @needs_utkface()

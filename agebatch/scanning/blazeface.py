@@ -388,16 +388,24 @@ def _best_overlapping(found: list, box: np.ndarray):
 
 
 def _without_nested(found: list[Detection]) -> list[Detection]:
-    """``found`` (best first) less any detection centred inside a bigger one kept before it: part of a
-    face (its mouth and chin, seen at a smaller scale) is not another face."""
+    """``found`` (best first) less any detection nested with one kept before it, that is, where the
+    smaller of the two is centred inside the bigger: part of a face (its mouth and chin, seen at a
+    smaller scale) is not another face, and neither is a face with its surroundings (a face inside a
+    round frame, seen at a larger scale); of the two, the more confident is the face."""
     kept: list[Detection] = []
     for item in found:
-        box = item[1]
-        cx, cy = (box[0] + box[2]) / 2, (box[1] + box[3]) / 2
-        inside = any(k[1][0] <= cx <= k[1][2] and k[1][1] <= cy <= k[1][3] and _area(box) < _area(k[1]) for k in kept)
-        if not inside:
+        if not any(_nested(item[1], k[1]) for k in kept):
             kept.append(item)
     return kept
+
+
+def _nested(a: np.ndarray, b: np.ndarray) -> bool:
+    """Whether the smaller of boxes ``a`` and ``b`` (x0, y0, x1, y1) is centred inside the bigger."""
+    small, big = (a, b) if _area(a) < _area(b) else (b, a)
+    if _area(small) == _area(big):
+        return False
+    cx, cy = (small[0] + small[2]) / 2, (small[1] + small[3]) / 2
+    return bool(big[0] <= cx <= big[2] and big[1] <= cy <= big[3])
 
 
 def _area(box: np.ndarray) -> float:
