@@ -21,7 +21,8 @@ with 4 faces each. Accuracy: UTKFace test faces (``models/split.csv``) scanned a
 the same faces given as crops (``--detector none``), and the pasted square cut back out of the photo
 (what pasting, resizing and JPEG cost without any detector): age MAE and gender accuracy of each.
 Ratios are against the first detector listed (MTCNN, the default before BlazeFace); timings drift on a
-shared machine.
+shared machine. Last comes a Markdown table of the targets a detector must meet against that first one
+(photos/s at 1 MP and 12 MP, recall, false faces, and with ``--accuracy`` the photo path against crops).
 """
 
 from __future__ import annotations
@@ -249,6 +250,57 @@ def accuracy(names: list[str], frame: pd.DataFrame, predictor: Predictor, maker:
     return figures
 
 
+def targets_table(figures: dict, names: list[str]) -> str:
+    """Issue 20's targets for each detector after the first (the baseline), as a Markdown table."""
+    base = figures[names[0]]
+
+    def false_faces(f: dict) -> float:
+        return sum(v for k, v in f.items() if k.endswith("false_positives_per_photo"))
+
+    def accuracy_gap(name: str) -> tuple[float, float] | None:
+        acc = figures.get("accuracy", {})
+        if f"{name}_age_mae" not in acc:
+            return None
+        age = acc[f"{name}_age_mae"] - acc[f"{name}_age_mae_same_faces_crops"]
+        return age, acc["crops_gender_accuracy"] - acc[f"{name}_gender_accuracy"]
+
+    lines = [f"| target | {names[0]} | " + " | ".join(names[1:]) + " |", "|---|" + "---:|" * len(names)]
+
+    def row(label: str, show, met) -> None:
+        cells = [f"{show(figures[n], n)} ({'met' if met(figures[n], n) else 'not met'})" for n in names[1:]]
+        lines.append(f"| {label} | {show(base, names[0])} | " + " | ".join(cells) + " |")
+
+    one, twelve = "scan_1mp_photos_per_s", "scan_12mp_photos_per_s"
+    row(
+        f"1 MP scan, 4 faces: >= 10 photos/s and >= 3x {names[0]}",
+        lambda f, n: f"{f[one]:.2f} photos/s ({f[one] / base[one]:.2f}x)",
+        lambda f, n: f[one] >= 10 and f[one] >= 3 * base[one],
+    )
+    row("12 MP scan, 4 faces: >= 5 photos/s", lambda f, n: f"{f[twelve]:.2f} photos/s", lambda f, n: f[twelve] >= 5)
+    row(
+        f"groups found: within 3 points of {names[0]}",
+        lambda f, n: f"{100 * f['groups_recall']:.1f}%",
+        lambda f, n: f["groups_recall"] >= base["groups_recall"] - 0.03,
+    )
+    row(
+        "portraits found: >= 99%",
+        lambda f, n: f"{100 * f['portraits_recall']:.1f}%",
+        lambda f, n: f["portraits_recall"] >= 0.99,
+    )
+    row(
+        f"false faces per photo, all sets summed: no more than {names[0]}",
+        lambda f, n: f"{false_faces(f):.3f}",
+        lambda f, n: false_faces(f) <= false_faces(base) + 1e-9,
+    )
+    if all(accuracy_gap(n) for n in names):
+        row(
+            "photo path against crops (--accuracy): age within 0.1 years, gender within 0.3 points",
+            lambda f, n: f"{accuracy_gap(n)[0]:+.3f} years, {-100 * accuracy_gap(n)[1]:+.2f} points",
+            lambda f, n: accuracy_gap(n)[0] <= 0.1 and accuracy_gap(n)[1] <= 0.003,
+        )
+    return "\n".join(lines)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("data_dir", type=Path)
@@ -289,6 +341,8 @@ def main() -> None:
         for key in [k for k in base if k.endswith("detect_ms_per_photo")]:
             figures[name][f"{key.replace('_ms_per_photo', '')}_speedup_vs_{names[0]}"] = base[key] / figures[name][key]
     print(json.dumps(figures, indent=1))
+    if len(names) > 1:
+        print(targets_table(figures, names))
     if args.json:
         args.json.write_text(json.dumps(figures, indent=1))
 
