@@ -68,6 +68,16 @@ def test_a_bigger_canvas_finds_the_face_a_tile_finds_in_the_same_place():
     assert np.abs(placed[1] - (alone[1] + [40, 70, 40, 70])).max() < 3
     assert np.abs(placed[2] - (alone[2] + [40, 70])).max() < 3
     assert abs(placed[0] - alone[0]) < 0.1
+    with pytest.raises(ValueError, match="multiple of 128"):
+        network.run(np.zeros((200, 200, 3), np.uint8), 0.5)  # its anchors would be spaced wrong
+
+
+def test_a_16_bit_grey_photo_is_searched_as_grey_and_an_empty_one_has_no_face():
+    grey = np.asarray(images.decode(FACE_PHOTO).image.convert("L"), np.uint16) * 257
+    sixteen = Image.fromarray(grey)  # mode I;16: a plain convert("RGB") would saturate it to white
+    detector = faces.make_detector("blazeface")
+    assert len(detector.detect(sixteen)) == 1
+    assert detector.detect(Image.new("RGB", (0, 0))) == []
 
 
 def test_tiles_at_the_edges_are_letterboxed_not_stretched():
@@ -207,6 +217,10 @@ def test_part_of_a_face_is_not_another_face_nor_is_a_face_with_its_surroundings(
     face = (0.93, np.array([372.0, 286.0, 426.0, 340.0]), np.zeros((6, 2)))
     framed = (0.64, np.array([230.0, 155.0, 570.0, 500.0]), np.zeros((6, 2)))
     assert [k[0] for k in blazeface._without_nested([face, beside, framed])] == [0.93, 0.8]
+    # But a face the network is sure of stays with a surer small face over its chin (a child in front).
+    adult = (0.89, np.array([300.0, 200.0, 600.0, 500.0]), np.zeros((6, 2)))
+    child = (0.93, np.array([400.0, 420.0, 500.0, 520.0]), np.zeros((6, 2)))
+    assert [k[0] for k in blazeface._without_nested([child, adult])] == [0.93, 0.89]
 
 
 @needs_utkface()

@@ -29,6 +29,7 @@ import numpy as np
 from PIL import Image
 
 from agebatch.common.vendored import read_vendored
+from agebatch.scanning import images
 from agebatch.scanning.facebox import DETECT_SIDE, MTCNN_MIN_FACE, Face
 from agebatch.scanning.onet import OnetVerifier
 
@@ -39,7 +40,8 @@ MIRROR_SCORE = 0.1  # the mirrored second look: anything weaker counts as nothin
 SECOND_LOOK_FACES = (0.3, 0.45)  # of a second look's tile side: where true and false faces part best
 SMALLEST_FACE = 0.15  # of the network's side: the first pass proposes smaller faces unreliably
 LARGEST_FACE = 0.4  # of the network's side: a level hands faces above this to the coarser level
-REDUCING_GAP = 2.0  # a second look's tile shrinks by a whole factor first while it is more than this too big
+REDUCING_GAP = 2.0  # a second look's tile at least twice this too big is first shrunk by a whole factor
+ROUNDING_MARGIN = 2 / 128  # of the network's side: canvases overlap by two network pixels more, for rounding
 CANVAS_MULTIPLES = (1, 2, 4)  # a level's canvases are this many network sides square (the cheapest cover wins)
 # The cascade (chosen on the recall and face-less sets of benchmarks/detectors.py, seeds 0-7): a face
 # scoring at least SURE_SCORE stands; one between the detector's min_score and SURE_SCORE needs O-Net's
@@ -120,6 +122,8 @@ class BlazeFaceNetwork:
         """Faces in one square RGB uint8 ``tile`` scoring at least ``min_score``; its side is the
         model's or a multiple of it (``CANVAS_MULTIPLES``)."""
         canvas = tile.shape[0]
+        if tile.shape[:2] != (canvas, canvas) or canvas % self.model.side:
+            raise ValueError(f"a BlazeFace canvas is a square whose side is a multiple of {self.model.side}")
         batch = (tile.astype(np.float32) / 127.5 - 1.0)[None]
         with self._lock:
             runner = self._runner(canvas)
@@ -181,7 +185,7 @@ def pyramid(width: int, height: int, min_face: float) -> list[Level]:
     levels = []
     side = max(1.0, min_face) / SMALLEST_FACE
     while side < longest:
-        overlap = LARGEST_FACE * side
+        overlap = LARGEST_FACE * side + ROUNDING_MARGIN * side  # canvases start on whole network pixels
         covers = []
         for multiple in CANVAS_MULTIPLES:
             canvas = multiple * side
@@ -243,7 +247,7 @@ def merge_overlapping(boxes: np.ndarray, scores: np.ndarray, iou: float = NMS_IO
 
 
 class BlazeFaceDetector:
-    """``--detector blazeface``: BlazeFace over a tile pyramid sized by ``min_face``, as ``faces.Face``
+    """``--detector blazeface``: BlazeFace over a pyramid sized by ``min_face``, as ``faces.Face``
     objects in the same terms as MTCNN's (box, eye and mouth landmarks), so crops, rows and
     ``--min-face`` mean one thing whichever detector found the face."""
 
@@ -267,8 +271,7 @@ class BlazeFaceDetector:
         return self._verifier
 
     def detect(self, image: Image.Image, scale: float = 1.0) -> list[Face]:
-        if image.mode != "RGB":
-            image = image.convert("RGB")
+        image = images.to_rgb(image)
         verifier = self._onet()  # loaded (and its file checked) for every photo, not only those with unsure faces
         faces = [as_mtcnn_face(box, points, score) for score, box, points in self.detect_raw(image, scale)]
         faces = [face for face in faces if face.side * scale >= self.min_face and _confirmed(verifier, image, face)]
@@ -284,13 +287,14 @@ class BlazeFaceDetector:
     def detect_raw(self, image: Image.Image, scale: float = 1.0) -> list[Detection]:
         """(score, box x0 y0 x1 y1, 6 keypoints) of each face in BlazeFace's own terms, in image pixels.
 
-        Two passes: the tile pyramid proposes faces at a permissive score, then each proposal gets a
+        Two passes: the pyramid proposes faces at a permissive score, then each proposal gets a
         second look on tiles centred on it, where the face fills ``SECOND_LOOK_FACES`` of the tile
         (the scale the network knows best). Only what scores ``min_score`` there is kept, with the box
-        and keypoints of that second look (``_second_look``): faces missed at the edge of a tile's range
+        and keypoints of that second look (``_second_look``): faces missed at the edge of a level's range
         are rescued, and textures that looked like a face at one scale fall away."""
-        if image.mode != "RGB":
-            image = image.convert("RGB")
+        image = images.to_rgb(image)
+        if image.width < 1 or image.height < 1:
+            return []
         levels = pyramid(image.width, image.height, self.smallest_face(image, scale) / MTCNN_SIDE_PER_BOX_SIDE)
         proposals = self._search(image, levels, PROPOSAL_SCORE)
         looks = [self._second_look(image, box) for _, box, _ in proposals]
@@ -388,24 +392,35 @@ def _best_overlapping(found: list, box: np.ndarray):
 
 
 def _without_nested(found: list[Detection]) -> list[Detection]:
-    """``found`` (best first) less any detection nested with one kept before it, that is, where the
-    smaller of the two is centred inside the bigger: part of a face (its mouth and chin, seen at a
-    smaller scale) is not another face, and neither is a face with its surroundings (a face inside a
-    round frame, seen at a larger scale); of the two, the more confident is the face."""
+    """``found`` (best first) less two kinds of detection that are not another face: part of a kept
+    face (a smaller detection centred inside it: mouth and chin seen at a finer scale), and a kept sure
+    face with its surroundings (a bigger detection, itself unsure, with the face's centre inside it: a
+    face in a round frame seen at a coarser scale). A bigger face the network is sure of stays even with
+    a surer small face over it (a child's head in front of an adult's chin)."""
     kept: list[Detection] = []
     for item in found:
-        if not any(_nested(item[1], k[1]) for k in kept):
+        if not any(_part_of(item, k) or _surrounds(item, k) for k in kept):
             kept.append(item)
     return kept
 
 
-def _nested(a: np.ndarray, b: np.ndarray) -> bool:
-    """Whether the smaller of boxes ``a`` and ``b`` (x0, y0, x1, y1) is centred inside the bigger."""
-    small, big = (a, b) if _area(a) < _area(b) else (b, a)
-    if _area(small) == _area(big):
-        return False
-    cx, cy = (small[0] + small[2]) / 2, (small[1] + small[3]) / 2
-    return bool(big[0] <= cx <= big[2] and big[1] <= cy <= big[3])
+def _part_of(item: Detection, face: Detection) -> bool:
+    """Whether ``item`` is smaller than ``face`` and centred inside its box."""
+    return _area(item[1]) < _area(face[1]) and _inside(_centre(item[1]), face[1])
+
+
+def _surrounds(item: Detection, face: Detection) -> bool:
+    """Whether ``item`` is an unsure detection bigger than the sure ``face`` and holds its centre."""
+    return item[0] < SURE_SCORE <= face[0] and _area(item[1]) > _area(face[1]) and _inside(_centre(face[1]), item[1])
+
+
+def _centre(box: np.ndarray) -> tuple[float, float]:
+    return (box[0] + box[2]) / 2, (box[1] + box[3]) / 2
+
+
+def _inside(point, box: np.ndarray) -> bool:
+    """Whether ``point`` (x, y) lies in ``box`` (x0, y0, x1, y1)."""
+    return bool(box[0] <= point[0] <= box[2] and box[1] <= point[1] <= box[3])
 
 
 def _area(box: np.ndarray) -> float:

@@ -114,7 +114,7 @@ def _stretch_to_8_bits(image: Image.Image) -> Image.Image:
     return Image.fromarray(array.astype(np.uint8), "L").convert("RGB")
 
 
-def _to_rgb(image: Image.Image) -> Image.Image:
+def to_rgb(image: Image.Image) -> Image.Image:
     """Convert any Pillow mode to 8-bit RGB, compositing transparency onto white."""
     if image.mode == "RGB":
         return image
@@ -170,7 +170,7 @@ def decode(path: str | os.PathLike, max_side: int | None = None) -> DecodedImage
             # Rotated in place: exif_transpose would otherwise copy every upright image. Leaving the
             # ``with`` only closes the file; the loaded pixels stay valid.
             ImageOps.exif_transpose(opened, in_place=True)
-            image = _to_rgb(opened)
+            image = to_rgb(opened)
     except ImageError:
         raise
     except Image.DecompressionBombError as exc:
