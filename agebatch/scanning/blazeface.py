@@ -41,7 +41,7 @@ SECOND_LOOK_FACES = (0.3, 0.45)  # of a second look's tile side: where true and 
 SMALLEST_FACE = 0.15  # of the network's side: the first pass proposes smaller faces unreliably
 LARGEST_FACE = 0.4  # of the network's side: a level hands faces above this to the coarser level
 REDUCING_GAP = 2.0  # a second look's tile at least twice this too big is first shrunk by a whole factor
-ROUNDING_MARGIN = 2 / 128  # of the network's side: canvases overlap by two network pixels more, for rounding
+ROUNDING_PIXELS = 2  # network pixels more that canvases overlap by: their origins are rounded to whole ones
 CANVAS_MULTIPLES = (1, 2, 4)  # a level's canvases are this many network sides square (the cheapest cover wins)
 # The cascade (chosen on the recall and face-less sets of benchmarks/detectors.py, seeds 0-7): a face
 # scoring at least SURE_SCORE stands; one between the detector's min_score and SURE_SCORE needs O-Net's
@@ -185,7 +185,7 @@ def pyramid(width: int, height: int, min_face: float) -> list[Level]:
     levels = []
     side = max(1.0, min_face) / SMALLEST_FACE
     while side < longest:
-        overlap = LARGEST_FACE * side + ROUNDING_MARGIN * side  # canvases start on whole network pixels
+        overlap = (LARGEST_FACE + ROUNDING_PIXELS / SHORT_RANGE.side) * side
         covers = []
         for multiple in CANVAS_MULTIPLES:
             canvas = multiple * side
