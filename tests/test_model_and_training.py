@@ -340,7 +340,8 @@ def test_shared_dataset_names_parse_with_known_malformed():
     assert len(skipped) == 5
 
 
-def test_a_run_continues_from_the_average_of_the_models_given(tmp_path, tiny_model_path):
+def test_a_run_continues_from_the_average_of_the_models_given(tmp_path, tiny_model_path, monkeypatch):
+    """Also: a continued run never fetches ImageNet weights it would overwrite (no download at run time)."""
     import keras
 
     from agebatch.training.network import build_model
@@ -357,6 +358,13 @@ def test_a_run_continues_from_the_average_of_the_models_given(tmp_path, tiny_mod
         TrainConfig(data_dir=str(utk_folder(tmp_path / "utk", count=40)), out_dir=str(tmp_path / "out"), verbose=0)
     )
     config.init_from, config.average_with, config.epochs = str(tiny_model_path), (str(other),), 0
+    config.backbone_weights = "imagenet"
+
+    def no_download(*args, **kwargs):
+        raise AssertionError("a continued run downloaded backbone weights")
+
+    monkeypatch.setattr(keras.utils, "get_file", no_download)
+    monkeypatch.setattr("keras.src.applications.mobilenet_v2.file_utils.get_file", no_download)
     result = train(config)
     mine = keras.saving.load_model(result.model_path).get_layer("mobilenetv2").get_layer("Conv1").get_weights()[0]
     np.testing.assert_allclose(mine, (backbone[0] + backbone[1]) / 2, rtol=1e-5, atol=1e-6)

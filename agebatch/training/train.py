@@ -474,7 +474,7 @@ def train(config: TrainConfig) -> TrainResult:
 
     model = build_model(
         config.image_size,
-        config.backbone_weights,
+        None if start is not None else config.backbone_weights,  # a continued run's weights replace them
         config.dropout,
         config.alpha,
         color_jitter=config.color_jitter,
