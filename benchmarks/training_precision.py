@@ -44,20 +44,25 @@ def time_steps(mode: str, steps: int, batch_size: int) -> float:
     import keras
 
     from agebatch.contract import AGE_OUTPUT, GENDER_OUTPUT
+    from agebatch.training.config import TrainConfig
     from agebatch.training.network import build_model
+
+    recipe = TrainConfig()  # train's defaults: input size, dropout, width, learning rate
 
     keras.utils.set_random_seed(0)
     if mode == "mixed_bfloat16":
         keras.mixed_precision.set_global_policy("mixed_bfloat16")
-    model = build_model(128, None, 0.3, 1.0, color_jitter=0.2, age_head="distribution")
+    model = build_model(
+        recipe.image_size, None, recipe.dropout, recipe.alpha, color_jitter=0.2, age_head="distribution"
+    )
     losses = {
         name: "sparse_categorical_crossentropy" if name == GENDER_OUTPUT else "categorical_crossentropy"
         for name in model.output_names
         if name != AGE_OUTPUT  # the expected age is read off the distribution, not trained
     }
-    model.compile(optimizer=keras.optimizers.Adam(1e-4), loss=losses)
+    model.compile(optimizer=keras.optimizers.Adam(recipe.learning_rate), loss=losses)
     rng = np.random.default_rng(0)
-    faces = rng.random((batch_size, 128, 128, 3), dtype=np.float32)
+    faces = rng.random((batch_size, recipe.image_size, recipe.image_size, 3), dtype=np.float32)
     targets = {
         name: rng.integers(0, 2, batch_size)
         if name == GENDER_OUTPUT
