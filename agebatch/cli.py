@@ -25,7 +25,7 @@ from agebatch.common.text import count, one_line, printable
 from agebatch.reporting.options import BIN_WIDTHS, BREAKDOWNS, REPORT_FORMATS, ReportOptions
 from agebatch.results import FORMATS
 from agebatch.scanning.options import DETECTORS, ENGINES, EXPLAIN_HEADS, ScanOptions
-from agebatch.training.config import AGE_HEADS, SCHEDULES, TrainConfig
+from agebatch.training.config import AGE_HEADS, SAMPLINGS, SCHEDULES, TrainConfig
 from agebatch.web.options import ServeOptions
 
 try:  # typer >= 0.20 vendors click
@@ -107,6 +107,7 @@ Format = _choices("Format", FORMATS)
 Engine = _choices("Engine", ENGINES)
 Schedule = _choices("Schedule", SCHEDULES)
 AgeHead = _choices("AgeHead", AGE_HEADS)
+Sampling = _choices("Sampling", SAMPLINGS)
 ReportFormat = _choices("ReportFormat", REPORT_FORMATS)
 BinWidth = _choices("BinWidth", BIN_WIDTHS)
 Breakdown = _choices("Breakdown", BREAKDOWNS)
@@ -544,6 +545,7 @@ def train(
     ] = None,
     age_head: Annotated[AgeHead, _train("age_head", metavar=None)] = AgeHead(_train_default("age_head")),
     age_loss_weight: Annotated[float, _train("age_loss_weight", min=0.0)] = _train_default("age_loss_weight"),
+    sampling: Annotated[Sampling, _train("sampling", metavar=None)] = Sampling(_train_default("sampling")),
     gender_smoothing: Annotated[float, _train("gender_smoothing", min=0.0, max=0.4)] = _train_default(
         "gender_smoothing"
     ),
@@ -587,6 +589,7 @@ def train(
             data_dir=str(data_dir),
             more_data=tuple(str(path) for path in data or []),
             age_head=age_head.value,
+            sampling=sampling.value,
             warm_start=str(warm_start) if warm_start else None,
             out_dir=str(out),
             epochs=epochs,

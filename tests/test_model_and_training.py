@@ -79,6 +79,49 @@ def test_weights(tmp_path):
     assert a[4] == pytest.approx(4 * a[0])
 
 
+def test_oversampling_draws_rare_strata_more_often_with_unit_loss_weights():
+    """The draw gives each face the share ``balance_weights`` gives it; the loss weights are then 1."""
+    from agebatch.training import sources
+    from agebatch.training.train import TrainConfig, _make_dataset
+
+    n = 400
+    rare = np.arange(n) >= 360  # 40 faces in a stratum of their own, against 360 in another
+    frame = pd.DataFrame(
+        {
+            "source": "s",
+            "race": np.where(rare, "b", "a"),
+            "age": np.where(rare, 80.0, 30.0),
+            "age_low": np.where(rare, 80, 30),
+            "age_high": np.where(rare, 80, 30),
+            "gender": 0,
+        }
+    )
+    images = np.zeros((n, 8, 8, 3), np.uint8)
+    images[:, 0, 0, 0] = np.arange(n) % 256  # each face names itself in one pixel
+    images[:, 0, 0, 1] = np.arange(n) // 256
+    config = TrainConfig(data_dir="x", age_head="distribution", sampling="oversample", batch_size=32, seed=3)
+    data = _make_dataset(images, frame, config, training=True)
+
+    def epoch() -> np.ndarray:
+        drawn, weights = [], []
+        for faces, _, w in data:
+            pixel = np.round(faces.numpy()[:, 0, 0, :2] * 255).astype(int)
+            drawn.append(pixel[:, 0] + 256 * pixel[:, 1])
+            weights.append(np.concatenate([np.asarray(v) for v in w.values()]))
+        assert np.all(np.concatenate(weights) == 1.0)
+        return np.concatenate(drawn)
+
+    first, second = epoch(), epoch()
+    assert len(first) == len(second) == n  # an epoch is as long as the training part
+    expected = sources.balance_weights(frame)[rare].sum() / n  # the rare stratum's share: 0.25, not 0.1
+    assert abs(np.mean(rare[first]) - expected) < 0.06
+    assert not np.array_equal(first, second)  # a fresh draw each epoch
+    with pytest.raises(ValueError, match="distribution age head"):
+        TrainConfig(data_dir="x", sampling="oversample")
+    with pytest.raises(ValueError, match="unknown sampling"):
+        TrainConfig(data_dir="x", age_head="distribution", sampling="often")
+
+
 def test_config_rejects_an_unknown_schedule_and_a_teacher_share_outside_0_1():
     from agebatch import TrainConfig
 

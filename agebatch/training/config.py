@@ -14,6 +14,7 @@ from agebatch.common.settings import setting
 
 SCHEDULES = ("plateau", "cosine")
 AGE_HEADS = ("regression", "distribution")
+SAMPLINGS = ("weight", "oversample")
 
 
 @dataclass
@@ -52,6 +53,11 @@ class TrainConfig:
     )
     balance_gender: bool = setting(True, "Regression head: weigh the gender loss so both genders count equally.")
     age_weight_power: float = setting(0.5, "Weigh faces by (size of their age band or stratum) to this power, negated.")
+    sampling: str = setting(
+        "weight",
+        "Distribution head: how rare strata get their share; weight their loss, or oversample them "
+        "(each epoch draws faces in proportion to the same weights; augmentation varies the repeats).",
+    )
     dropout: float = setting(0.3, "Dropout before the heads.")
     gender_smoothing: float = setting(
         0.0,
@@ -100,6 +106,10 @@ class TrainConfig:
             raise ValueError(f"unknown schedule {self.schedule!r}; choose one of {', '.join(SCHEDULES)}")
         if self.age_head not in AGE_HEADS:
             raise ValueError(f"unknown age head {self.age_head!r}; choose one of {', '.join(AGE_HEADS)}")
+        if self.sampling not in SAMPLINGS:
+            raise ValueError(f"unknown sampling {self.sampling!r}; choose one of {', '.join(SAMPLINGS)}")
+        if self.sampling == "oversample" and self.age_head != "distribution":
+            raise ValueError("oversampling needs the distribution age head (the regression recipe weighs its losses)")
         if self.age_head == "distribution" and self.teachers:
             raise ValueError("distillation (teachers) works with the regression age head only")
         if self.average_with and not self.init_from:

@@ -237,7 +237,10 @@ def training_weights(frame: pd.DataFrame, config: TrainConfig, outputs) -> dict:
     so no source, group, age band or gender dominates.
     """
     if config.age_head == "distribution":
-        weights = sources.balance_weights(frame, config.age_weight_power)
+        if config.sampling == "oversample":  # the draw gives rare strata their share instead
+            weights = np.ones(len(frame), "float32")
+        else:
+            weights = sources.balance_weights(frame, config.age_weight_power)
         return {name: weights for name in outputs}
     gender = frame["gender"].to_numpy()
     return {
@@ -271,10 +274,32 @@ def _make_dataset(images, frame, config: TrainConfig, training: bool, teacher: p
             return faces, y
         return faces, y, dict(zip(weights, parts[1 + len(targets) :]))
 
-    index = tf.data.Dataset.range(len(frame))
-    if training:
-        index = index.shuffle(len(frame), seed=config.seed, reshuffle_each_iteration=True)
-    return index.batch(config.batch_size).map(batch_of, num_parallel_calls=tf.data.AUTOTUNE).prefetch(2)
+    if training and config.sampling == "oversample":
+        index = _drawn_batches(sources.balance_weights(frame, config.age_weight_power), config)
+    else:
+        index = tf.data.Dataset.range(len(frame))
+        if training:
+            index = index.shuffle(len(frame), seed=config.seed, reshuffle_each_iteration=True)
+        index = index.batch(config.batch_size)
+    return index.map(batch_of, num_parallel_calls=tf.data.AUTOTUNE).prefetch(2)
+
+
+def _drawn_batches(weights: np.ndarray, config: TrainConfig):
+    """Batches of face indices drawn with replacement in proportion to ``weights``, as many faces an
+    epoch as there are weights, and a fresh draw each epoch (seeded by ``config.seed``)."""
+    import tensorflow as tf
+
+    cumulative = np.cumsum(np.asarray(weights, "float64"))
+    edges = tf.constant(cumulative / cumulative[-1], tf.float64)
+    last = len(weights) - 1
+    resolution = 2**32  # the generator gives int64s in [0, 2**32): uniform draws on [0, 1)
+
+    def indices(draws):
+        uniform = tf.cast(tf.math.floormod(draws, resolution), tf.float64) / resolution
+        return tf.minimum(tf.searchsorted(edges, uniform, side="right"), last)
+
+    draws = tf.data.Dataset.random(seed=config.seed, rerandomize_each_iteration=True).take(len(weights))
+    return draws.batch(config.batch_size).map(indices)
 
 
 def _phase_schedule(config: TrainConfig, phase: str) -> str:
