@@ -82,7 +82,7 @@ def test_weights(tmp_path):
 def test_oversampling_draws_rare_strata_more_often_with_unit_loss_weights():
     """The draw gives each face the share ``balance_weights`` gives it; the loss weights are then 1."""
     from agebatch.training import sources
-    from agebatch.training.train import TrainConfig, _make_dataset
+    from agebatch.training.train import TrainConfig, _drawn_batches, _make_dataset
 
     n = 400
     rare = np.arange(n) >= 360  # 40 faces in a stratum of their own, against 360 in another
@@ -116,6 +116,9 @@ def test_oversampling_draws_rare_strata_more_often_with_unit_loss_weights():
     expected = sources.balance_weights(frame)[rare].sum() / n  # the rare stratum's share: 0.25, not 0.1
     assert abs(np.mean(rare[first]) - expected) < 0.06
     assert not np.array_equal(first, second)  # a fresh draw each epoch
+    for bad in ([], [0.0, 0.0], [1.0, np.nan]):  # never one face drawn over and over in silence
+        with pytest.raises(ValueError, match="finite with a positive total"):
+            _drawn_batches(np.array(bad), config)
     with pytest.raises(ValueError, match="distribution age head"):
         TrainConfig(data_dir="x", sampling="oversample")
     with pytest.raises(ValueError, match="unknown sampling"):

@@ -289,7 +289,10 @@ def _drawn_batches(weights: np.ndarray, config: TrainConfig):
     epoch as there are weights, and a fresh draw each epoch (seeded by ``config.seed``)."""
     import tensorflow as tf
 
-    cumulative = np.cumsum(np.asarray(weights, "float64"))
+    weights = np.asarray(weights, "float64")
+    if not len(weights) or not np.all(np.isfinite(weights)) or weights.sum() <= 0:
+        raise ValueError("oversampling needs training faces whose weights are finite with a positive total")
+    cumulative = np.cumsum(weights)
     edges = tf.constant(cumulative / cumulative[-1], tf.float64)
     last = len(weights) - 1
     resolution = 2**32  # the generator gives int64s in [0, 2**32): uniform draws on [0, 1)
