@@ -234,7 +234,8 @@ def training_weights(frame: pd.DataFrame, config: TrainConfig, outputs) -> dict:
 
     The regression recipe weights the age loss by age band and the gender loss by gender; the
     distribution head, trained on several sources, weighs every loss by ``sources.balance_weights``
-    so no source, group, age band or gender dominates.
+    so no source, group, age band or gender dominates (or, with ``sampling="oversample"``, leaves
+    that to ``_drawn_batches`` and weighs every face 1).
     """
     if config.age_head == "distribution":
         if config.sampling == "oversample":  # the draw gives rare strata their share instead
@@ -294,12 +295,11 @@ def _drawn_batches(weights: np.ndarray, config: TrainConfig):
         raise ValueError("oversampling needs training faces whose weights are finite with a positive total")
     cumulative = np.cumsum(weights)
     edges = tf.constant(cumulative / cumulative[-1], tf.float64)
-    last = len(weights) - 1
     resolution = 2**32  # the generator gives int64s in [0, 2**32): uniform draws on [0, 1)
 
     def indices(draws):
         uniform = tf.cast(tf.math.floormod(draws, resolution), tf.float64) / resolution
-        return tf.minimum(tf.searchsorted(edges, uniform, side="right"), last)
+        return tf.searchsorted(edges, uniform, side="right")  # below len: uniform < 1.0 == edges[-1]
 
     draws = tf.data.Dataset.random(seed=config.seed, rerandomize_each_iteration=True).take(len(weights))
     return draws.batch(config.batch_size).map(indices)
