@@ -51,6 +51,9 @@ def test_pooled_features_of_all_faces_or_chosen_rows():
     every = pooled_features(model, faces, batch_size=3)
     assert every.shape == (7, model.get_layer("pool").output.shape[-1])
     np.testing.assert_allclose(pooled_features(model, faces, np.array([5, 1])), every[[5, 1]], rtol=1e-4, atol=1e-5)
+    mirrored = pooled_features(model, faces, np.array([5, 1]), mirror=True)
+    np.testing.assert_allclose(mirrored, pooled_features(model, faces[[5, 1], :, ::-1]), rtol=1e-4, atol=1e-5)
+    assert np.abs(mirrored - every[[5, 1]]).max() > 1e-3 * np.abs(every).max()  # a flip moves the features
 
 
 def test_set_trainable_keeps_batch_norm_frozen():
@@ -209,6 +212,7 @@ def test_smoke_training_on_two_sources_writes_a_loadable_model_card_and_twin(tmp
             more_data=(str(banded),),
             age_head="distribution",
             age_loss_weight=0.5,
+            refit_age_head=True,
             out_dir=str(tmp_path / "out"),
             verbose=0,
         )
@@ -220,6 +224,9 @@ def test_smoke_training_on_two_sources_writes_a_loadable_model_card_and_twin(tmp
     assert card["data"]["sources"] == [str(utk), str(banded)]
     assert card["data"]["skipped_rows"] == 2
     assert len(card["history"]) == 2 and card["history"][0]["phase"] == "heads"
+    refit = card["age_head_refit"]  # the distribution head refit on frozen features, kept only if better
+    assert refit["kept"] == (refit["val_loss_after"] < refit["val_loss_before"])
+    assert all(np.isfinite(refit[key]) for key in ("val_loss_before", "val_loss_after", "val_mae_before"))
     split = pd.read_csv(tmp_path / "out" / "split.csv")
     assert list(split.columns) == ["source", "file", "age", "age_low", "age_high", "gender", "race", "split"]
     assert set(split["source"]) == {"utk", "banded"} and len(split) == 64

@@ -103,17 +103,22 @@ def distribution_head(features):
     return distribution, expected(distribution)
 
 
-def pooled_features(model: keras.Model, faces, index: np.ndarray | None = None, batch_size: int = 256) -> np.ndarray:
+def pooled_features(
+    model: keras.Model, faces, index: np.ndarray | None = None, batch_size: int = 256, mirror: bool = False
+) -> np.ndarray:
     """The pooled backbone features the heads see, for uint8 ``faces`` (or the rows ``index`` of them).
 
-    Chunked, so a memory-mapped array of all faces is never read into memory at once.
+    Chunked, so a memory-mapped array of all faces is never read into memory at once. ``mirror``
+    flips each face left to right first: a second labelled view of every face for fitting a head.
     """
     extractor = keras.Model(model.inputs, model.get_layer("pool").output)
     rows = np.arange(len(faces)) if index is None else np.asarray(index)
-    chunks = [
-        extractor.predict_on_batch(np.asarray(faces[rows[i : i + batch_size]], dtype="float32") / 255.0)
-        for i in range(0, len(rows), batch_size)
-    ]
+
+    def batch(start: int) -> np.ndarray:
+        chunk = np.asarray(faces[rows[start : start + batch_size]], dtype="float32") / 255.0
+        return chunk[:, :, ::-1] if mirror else chunk
+
+    chunks = [extractor.predict_on_batch(batch(i)) for i in range(0, len(rows), batch_size)]
     return np.concatenate(chunks) if chunks else np.empty((0, extractor.output.shape[-1]), "float32")
 
 

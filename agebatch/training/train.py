@@ -554,7 +554,7 @@ def train(config: TrainConfig) -> TrainResult:
             )
     final = inference_copy(model, config)
     checkpoint.unlink(missing_ok=True)
-    if config.refit_age_head and config.age_head == "regression" and not stopper.interrupted:
+    if config.refit_age_head and not stopper.interrupted:
         steps["age_head_refit"] = refit_age_head(final, images, frame, config)
     run = RunRecord(skipped, history, steps, time.time() - started, stopper.interrupted)
     return finalize(config, frame, images, final, run)
@@ -617,23 +617,36 @@ def average_weights(model, data: dict, config: TrainConfig, stopper, checkpoint:
 def refit_age_head(model, images, frame: pd.DataFrame, config: TrainConfig) -> dict:
     """Refit the age head alone on the trained network's frozen features, without sample weights.
 
-    Fine-tuning needs augmentation and the age-band weights to shape the backbone; the final linear
-    map from features to age is better fitted without them (benchmarks/weights_ablation.py: unweighted
-    heads on frozen features score a lower overall MAE, the weighted ones a flatter MAE across bands).
-    Features are computed once, so this costs about one inference pass over the training part. The
-    new head replaces the old one only if its validation MAE is lower; the record goes into the card.
+    Fine-tuning needs augmentation and the balance weights to shape the backbone; the final map from
+    features to age is better fitted without them (benchmarks/weights_ablation.py: unweighted heads on
+    frozen features score a lower overall MAE, the weighted ones a flatter MAE across bands). Features
+    are computed once (for a distribution head, of each training face and its mirror image), so this
+    costs one or two inference passes over the training part. The new head replaces the old one only
+    if it does better on the validation faces; the record goes into the card.
     """
+    from agebatch.training.network import pooled_features
+
+    def rows(part: str) -> np.ndarray:
+        return frame.index[frame["split"] == part].to_numpy()
+
+    train_rows, val_rows = rows("train"), rows("val")
+    x_train, x_val = pooled_features(model, images, train_rows), pooled_features(model, images, val_rows)
+    if config.age_head == "distribution":
+        x_train = np.concatenate([x_train, pooled_features(model, images, train_rows, mirror=True)])
+        train_rows = np.concatenate([train_rows, train_rows])
+        return _refit_distribution_head(model, (x_train, frame.loc[train_rows]), (x_val, frame.loc[val_rows]), config)
+    return _refit_regression_head(model, (x_train, frame.loc[train_rows]), (x_val, frame.loc[val_rows]), config)
+
+
+def _refit_regression_head(model, train: tuple, val: tuple, config: TrainConfig) -> dict:
+    """The regression head's refit: a linear map to years, kept if the validation MAE is lower."""
     import keras
     from keras import layers
 
     from agebatch.contract import AGE_OUTPUT
-    from agebatch.training.network import pooled_features
 
-    def features(part: str) -> tuple[np.ndarray, np.ndarray]:
-        index = frame.index[frame["split"] == part].to_numpy()
-        return pooled_features(model, images, index), frame.loc[index, "age"].to_numpy("float32")
-
-    (x_train, y_train), (x_val, y_val) = features("train"), features("val")
+    (x_train, f_train), (x_val, f_val) = train, val
+    y_train, y_val = f_train["age"].to_numpy("float32"), f_val["age"].to_numpy("float32")
     old = model.get_layer(AGE_OUTPUT)
     mae_before = float(np.mean(np.abs(x_val @ old.kernel.numpy()[:, 0] + old.bias.numpy()[0] - y_val)))
     keras.utils.set_random_seed(config.seed)
@@ -658,6 +671,63 @@ def refit_age_head(model, images, frame: pd.DataFrame, config: TrainConfig) -> d
         old.set_weights([kernel, bias])
     log.info("age head refit: val MAE %.3f -> %.3f (%s)", mae_before, mae_after, "kept" if kept else "discarded")
     return {"val_mae_before": mae_before, "val_mae_after": mae_after, "kept": kept}
+
+
+def _refit_distribution_head(model, train: tuple, val: tuple, config: TrainConfig) -> dict:
+    """The distribution head's refit: the softmax over years, trained with the age loss on exact ages
+    and bands alike, kept if the validation faces' age loss is lower (their MAE is recorded too)."""
+    import keras
+    from keras import layers
+
+    from agebatch.contract import AGE_DISTRIBUTION
+    from agebatch.training import agedist
+
+    (x_train, f_train), (x_val, f_val) = train, val
+    y_train = agedist.targets(f_train["age_low"], f_train["age_high"], config.age_sigma)
+    y_val = agedist.targets(f_val["age_low"], f_val["age_high"], config.age_sigma)
+    old = model.get_layer(AGE_DISTRIBUTION)
+    keras.utils.set_random_seed(config.seed)
+    inputs = keras.Input((x_train.shape[1],))
+    head = layers.Dense(contract.AGE_BINS, activation="softmax")
+    refit = keras.Model(inputs, head(inputs))
+    head.set_weights(old.get_weights())  # start from the trained head
+    refit.compile(optimizer=keras.optimizers.Adam(1e-3), loss=agedist.loss)
+    before = _distribution_figures(refit, x_val, y_val, f_val)
+    refit.fit(
+        x_train,
+        y_train,
+        validation_data=(x_val, y_val),
+        epochs=50,
+        batch_size=1024,
+        verbose=0,
+        callbacks=[keras.callbacks.EarlyStopping(monitor="val_loss", patience=3, restore_best_weights=True)],
+    )
+    after = _distribution_figures(refit, x_val, y_val, f_val)
+    kept = after["loss"] < before["loss"]
+    if kept:
+        old.set_weights(head.get_weights())
+    log.info(
+        "age head refit: val age loss %.4f -> %.4f, MAE %.3f -> %.3f (%s)",
+        before["loss"], after["loss"], before["mae"], after["mae"], "kept" if kept else "discarded",
+    )  # fmt: skip
+    return {
+        "val_loss_before": before["loss"],
+        "val_loss_after": after["loss"],
+        "val_mae_before": before["mae"],
+        "val_mae_after": after["mae"],
+        "kept": kept,
+    }
+
+
+def _distribution_figures(head, x: np.ndarray, targets: np.ndarray, part: pd.DataFrame) -> dict:
+    """A distribution head's age loss on faces (features ``x``) and its MAE on those with an exact age."""
+    from agebatch.training import agedist
+
+    probs = head.predict(x, batch_size=1024, verbose=0)
+    loss = float(np.mean(np.asarray(agedist.loss(targets, probs))))
+    exact = part["age"].notna().to_numpy()
+    error = agedist.expected_age(probs[exact]) - part["age"].to_numpy(float)[exact]
+    return {"loss": loss, "mae": float(np.mean(np.abs(error))) if exact.any() else float("nan")}
 
 
 def finalize(config: TrainConfig, frame: pd.DataFrame, images, model, run: RunRecord) -> TrainResult:
