@@ -447,6 +447,19 @@ def test_optional_final_phases_are_recorded_and_each_kept_only_if_validation_imp
     assert Predictor(result.model_path, engine="keras").image_size == 64
 
 
+def test_age_head_refit_is_skipped_without_validation_faces():
+    from agebatch.training.network import build_model
+    from agebatch.training.train import TrainConfig, refit_age_head
+
+    model = build_model(64, None, alpha=0.35, augment=False, age_head="distribution")
+    before = model.get_layer("age_distribution").get_weights()[0].copy()
+    frame = pd.DataFrame({"age": [30.0] * 4, "age_low": [30] * 4, "age_high": [30] * 4, "split": ["train"] * 4})
+    faces = np.zeros((4, 64, 64, 3), np.uint8)
+    record = refit_age_head(model, faces, frame, TrainConfig(data_dir="x", age_head="distribution"))
+    assert record["kept"] is False and "skipped" in record
+    np.testing.assert_array_equal(model.get_layer("age_distribution").get_weights()[0], before)
+
+
 def test_gender_calibration_folds_temperature_and_shift_into_the_head():
     from agebatch.contract import GENDER_OUTPUT
     from agebatch.training import calibration

@@ -621,8 +621,9 @@ def refit_age_head(model, images, frame: pd.DataFrame, config: TrainConfig) -> d
     features to age is better fitted without them (benchmarks/weights_ablation.py: unweighted heads on
     frozen features score a lower overall MAE, the weighted ones a flatter MAE across bands). Features
     are computed once (for a distribution head, of each training face and its mirror image), so this
-    costs one or two inference passes over the training part. The new head replaces the old one only
-    if it does better on the validation faces; the record goes into the card.
+    costs one or two inference passes over the training part and one over the validation part. The
+    new head replaces the old one only if it does better on the validation faces; the record goes
+    into the card. Without validation faces there is nothing to judge it by, so nothing is refit.
     """
     from agebatch.training.network import pooled_features
 
@@ -630,6 +631,9 @@ def refit_age_head(model, images, frame: pd.DataFrame, config: TrainConfig) -> d
         return frame.index[frame["split"] == part].to_numpy()
 
     train_rows, val_rows = rows("train"), rows("val")
+    if len(val_rows) == 0 or len(train_rows) == 0:
+        log.warning("age head refit skipped: it needs training and validation faces")
+        return {"kept": False, "skipped": "no training or validation faces"}
     x_train, x_val = pooled_features(model, images, train_rows), pooled_features(model, images, val_rows)
     if config.age_head == "distribution":
         x_train = np.concatenate([x_train, pooled_features(model, images, train_rows, mirror=True)])
@@ -646,7 +650,7 @@ def _refit_regression_head(model, train: tuple, val: tuple, config: TrainConfig)
     from agebatch.contract import AGE_OUTPUT
 
     (x_train, f_train), (x_val, f_val) = train, val
-    y_train, y_val = f_train["age"].to_numpy("float32"), f_val["age"].to_numpy("float32")
+    y_train, y_val = label_ages(f_train).astype("float32"), label_ages(f_val).astype("float32")  # bands: middles
     old = model.get_layer(AGE_OUTPUT)
     mae_before = float(np.mean(np.abs(x_val @ old.kernel.numpy()[:, 0] + old.bias.numpy()[0] - y_val)))
     keras.utils.set_random_seed(config.seed)
@@ -675,7 +679,13 @@ def _refit_regression_head(model, train: tuple, val: tuple, config: TrainConfig)
 
 def _refit_distribution_head(model, train: tuple, val: tuple, config: TrainConfig) -> dict:
     """The distribution head's refit: the softmax over years, trained with the age loss on exact ages
-    and bands alike, kept if the validation faces' age loss is lower (their MAE is recorded too)."""
+    and bands alike, kept if the validation faces' age loss is lower (their MAE is recorded too).
+
+    No dropout, as in the fit measured in docs/model-history.md: the mirror images double the faces
+    and early stopping on the validation loss ends the fit before it overfits. Without
+    the balance weights the head favours the common ages: lower overall error, more past 55
+    (docs/model-history.md, sixteenth session).
+    """
     import keras
     from keras import layers
 
@@ -707,7 +717,7 @@ def _refit_distribution_head(model, train: tuple, val: tuple, config: TrainConfi
     if kept:
         old.set_weights(head.get_weights())
     log.info(
-        "age head refit: val age loss %.4f -> %.4f, MAE %.3f -> %.3f (%s)",
+        "age head refit: val age loss %.4f -> %.4f, MAE %s -> %s (%s)",
         before["loss"], after["loss"], before["mae"], after["mae"], "kept" if kept else "discarded",
     )  # fmt: skip
     return {
@@ -719,15 +729,16 @@ def _refit_distribution_head(model, train: tuple, val: tuple, config: TrainConfi
     }
 
 
-def _distribution_figures(head, x: np.ndarray, targets: np.ndarray, part: pd.DataFrame) -> dict:
-    """A distribution head's age loss on faces (features ``x``) and its MAE on those with an exact age."""
+def _distribution_figures(head_model, x: np.ndarray, targets: np.ndarray, part: pd.DataFrame) -> dict:
+    """A head model's age loss on faces (features ``x``) and its MAE on those with an exact age (None
+    without any: the card is strict JSON)."""
     from agebatch.training import agedist
 
-    probs = head.predict(x, batch_size=1024, verbose=0)
+    probs = head_model.predict(x, batch_size=1024, verbose=0)
     loss = float(np.mean(np.asarray(agedist.loss(targets, probs))))
     exact = part["age"].notna().to_numpy()
     error = agedist.expected_age(probs[exact]) - part["age"].to_numpy(float)[exact]
-    return {"loss": loss, "mae": float(np.mean(np.abs(error))) if exact.any() else float("nan")}
+    return {"loss": loss, "mae": float(np.mean(np.abs(error))) if exact.any() else None}
 
 
 def finalize(config: TrainConfig, frame: pd.DataFrame, images, model, run: RunRecord) -> TrainResult:
