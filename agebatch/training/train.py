@@ -659,15 +659,7 @@ def _refit_regression_head(model, train: tuple, val: tuple, config: TrainConfig)
     refit = keras.Model(inputs, head(layers.Dropout(config.dropout)(inputs)))
     head.set_weights(old.get_weights())  # start from the trained head
     refit.compile(optimizer=keras.optimizers.Adam(1e-3), loss="mse", metrics=["mae"])
-    refit.fit(
-        x_train,
-        y_train,
-        validation_data=(x_val, y_val),
-        epochs=100,
-        batch_size=256,
-        verbose=0,
-        callbacks=[keras.callbacks.EarlyStopping(monitor="val_mae", patience=5, restore_best_weights=True)],
-    )
+    _fit_head(refit, (x_train, y_train), (x_val, y_val), "val_mae", epochs=100, batch_size=256, patience=5)
     kernel, bias = head.get_weights()
     mae_after = float(np.mean(np.abs(x_val @ kernel[:, 0] + bias[0] - y_val)))
     kept = mae_after < mae_before
@@ -703,15 +695,7 @@ def _refit_distribution_head(model, train: tuple, val: tuple, config: TrainConfi
     head.set_weights(old.get_weights())  # start from the trained head
     refit.compile(optimizer=keras.optimizers.Adam(1e-3), loss=agedist.loss)
     before = _distribution_figures(refit, x_val, y_val, f_val)
-    refit.fit(
-        x_train,
-        y_train,
-        validation_data=(x_val, y_val),
-        epochs=50,
-        batch_size=1024,
-        verbose=0,
-        callbacks=[keras.callbacks.EarlyStopping(monitor="val_loss", patience=3, restore_best_weights=True)],
-    )
+    _fit_head(refit, (x_train, y_train), (x_val, y_val), "val_loss", epochs=50, batch_size=1024, patience=3)
     after = _distribution_figures(refit, x_val, y_val, f_val)
     kept = after["loss"] < before["loss"]
     if kept:
@@ -727,6 +711,14 @@ def _refit_distribution_head(model, train: tuple, val: tuple, config: TrainConfi
         "val_mae_after": after["mae"],
         "kept": kept,
     }
+
+
+def _fit_head(refit, train: tuple, val: tuple, monitor: str, epochs: int, batch_size: int, patience: int) -> None:
+    """Fit a head model on frozen features, stopping early on ``monitor`` with its best weights restored."""
+    import keras
+
+    stop = keras.callbacks.EarlyStopping(monitor=monitor, patience=patience, restore_best_weights=True)
+    refit.fit(*train, validation_data=val, epochs=epochs, batch_size=batch_size, verbose=0, callbacks=[stop])
 
 
 def _distribution_figures(head_model, x: np.ndarray, targets: np.ndarray, part: pd.DataFrame) -> dict:
