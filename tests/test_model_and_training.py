@@ -1,4 +1,5 @@
 import json
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -189,12 +190,22 @@ def test_several_teachers_are_averaged_face_by_face():
     np.testing.assert_allclose(averaged["pred_female"], (alone[0]["pred_female"] + alone[1]["pred_female"]) / 2)
 
 
-def test_smoke_training_on_two_sources_writes_a_loadable_model_card_and_twin(tmp_path):
+def test_smoke_training_on_two_sources_writes_a_loadable_model_card_and_twin(tmp_path, monkeypatch):
     """One smoke run (the distribution head on a names folder plus a band-labelled CSV source) checks
     the whole recipe: split per source, both phases, saving, card per source, curves, LiteRT twin."""
     from agebatch.contract import has_distribution
     from agebatch.scanning.predictor import Predictor, load_model
+    from agebatch.training import train as training
     from agebatch.training.train import TrainConfig, smoke_config, train
+
+    checkpoint_while_saving = []
+    finalize = training.finalize
+
+    def spy(config, *args):  # the trained weights stay on disk until the model is saved
+        checkpoint_while_saving.append((Path(config.out_dir) / "checkpoint.keras").is_file())
+        return finalize(config, *args)
+
+    monkeypatch.setattr(training, "finalize", spy)
 
     utk = utk_folder(tmp_path / "utk", count=32)
     (utk / "39_1_20170116174525125.jpg.chip.jpg").write_bytes(b"malformed name, skipped")
@@ -219,7 +230,7 @@ def test_smoke_training_on_two_sources_writes_a_loadable_model_card_and_twin(tmp
     )
     result = train(config)
     assert result.model_path.is_file()
-    assert not (tmp_path / "out" / "checkpoint.keras").exists()
+    assert checkpoint_while_saving == [True] and not (tmp_path / "out" / "checkpoint.keras").exists()
     card = json.loads(result.card_path.read_text())
     assert card["data"]["sources"] == [str(utk), str(banded)]
     assert card["data"]["skipped_rows"] == 2
@@ -447,7 +458,9 @@ def test_optional_final_phases_are_recorded_and_each_kept_only_if_validation_imp
     assert Predictor(result.model_path, engine="keras").image_size == 64
 
 
-def test_age_head_refit_is_skipped_without_validation_faces():
+def test_age_head_refit_is_skipped_without_validation_faces_or_after_ctrl_c():
+    from types import SimpleNamespace
+
     from agebatch.training.network import build_model
     from agebatch.training.train import TrainConfig, refit_age_head
 
@@ -455,8 +468,12 @@ def test_age_head_refit_is_skipped_without_validation_faces():
     before = model.get_layer("age_distribution").get_weights()[0].copy()
     frame = pd.DataFrame({"age": [30.0] * 4, "age_low": [30] * 4, "age_high": [30] * 4, "split": ["train"] * 4})
     faces = np.zeros((4, 64, 64, 3), np.uint8)
-    record = refit_age_head(model, faces, frame, TrainConfig(data_dir="x", age_head="distribution"))
-    assert record["kept"] is False and "skipped" in record
+    config = TrainConfig(data_dir="x", age_head="distribution")
+    record = refit_age_head(model, faces, frame, config)
+    assert record == {"kept": False, "skipped": "no training or validation faces"}
+    frame["split"] = ["train", "train", "val", "val"]
+    record = refit_age_head(model, faces, frame, config, stopper=SimpleNamespace(interrupted=True))
+    assert record == {"kept": False, "skipped": "interrupted"}
     np.testing.assert_array_equal(model.get_layer("age_distribution").get_weights()[0], before)
 
 

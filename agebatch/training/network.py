@@ -8,6 +8,7 @@ mode and callers never need to know about the backbone's preprocessing.
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import keras
@@ -111,15 +112,19 @@ def pooled_features(
     Chunked, so a memory-mapped array of all faces is never read into memory at once. ``mirror``
     flips each face left to right first: a second labelled view of every face for fitting a head.
     """
+    chunks = list(pooled_feature_batches(model, faces, index, batch_size, mirror))
+    return np.concatenate(chunks) if chunks else np.empty((0, model.get_layer("pool").output.shape[-1]), "float32")
+
+
+def pooled_feature_batches(
+    model: keras.Model, faces, index: np.ndarray | None = None, batch_size: int = 256, mirror: bool = False
+) -> Iterator[np.ndarray]:
+    """``pooled_features`` one batch at a time, so a long pass can stop between batches."""
     extractor = keras.Model(model.inputs, model.get_layer("pool").output)
     rows = np.arange(len(faces)) if index is None else np.asarray(index)
-
-    def batch(start: int) -> np.ndarray:
+    for start in range(0, len(rows), batch_size):
         chunk = np.asarray(faces[rows[start : start + batch_size]], dtype="float32") / 255.0
-        return chunk[:, :, ::-1] if mirror else chunk
-
-    chunks = [extractor.predict_on_batch(batch(i)) for i in range(0, len(rows), batch_size)]
-    return np.concatenate(chunks) if chunks else np.empty((0, extractor.output.shape[-1]), "float32")
+        yield extractor.predict_on_batch(chunk[:, :, ::-1] if mirror else chunk)
 
 
 def backbone_of(model: keras.Model) -> keras.Model:

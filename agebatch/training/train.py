@@ -518,14 +518,8 @@ def train(config: TrainConfig) -> TrainResult:
     history: list[dict] = []
     deadline = started + 60 * config.time_limit_minutes if config.time_limit_minutes else None
     verbose = _verbosity(config)
-    with _StopOnInterrupt() as stopper:
-        phases = [
-            ("heads", 0.0, config.head_learning_rate, config.head_epochs),
-            ("fine-tune", config.fine_tune_fraction, config.learning_rate, config.epochs),
-        ]
-        if config.init_from:
-            phases = phases[1:]
-        for phase, fraction, rate, epochs in phases:
+    with _StopOnInterrupt() as stopper:  # Ctrl-C anywhere below finishes with the best weights so far
+        for phase, fraction, rate, epochs in _phases(config):
             if epochs <= 0 or stopper.interrupted:
                 continue
             set_trainable_from(model, fraction)
@@ -542,22 +536,45 @@ def train(config: TrainConfig) -> TrainResult:
                 shuffle=False,  # the dataset shuffles itself
                 callbacks=_callbacks(config, stopper, checkpoint, phase, history, deadline),
             )
-    if checkpoint.exists():
-        # EarlyStopping restores the best weights only when it is what stopped training; after Ctrl-C,
-        # the time limit or the last epoch, the best epoch is the one the checkpoint holds.
-        _copy_weights(keras.saving.load_model(checkpoint, compile=False), model)
-    steps = {}  # what the optional last steps measured, for the card
+        if checkpoint.exists():
+            # EarlyStopping restores the best weights only when it is what stopped training; after Ctrl-C,
+            # the time limit or the last epoch, the best epoch is the one the checkpoint holds.
+            _copy_weights(keras.saving.load_model(checkpoint, compile=False), model)
+        try:
+            final, steps = _last_steps(config, frame, images, model, data, stopper, history)
+            run = RunRecord(skipped, history, steps, time.time() - started, stopper.interrupted)
+            result = finalize(config, frame, images, final, run)
+        except KeyboardInterrupt:  # a second Ctrl-C: the trained weights stay in the checkpoint
+            if checkpoint.exists():
+                log.warning("aborted before the model was saved: the best weights so far are in %s", checkpoint)
+            raise
+    checkpoint.unlink(missing_ok=True)  # only once the model is saved
+    return result
+
+
+def _phases(config: TrainConfig) -> list[tuple[str, float, float, int]]:
+    """(name, trainable fraction of the backbone, learning rate, epochs) of each training phase; a
+    continued run skips the new-heads phase."""
+    phases = [
+        ("heads", 0.0, config.head_learning_rate, config.head_epochs),
+        ("fine-tune", config.fine_tune_fraction, config.learning_rate, config.epochs),
+    ]
+    return phases[1:] if config.init_from else phases
+
+
+def _last_steps(config, frame, images, model, data, stopper, history: list) -> tuple:
+    """The optional last steps (weight averaging, age-head refit), each skipped once interrupted.
+
+    Returns the inference copy to save and the steps' records for the card.
+    """
+    steps = {}
     if config.average_epochs > 0 and not stopper.interrupted:
-        with _StopOnInterrupt() as averaging_stopper:
-            steps["weight_averaging"] = average_weights(
-                model, data, config, averaging_stopper, checkpoint, history, verbose
-            )
+        checkpoint, verbose = Path(config.out_dir) / "checkpoint.keras", _verbosity(config)
+        steps["weight_averaging"] = average_weights(model, data, config, stopper, checkpoint, history, verbose)
     final = inference_copy(model, config)
-    checkpoint.unlink(missing_ok=True)
     if config.refit_age_head and not stopper.interrupted:
-        steps["age_head_refit"] = refit_age_head(final, images, frame, config)
-    run = RunRecord(skipped, history, steps, time.time() - started, stopper.interrupted)
-    return finalize(config, frame, images, final, run)
+        steps["age_head_refit"] = refit_age_head(final, images, frame, config, stopper)
+    return final, steps
 
 
 def average_weights(model, data: dict, config: TrainConfig, stopper, checkpoint: Path, history: list, verbose: int):
@@ -614,7 +631,11 @@ def average_weights(model, data: dict, config: TrainConfig, stopper, checkpoint:
     return {"epochs_averaged": count, "val_loss_before": loss_before, "val_loss_after": loss_after, "kept": kept}
 
 
-def refit_age_head(model, images, frame: pd.DataFrame, config: TrainConfig) -> dict:
+class _Interrupted(Exception):
+    """Ctrl-C during an optional last step: the step is dropped and the run saves what it has."""
+
+
+def refit_age_head(model, images, frame: pd.DataFrame, config: TrainConfig, stopper=None) -> dict:
     """Refit the age head alone on the trained network's frozen features, without sample weights.
 
     Fine-tuning needs augmentation and the balance weights to shape the backbone; the final map from
@@ -624,25 +645,46 @@ def refit_age_head(model, images, frame: pd.DataFrame, config: TrainConfig) -> d
     costs one or two inference passes over the training part and one over the validation part. The
     new head replaces the old one only if it does better on the validation faces; the record goes
     into the card. Without validation faces there is nothing to judge it by, so nothing is refit.
+    Ctrl-C (``stopper``, see ``_StopOnInterrupt``) stops it within a batch, the old head kept.
     """
-    from agebatch.training.network import pooled_features
 
     def rows(part: str) -> np.ndarray:
         return frame.index[frame["split"] == part].to_numpy()
+
+    def features(index: np.ndarray, mirror: bool = False) -> np.ndarray:
+        return _interruptible_features(model, images, index, stopper, mirror)
 
     train_rows, val_rows = rows("train"), rows("val")
     if len(val_rows) == 0 or len(train_rows) == 0:
         log.warning("age head refit skipped: it needs training and validation faces")
         return {"kept": False, "skipped": "no training or validation faces"}
-    x_train, x_val = pooled_features(model, images, train_rows), pooled_features(model, images, val_rows)
-    if config.age_head == "distribution":
-        x_train = np.concatenate([x_train, pooled_features(model, images, train_rows, mirror=True)])
+    try:
+        x_train, x_val = features(train_rows), features(val_rows)
+        if config.age_head != "distribution":
+            train, val = (x_train, frame.loc[train_rows]), (x_val, frame.loc[val_rows])
+            return _refit_regression_head(model, train, val, config, stopper)
+        x_train = np.concatenate([x_train, features(train_rows, mirror=True)])
         train_rows = np.concatenate([train_rows, train_rows])
-        return _refit_distribution_head(model, (x_train, frame.loc[train_rows]), (x_val, frame.loc[val_rows]), config)
-    return _refit_regression_head(model, (x_train, frame.loc[train_rows]), (x_val, frame.loc[val_rows]), config)
+        train, val = (x_train, frame.loc[train_rows]), (x_val, frame.loc[val_rows])
+        return _refit_distribution_head(model, train, val, config, stopper)
+    except _Interrupted:
+        log.warning("age head refit interrupted: the trained head is kept")
+        return {"kept": False, "skipped": "interrupted"}
 
 
-def _refit_regression_head(model, train: tuple, val: tuple, config: TrainConfig) -> dict:
+def _interruptible_features(model, images, index: np.ndarray, stopper, mirror: bool) -> np.ndarray:
+    """``network.pooled_features``, checking for Ctrl-C between batches."""
+    from agebatch.training.network import pooled_feature_batches
+
+    chunks = []
+    for chunk in pooled_feature_batches(model, images, index, mirror=mirror):
+        if stopper is not None and stopper.interrupted:
+            raise _Interrupted
+        chunks.append(chunk)
+    return np.concatenate(chunks)
+
+
+def _refit_regression_head(model, train: tuple, val: tuple, config: TrainConfig, stopper=None) -> dict:
     """The regression head's refit: a linear map to years, kept if the validation MAE is lower."""
     import keras
     from keras import layers
@@ -659,7 +701,7 @@ def _refit_regression_head(model, train: tuple, val: tuple, config: TrainConfig)
     refit = keras.Model(inputs, head(layers.Dropout(config.dropout)(inputs)))
     head.set_weights(old.get_weights())  # start from the trained head
     refit.compile(optimizer=keras.optimizers.Adam(1e-3), loss="mse", metrics=["mae"])
-    _fit_head(refit, (x_train, y_train), (x_val, y_val), "val_mae", epochs=100, batch_size=256, patience=5)
+    _fit_head(refit, (x_train, y_train), (x_val, y_val), "val_mae", (100, 256, 5), stopper)
     kernel, bias = head.get_weights()
     mae_after = float(np.mean(np.abs(x_val @ kernel[:, 0] + bias[0] - y_val)))
     kept = mae_after < mae_before
@@ -669,7 +711,7 @@ def _refit_regression_head(model, train: tuple, val: tuple, config: TrainConfig)
     return {"val_mae_before": mae_before, "val_mae_after": mae_after, "kept": kept}
 
 
-def _refit_distribution_head(model, train: tuple, val: tuple, config: TrainConfig) -> dict:
+def _refit_distribution_head(model, train: tuple, val: tuple, config: TrainConfig, stopper=None) -> dict:
     """The distribution head's refit: the softmax over years, trained with the age loss on exact ages
     and bands alike, kept if the validation faces' age loss is lower (their MAE is recorded too).
 
@@ -695,7 +737,7 @@ def _refit_distribution_head(model, train: tuple, val: tuple, config: TrainConfi
     head.set_weights(old.get_weights())  # start from the trained head
     refit.compile(optimizer=keras.optimizers.Adam(1e-3), loss=agedist.loss)
     before = _distribution_figures(refit, x_val, y_val, f_val)
-    _fit_head(refit, (x_train, y_train), (x_val, y_val), "val_loss", epochs=50, batch_size=1024, patience=3)
+    _fit_head(refit, (x_train, y_train), (x_val, y_val), "val_loss", (50, 1024, 3), stopper)
     after = _distribution_figures(refit, x_val, y_val, f_val)
     kept = after["loss"] < before["loss"]
     if kept:
@@ -713,12 +755,23 @@ def _refit_distribution_head(model, train: tuple, val: tuple, config: TrainConfi
     }
 
 
-def _fit_head(refit, train: tuple, val: tuple, monitor: str, epochs: int, batch_size: int, patience: int) -> None:
-    """Fit a head model on frozen features, stopping early on ``monitor`` with its best weights restored."""
+def _fit_head(refit, train: tuple, val: tuple, monitor: str, budget: tuple[int, int, int], stopper) -> None:
+    """Fit a head model on frozen features (``budget``: epochs, batch size, patience), stopping early on
+    ``monitor`` with its best weights restored; raises ``_Interrupted`` on Ctrl-C (``stopper``)."""
     import keras
 
+    epochs, batch_size, patience = budget
+
+    class StopWhenInterrupted(keras.callbacks.Callback):
+        def on_train_batch_end(self, batch, logs=None):
+            if stopper is not None and stopper.interrupted:
+                self.model.stop_training = True
+
     stop = keras.callbacks.EarlyStopping(monitor=monitor, patience=patience, restore_best_weights=True)
-    refit.fit(*train, validation_data=val, epochs=epochs, batch_size=batch_size, verbose=0, callbacks=[stop])
+    callbacks = [stop, StopWhenInterrupted()]
+    refit.fit(*train, validation_data=val, epochs=epochs, batch_size=batch_size, verbose=0, callbacks=callbacks)
+    if stopper is not None and stopper.interrupted:
+        raise _Interrupted
 
 
 def _distribution_figures(head_model, x: np.ndarray, targets: np.ndarray, part: pd.DataFrame) -> dict:
