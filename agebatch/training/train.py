@@ -470,7 +470,7 @@ def train(config: TrainConfig) -> TrainResult:
     """Run the whole recipe and write the model, split, model card and curves into ``config.out_dir``."""
     import keras
 
-    from agebatch.training.network import build_model, set_trainable_from
+    from agebatch.training.network import build_model
 
     keras.utils.set_random_seed(config.seed)
     out = Path(config.out_dir)
@@ -517,39 +517,48 @@ def train(config: TrainConfig) -> TrainResult:
     checkpoint = out / "checkpoint.keras"
     history: list[dict] = []
     deadline = started + 60 * config.time_limit_minutes if config.time_limit_minutes else None
-    verbose = _verbosity(config)
-    with _StopOnInterrupt() as stopper:  # Ctrl-C anywhere below finishes with the best weights so far
-        for phase, fraction, rate, epochs in _phases(config):
-            if epochs <= 0 or stopper.interrupted:
-                continue
-            set_trainable_from(model, fraction)
-            schedule = _phase_schedule(config, phase)
-            log.info("phase %s: %d epochs at learning rate %g (%s)", phase, epochs, rate, schedule)
-            if schedule == "cosine":
-                rate = _cosine_rate(config, int(np.ceil(len(parts["train"]) / config.batch_size)))
-            _compile(model, rate, config)
-            model.fit(
-                data["train"],
-                validation_data=data["val"],
-                epochs=epochs,
-                verbose=verbose,
-                shuffle=False,  # the dataset shuffles itself
-                callbacks=_callbacks(config, stopper, checkpoint, phase, history, deadline),
-            )
-        if checkpoint.exists():
-            # EarlyStopping restores the best weights only when it is what stopped training; after Ctrl-C,
-            # the time limit or the last epoch, the best epoch is the one the checkpoint holds.
-            _copy_weights(keras.saving.load_model(checkpoint, compile=False), model)
-        try:
+    try:
+        with _StopOnInterrupt() as stopper:  # Ctrl-C anywhere below finishes with the best weights so far
+            batches = int(np.ceil(len(parts["train"]) / config.batch_size))
+            _fit_phases(model, {**data, "steps": batches}, config, stopper, history, deadline)
+            if checkpoint.exists():
+                # EarlyStopping restores the best weights only when it is what stopped training; after
+                # Ctrl-C, the time limit or the last epoch, the best epoch is the one the checkpoint holds.
+                _copy_weights(keras.saving.load_model(checkpoint, compile=False), model)
             final, steps = _last_steps(config, frame, images, model, data, stopper, history)
             run = RunRecord(skipped, history, steps, time.time() - started, stopper.interrupted)
             result = finalize(config, frame, images, final, run)
-        except KeyboardInterrupt:  # a second Ctrl-C: the trained weights stay in the checkpoint
-            if checkpoint.exists():
-                log.warning("aborted before the model was saved: the best weights so far are in %s", checkpoint)
-            raise
+    except KeyboardInterrupt:  # a second Ctrl-C, or SIGTERM: the best weights so far stay in the checkpoint
+        if checkpoint.exists():
+            log.warning("aborted before the model was saved: the best weights so far are in %s", checkpoint)
+        raise
     checkpoint.unlink(missing_ok=True)  # only once the model is saved
     return result
+
+
+def _fit_phases(model, data: dict, config: TrainConfig, stopper, history: list, deadline: float | None) -> None:
+    """Train the heads (a new network only), then fine-tune the top of the backbone (``data``: the
+    train and val datasets, and ``"steps"``, the batches an epoch of the training faces takes)."""
+    from agebatch.training.network import set_trainable_from
+
+    checkpoint, verbose = Path(config.out_dir) / "checkpoint.keras", _verbosity(config)
+    for phase, fraction, rate, epochs in _phases(config):
+        if epochs <= 0 or stopper.interrupted:
+            continue
+        set_trainable_from(model, fraction)
+        schedule = _phase_schedule(config, phase)
+        log.info("phase %s: %d epochs at learning rate %g (%s)", phase, epochs, rate, schedule)
+        if schedule == "cosine":
+            rate = _cosine_rate(config, data["steps"])
+        _compile(model, rate, config)
+        model.fit(
+            data["train"],
+            validation_data=data["val"],
+            epochs=epochs,
+            verbose=verbose,
+            shuffle=False,  # the dataset shuffles itself
+            callbacks=_callbacks(config, stopper, checkpoint, phase, history, deadline),
+        )
 
 
 def _phases(config: TrainConfig) -> list[tuple[str, float, float, int]]:
