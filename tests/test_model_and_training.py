@@ -458,23 +458,83 @@ def test_optional_final_phases_are_recorded_and_each_kept_only_if_validation_imp
     assert Predictor(result.model_path, engine="keras").image_size == 64
 
 
-def test_age_head_refit_is_skipped_without_validation_faces_or_after_ctrl_c():
-    from types import SimpleNamespace
+class _CtrlCAfter:
+    """A stand-in for train's interrupt guard: ``interrupted`` turns true after ``checks`` looks."""
 
+    def __init__(self, checks: int) -> None:
+        self.checks = checks
+
+    @property
+    def interrupted(self) -> bool:
+        self.checks -= 1
+        return self.checks < 0
+
+
+def test_age_head_refit_is_skipped_without_validation_faces_or_after_ctrl_c():
     from agebatch.training.network import build_model
     from agebatch.training.train import TrainConfig, refit_age_head
 
     model = build_model(64, None, alpha=0.35, augment=False, age_head="distribution")
     before = model.get_layer("age_distribution").get_weights()[0].copy()
     frame = pd.DataFrame({"age": [30.0] * 4, "age_low": [30] * 4, "age_high": [30] * 4, "split": ["train"] * 4})
-    faces = np.zeros((4, 64, 64, 3), np.uint8)
+    faces = np.random.default_rng(0).integers(0, 255, (4, 64, 64, 3), np.uint8)
     config = TrainConfig(data_dir="x", age_head="distribution")
     record = refit_age_head(model, faces, frame, config)
     assert record == {"kept": False, "skipped": "no training or validation faces"}
     frame["split"] = ["train", "train", "val", "val"]
-    record = refit_age_head(model, faces, frame, config, stopper=SimpleNamespace(interrupted=True))
-    assert record == {"kept": False, "skipped": "interrupted"}
-    np.testing.assert_array_equal(model.get_layer("age_distribution").get_weights()[0], before)
+    for checks in (0, 3):  # Ctrl-C while computing features; while fitting (after the three feature passes)
+        record = refit_age_head(model, faces, frame, config, stopper=_CtrlCAfter(checks))
+        assert record == {"kept": False, "skipped": "interrupted"}
+        np.testing.assert_array_equal(model.get_layer("age_distribution").get_weights()[0], before)
+
+
+def test_weight_averaging_interrupted_keeps_the_trained_weights(tmp_path):
+    from agebatch.training.network import build_model
+    from agebatch.training.train import TrainConfig, _make_dataset, average_weights
+
+    model = build_model(64, None, alpha=0.35, augment=False)
+    before = [w.copy() for w in model.get_weights()]
+    frame = pd.DataFrame(
+        {"age": [20.0, 40.0] * 4, "age_low": [20, 40] * 4, "age_high": [20, 40] * 4, "gender": [0, 1] * 4}
+    )
+    faces = np.random.default_rng(1).integers(0, 255, (8, 64, 64, 3), np.uint8)
+    config = TrainConfig(data_dir="x", batch_size=4, average_epochs=2, out_dir=str(tmp_path), verbose=0)
+    data = {part: _make_dataset(faces, frame, config, training=part == "train") for part in ("train", "val")}
+    record = average_weights(model, data, config, _CtrlCAfter(0), tmp_path / "checkpoint.keras", [], 0)
+    assert record["skipped"] == "interrupted" and record["kept"] is False
+    for kept, original in zip(model.get_weights(), before):
+        np.testing.assert_array_equal(kept, original)
+
+
+def test_an_aborted_run_keeps_its_checkpoint_and_a_new_run_only_continues_it(tmp_path, monkeypatch, caplog):
+    """Training itself is replaced by saving the network as the checkpoint: what is tested is what
+    happens around it when the run is aborted (a second Ctrl-C, SIGTERM) before the model is saved."""
+    from agebatch.training import train as training
+    from agebatch.training.train import TrainConfig, smoke_config, train
+
+    def fit_phases(model, data, config, *args):
+        model.save(Path(config.out_dir) / "checkpoint.keras")
+
+    def aborted(*args):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(training, "_fit_phases", fit_phases)
+    monkeypatch.setattr(training, "finalize", aborted)
+    out = tmp_path / "out"
+    config = smoke_config(
+        TrainConfig(data_dir=str(utk_folder(tmp_path / "utk", count=16)), out_dir=str(out), verbose=0)
+    )
+    with pytest.raises(KeyboardInterrupt):
+        train(config)
+    checkpoint = out / "checkpoint.keras"
+    assert checkpoint.is_file() and str(checkpoint) in caplog.text
+    assert training.load_checked(str(checkpoint), 64, "model to continue from") is not None
+    with pytest.raises(ValueError, match="did not finish.*--init-from"):
+        train(config)  # would overwrite the unfinished run's weights
+    config.init_from = str(checkpoint)
+    with pytest.raises(KeyboardInterrupt):  # continuing them is allowed
+        train(config)
+    assert checkpoint.is_file()
 
 
 def test_gender_calibration_folds_temperature_and_shift_into_the_head():

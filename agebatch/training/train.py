@@ -347,7 +347,8 @@ def _compile(
 
 
 class _StopOnInterrupt:
-    """Turn Ctrl-C during ``fit`` into a clean stop at the end of the current batch."""
+    """Turn a first Ctrl-C into a flag: training stops at the end of the current batch, the optional
+    last steps are skipped, and the run saves what it has. A second Ctrl-C raises KeyboardInterrupt."""
 
     def __init__(self) -> None:
         self.interrupted = False
@@ -398,11 +399,20 @@ def _callbacks(config, stopper: _StopOnInterrupt, checkpoint: Path, phase: str, 
             logs.append(row)
             atomic.write_text(checkpoint.parent / "history.json", json.dumps(logs, indent=1))
 
-    callbacks = [
-        Record(),
-        StopWhenInterrupted(),
-        keras.callbacks.ModelCheckpoint(checkpoint, monitor="val_loss", save_best_only=True),
-    ]
+    class SaveBest(keras.callbacks.Callback):
+        """The phase's best epoch so far (lowest finite validation loss) in ``checkpoint``, replaced
+        atomically: an abort while saving leaves the previous best, never a torn file."""
+
+        best = np.inf
+
+        def on_epoch_end(self, epoch, epoch_logs=None):
+            loss = float((epoch_logs or {}).get("val_loss", np.nan))
+            if np.isfinite(loss) and loss < self.best:
+                self.best = loss
+                with atomic.atomic_path(checkpoint) as tmp:
+                    self.model.save(tmp)
+
+    callbacks = [Record(), StopWhenInterrupted(), SaveBest()]
     if _phase_schedule(config, phase) == "cosine":
         # The schedule runs its planned length (stopping early would skip its low-rate end, where
         # the gains are); the checkpoint still holds the best epoch, which train() restores.
@@ -474,6 +484,8 @@ def train(config: TrainConfig) -> TrainResult:
 
     keras.utils.set_random_seed(config.seed)
     out = Path(config.out_dir)
+    checkpoint = out / "checkpoint.keras"
+    _refuse_to_overwrite_unfinished(checkpoint, config)
     out.mkdir(parents=True, exist_ok=True)
     started = time.time()
     teacher_models = [load_checked(path, config.image_size, "teacher") for path in config.teachers]
@@ -514,7 +526,6 @@ def train(config: TrainConfig) -> TrainResult:
     if start is not None:
         continue_from(start, model, config.init_from)
         del start
-    checkpoint = out / "checkpoint.keras"
     history: list[dict] = []
     deadline = started + 60 * config.time_limit_minutes if config.time_limit_minutes else None
     try:
@@ -522,15 +533,15 @@ def train(config: TrainConfig) -> TrainResult:
             batches = int(np.ceil(len(parts["train"]) / config.batch_size))
             _fit_phases(model, {**data, "steps": batches}, config, stopper, history, deadline)
             if checkpoint.exists():
-                # EarlyStopping restores the best weights only when it is what stopped training; after
-                # Ctrl-C, the time limit or the last epoch, the best epoch is the one the checkpoint holds.
+                # The last phase's best epoch: a cosine schedule has no EarlyStopping to restore it, and
+                # after Ctrl-C or the time limit the last epoch need not be the best.
                 _copy_weights(keras.saving.load_model(checkpoint, compile=False), model)
             final, steps = _last_steps(config, frame, images, model, data, stopper, history)
             run = RunRecord(skipped, history, steps, time.time() - started, stopper.interrupted)
             result = finalize(config, frame, images, final, run)
-    except KeyboardInterrupt:  # a second Ctrl-C, or SIGTERM: the best weights so far stay in the checkpoint
+    except BaseException:  # a second Ctrl-C, SIGTERM or a crash: the best weights so far stay in the checkpoint
         if checkpoint.exists():
-            log.warning("aborted before the model was saved: the best weights so far are in %s", checkpoint)
+            log.warning("the run stopped before it finished: its best weights so far are in %s", checkpoint)
         raise
     checkpoint.unlink(missing_ok=True)  # only once the model is saved
     return result
@@ -558,6 +569,19 @@ def _fit_phases(model, data: dict, config: TrainConfig, stopper, history: list, 
             verbose=verbose,
             shuffle=False,  # the dataset shuffles itself
             callbacks=_callbacks(config, stopper, checkpoint, phase, history, deadline),
+        )
+
+
+def _refuse_to_overwrite_unfinished(checkpoint: Path, config: TrainConfig) -> None:
+    """An earlier run into this folder that did not finish left its best weights in ``checkpoint``; a
+    new run would overwrite them (or restore them as its own), so it starts only by continuing them."""
+    if not checkpoint.exists():
+        return
+    continued = [path for path in (config.init_from, *config.average_with) if path and Path(path).exists()]
+    if not any(checkpoint.samefile(path) for path in continued):
+        raise ValueError(
+            f"{checkpoint} holds the best weights of an earlier run that did not finish: "
+            f"continue them with --init-from {checkpoint}, or move the file away"
         )
 
 
@@ -622,6 +646,10 @@ def average_weights(model, data: dict, config: TrainConfig, stopper, checkpoint:
         shuffle=False,
         callbacks=[*callbacks, Accumulate()],
     )
+    if stopper.interrupted:  # a part-epoch average is not what was asked for
+        model.set_weights(before)
+        log.warning("weight averaging interrupted: the trained weights are kept")
+        return {"epochs_averaged": 0, "val_loss_before": loss_before, "kept": False, "skipped": "interrupted"}
     if count == 0:
         model.set_weights(before)
         return {"epochs_averaged": 0, "val_loss_before": loss_before, "kept": False}
@@ -824,14 +852,17 @@ def finalize(config: TrainConfig, frame: pd.DataFrame, images, model, run: RunRe
         )
         metrics = scored(model, "test", test)
     model_path = out / config.model_name
+    stem = Path(config.model_name).stem
+    for stale in (out / f"{stem}{modelcard.CARD_SUFFIX}", out / f"{stem}.card.md"):  # never beside the new model
+        stale.unlink(missing_ok=True)
     with atomic.atomic_path(model_path) as tmp:
         model.save(tmp)
     card = modelcard.build_card(config, frame, run.skipped, run.history, metrics, run.seconds, run.interrupted)
     card["calibration"] = calibration_info
     card.update(run.steps)
     card["tflite"] = export_and_score_tflite(model, model_path, test, images[parts["test"]])
-    card_path = modelcard.write_card(card, out, Path(config.model_name).stem)
-    curves.write_curves(run.history, out / f"{Path(config.model_name).stem}.curves")
+    card_path = modelcard.write_card(card, out, stem)
+    curves.write_curves(run.history, out / f"{stem}.curves")
     return TrainResult(model_path, card_path, run.history, metrics, run.interrupted)
 
 
