@@ -490,7 +490,7 @@ def test_age_head_refit_is_skipped_without_validation_faces_or_after_ctrl_c():
 
 def test_weight_averaging_interrupted_keeps_the_trained_weights(tmp_path):
     from agebatch.training.network import build_model
-    from agebatch.training.train import TrainConfig, _make_dataset, average_weights
+    from agebatch.training.train import TrainConfig, _last_steps, _make_dataset, average_weights
 
     model = build_model(64, None, alpha=0.35, augment=False)
     before = [w.copy() for w in model.get_weights()]
@@ -498,12 +498,18 @@ def test_weight_averaging_interrupted_keeps_the_trained_weights(tmp_path):
         {"age": [20.0, 40.0] * 4, "age_low": [20, 40] * 4, "age_high": [20, 40] * 4, "gender": [0, 1] * 4}
     )
     faces = np.random.default_rng(1).integers(0, 255, (8, 64, 64, 3), np.uint8)
-    config = TrainConfig(data_dir="x", batch_size=4, average_epochs=2, out_dir=str(tmp_path), verbose=0)
+    config = TrainConfig(
+        data_dir="x", image_size=64, alpha=0.35, batch_size=4, average_epochs=2, out_dir=str(tmp_path), verbose=0
+    )
     data = {part: _make_dataset(faces, frame, config, training=part == "train") for part in ("train", "val")}
     record = average_weights(model, data, config, _CtrlCAfter(0), tmp_path / "checkpoint.keras", [], 0)
     assert record["skipped"] == "interrupted" and record["kept"] is False
     for kept, original in zip(model.get_weights(), before):
         np.testing.assert_array_equal(kept, original)
+    config.refit_age_head = True  # interrupted before the last steps: the card says they did not run
+    final, steps = _last_steps(config, frame, faces, model, data, _CtrlCAfter(-1), [])
+    assert steps == {name: {"kept": False, "skipped": "interrupted"} for name in ("weight_averaging", "age_head_refit")}
+    assert final.count_params() == model.count_params()
 
 
 def test_an_aborted_run_keeps_its_checkpoint_and_a_new_run_only_continues_it(tmp_path, monkeypatch, caplog):

@@ -600,13 +600,20 @@ def _last_steps(config, frame, images, model, data, stopper, history: list) -> t
 
     Returns the inference copy to save and the steps' records for the card.
     """
+    skipped = {"kept": False, "skipped": "interrupted"}  # the card says what did not run, and why
     steps = {}
-    if config.average_epochs > 0 and not stopper.interrupted:
+    if config.average_epochs > 0:
         checkpoint, verbose = Path(config.out_dir) / "checkpoint.keras", _verbosity(config)
-        steps["weight_averaging"] = average_weights(model, data, config, stopper, checkpoint, history, verbose)
+        steps["weight_averaging"] = (
+            skipped
+            if stopper.interrupted
+            else average_weights(model, data, config, stopper, checkpoint, history, verbose)
+        )
     final = inference_copy(model, config)
-    if config.refit_age_head and not stopper.interrupted:
-        steps["age_head_refit"] = refit_age_head(final, images, frame, config, stopper)
+    if config.refit_age_head:
+        steps["age_head_refit"] = (
+            skipped if stopper.interrupted else refit_age_head(final, images, frame, config, stopper)
+        )
     return final, steps
 
 
