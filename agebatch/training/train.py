@@ -370,19 +370,29 @@ class _StopOnInterrupt:
             signal.signal(signal.SIGINT, self._previous)
 
 
-def _callbacks(config, stopper: _StopOnInterrupt, checkpoint: Path, phase: str, logs: list, deadline: float | None):
+def _checkpoint(config: TrainConfig) -> Path:
+    """Where a run keeps its best weights so far, until its model is saved."""
+    return Path(config.out_dir) / "checkpoint.keras"
+
+
+def _stop_when_interrupted(stopper: _StopOnInterrupt, deadline: float | None = None):
+    """A Keras callback that stops ``fit`` at the end of a batch on Ctrl-C or past ``deadline``; Keras
+    then still validates the (shortened) epoch, so the checkpoint can keep what it learnt."""
     import keras
 
     class StopWhenInterrupted(keras.callbacks.Callback):
-        """Stops at the end of a batch on Ctrl-C or past the time limit; Keras then still validates
-        the (shortened) epoch, so the checkpoint can keep what it learnt."""
-
         def on_train_batch_end(self, batch, logs=None):
             if stopper.interrupted:
                 self.model.stop_training = True
             elif deadline is not None and time.time() > deadline and not self.model.stop_training:
                 log.warning("time limit reached: stopping with the best weights so far")
                 self.model.stop_training = True
+
+    return StopWhenInterrupted()
+
+
+def _callbacks(config, stopper: _StopOnInterrupt, checkpoint: Path, phase: str, logs: list, deadline: float | None):
+    import keras
 
     class Record(keras.callbacks.Callback):
         def __init__(self):
@@ -412,7 +422,7 @@ def _callbacks(config, stopper: _StopOnInterrupt, checkpoint: Path, phase: str, 
                 with atomic.atomic_path(checkpoint) as tmp:
                     self.model.save(tmp)
 
-    callbacks = [Record(), StopWhenInterrupted(), SaveBest()]
+    callbacks = [Record(), _stop_when_interrupted(stopper, deadline), SaveBest()]
     if _phase_schedule(config, phase) == "cosine":
         # The schedule runs its planned length (stopping early would skip its low-rate end, where
         # the gains are); the checkpoint still holds the best epoch, which train() restores.
@@ -484,7 +494,7 @@ def train(config: TrainConfig) -> TrainResult:
 
     keras.utils.set_random_seed(config.seed)
     out = Path(config.out_dir)
-    checkpoint = out / "checkpoint.keras"
+    checkpoint = _checkpoint(config)
     _refuse_to_overwrite_unfinished(checkpoint, config)
     out.mkdir(parents=True, exist_ok=True)
     started = time.time()
@@ -531,7 +541,7 @@ def train(config: TrainConfig) -> TrainResult:
     try:
         with _StopOnInterrupt() as stopper:  # Ctrl-C anywhere below finishes with the best weights so far
             batches = int(np.ceil(len(parts["train"]) / config.batch_size))
-            _fit_phases(model, {**data, "steps": batches}, config, stopper, history, deadline)
+            _fit_phases(model, data, config, stopper, history, deadline, batches)
             if checkpoint.exists():
                 # The last phase's best epoch: a cosine schedule has no EarlyStopping to restore it, and
                 # after Ctrl-C or the time limit the last epoch need not be the best.
@@ -547,12 +557,13 @@ def train(config: TrainConfig) -> TrainResult:
     return result
 
 
-def _fit_phases(model, data: dict, config: TrainConfig, stopper, history: list, deadline: float | None) -> None:
-    """Train the heads (a new network only), then fine-tune the top of the backbone (``data``: the
-    train and val datasets, and ``"steps"``, the batches an epoch of the training faces takes)."""
+def _fit_phases(
+    model, data: dict, config: TrainConfig, stopper, history: list, deadline: float | None, steps_per_epoch: int
+) -> None:
+    """Train the heads (a new network only), then fine-tune the top of the backbone."""
     from agebatch.training.network import set_trainable_from
 
-    checkpoint, verbose = Path(config.out_dir) / "checkpoint.keras", _verbosity(config)
+    checkpoint, verbose = _checkpoint(config), _verbosity(config)
     for phase, fraction, rate, epochs in _phases(config):
         if epochs <= 0 or stopper.interrupted:
             continue
@@ -560,7 +571,7 @@ def _fit_phases(model, data: dict, config: TrainConfig, stopper, history: list, 
         schedule = _phase_schedule(config, phase)
         log.info("phase %s: %d epochs at learning rate %g (%s)", phase, epochs, rate, schedule)
         if schedule == "cosine":
-            rate = _cosine_rate(config, data["steps"])
+            rate = _cosine_rate(config, steps_per_epoch)
         _compile(model, rate, config)
         model.fit(
             data["train"],
@@ -603,11 +614,10 @@ def _last_steps(config, frame, images, model, data, stopper, history: list) -> t
     skipped = {"kept": False, "skipped": "interrupted"}  # the card says what did not run, and why
     steps = {}
     if config.average_epochs > 0:
-        checkpoint, verbose = Path(config.out_dir) / "checkpoint.keras", _verbosity(config)
         steps["weight_averaging"] = (
             skipped
             if stopper.interrupted
-            else average_weights(model, data, config, stopper, checkpoint, history, verbose)
+            else average_weights(model, data, config, stopper, _checkpoint(config), history, _verbosity(config))
         )
     final = inference_copy(model, config)
     if config.refit_age_head:
@@ -692,6 +702,8 @@ def refit_age_head(model, images, frame: pd.DataFrame, config: TrainConfig, stop
     Ctrl-C (``stopper``, see ``_StopOnInterrupt``) stops it within a batch, the old head kept.
     """
 
+    stopper = stopper or _StopOnInterrupt()  # not entered: never interrupted
+
     def rows(part: str) -> np.ndarray:
         return frame.index[frame["split"] == part].to_numpy()
 
@@ -722,13 +734,13 @@ def _interruptible_features(model, images, index: np.ndarray, stopper, mirror: b
 
     chunks = []
     for chunk in pooled_feature_batches(model, images, index, mirror=mirror):
-        if stopper is not None and stopper.interrupted:
+        if stopper.interrupted:
             raise _Interrupted
         chunks.append(chunk)
     return np.concatenate(chunks)
 
 
-def _refit_regression_head(model, train: tuple, val: tuple, config: TrainConfig, stopper=None) -> dict:
+def _refit_regression_head(model, train: tuple, val: tuple, config: TrainConfig, stopper) -> dict:
     """The regression head's refit: a linear map to years, kept if the validation MAE is lower."""
     import keras
     from keras import layers
@@ -755,7 +767,7 @@ def _refit_regression_head(model, train: tuple, val: tuple, config: TrainConfig,
     return {"val_mae_before": mae_before, "val_mae_after": mae_after, "kept": kept}
 
 
-def _refit_distribution_head(model, train: tuple, val: tuple, config: TrainConfig, stopper=None) -> dict:
+def _refit_distribution_head(model, train: tuple, val: tuple, config: TrainConfig, stopper) -> dict:
     """The distribution head's refit: the softmax over years, trained with the age loss on exact ages
     and bands alike, kept if the validation faces' age loss is lower (their MAE is recorded too).
 
@@ -805,16 +817,10 @@ def _fit_head(refit, train: tuple, val: tuple, monitor: str, budget: tuple[int, 
     import keras
 
     epochs, batch_size, patience = budget
-
-    class StopWhenInterrupted(keras.callbacks.Callback):
-        def on_train_batch_end(self, batch, logs=None):
-            if stopper is not None and stopper.interrupted:
-                self.model.stop_training = True
-
     stop = keras.callbacks.EarlyStopping(monitor=monitor, patience=patience, restore_best_weights=True)
-    callbacks = [stop, StopWhenInterrupted()]
+    callbacks = [stop, _stop_when_interrupted(stopper)]
     refit.fit(*train, validation_data=val, epochs=epochs, batch_size=batch_size, verbose=0, callbacks=callbacks)
-    if stopper is not None and stopper.interrupted:
+    if stopper.interrupted:
         raise _Interrupted
 
 
