@@ -524,6 +524,7 @@ def test_an_aborted_run_keeps_its_checkpoint_and_a_new_run_only_continues_it(tmp
     def aborted(*args):
         raise KeyboardInterrupt
 
+    finalize = training.finalize
     monkeypatch.setattr(training, "_fit_phases", fit_phases)
     monkeypatch.setattr(training, "finalize", aborted)
     out = tmp_path / "out"
@@ -541,6 +542,28 @@ def test_an_aborted_run_keeps_its_checkpoint_and_a_new_run_only_continues_it(tmp
     with pytest.raises(KeyboardInterrupt):  # continuing them is allowed
         train(config)
     assert checkpoint.is_file()
+    # Aborted once the model is saved (here in the LiteRT export): no older card, twin or curves stay
+    # beside it, and the checkpoint is gone, since the model holds its weights.
+    monkeypatch.setattr(training, "finalize", finalize)
+    monkeypatch.setattr(training, "export_and_score_tflite", aborted)
+    stale = [
+        out / name for name in ("agebatch.card.json", "agebatch.tflite", "agebatch.tflite.json", "agebatch.curves.png")
+    ]
+    for path in stale:
+        path.write_text("from an earlier model")
+    with pytest.raises(KeyboardInterrupt):
+        train(config)
+    assert (out / "agebatch.keras").is_file() and not checkpoint.exists()
+    assert not any(path.exists() for path in stale)
+
+
+def test_a_folder_in_the_checkpoints_place_is_refused_without_suggesting_to_continue_it(tmp_path):
+    from agebatch.training.train import TrainConfig, _refuse_to_overwrite_unfinished
+
+    (tmp_path / "checkpoint.keras").mkdir()
+    with pytest.raises(ValueError, match="in the way.*move it away") as refused:
+        _refuse_to_overwrite_unfinished(tmp_path / "checkpoint.keras", TrainConfig(data_dir="x", out_dir=str(tmp_path)))
+    assert "--init-from" not in str(refused.value)
 
 
 def test_gender_calibration_folds_temperature_and_shift_into_the_head():

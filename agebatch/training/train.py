@@ -553,7 +553,6 @@ def train(config: TrainConfig) -> TrainResult:
         if checkpoint.exists():
             log.warning("the run stopped before it finished: its best weights so far are in %s", checkpoint)
         raise
-    checkpoint.unlink(missing_ok=True)  # only once the model is saved
     return result
 
 
@@ -588,6 +587,8 @@ def _refuse_to_overwrite_unfinished(checkpoint: Path, config: TrainConfig) -> No
     new run would overwrite them (or restore them as its own), so it starts only by continuing them."""
     if not checkpoint.exists():
         return
+    if not checkpoint.is_file():
+        raise ValueError(f"{checkpoint} is in the way of this run's checkpoint: move it away")
     continued = [path for path in (config.init_from, *config.average_with) if path and Path(path).exists()]
     if not any(checkpoint.samefile(path) for path in continued):
         raise ValueError(
@@ -839,6 +840,9 @@ def _distribution_figures(head_model, x: np.ndarray, targets: np.ndarray, part: 
 def finalize(config: TrainConfig, frame: pd.DataFrame, images, model, run: RunRecord) -> TrainResult:
     """Calibrate on the validation split, save, score on the test split, write the card and curves.
 
+    Saving the model replaces the run's checkpoint and the files made from an earlier model (card,
+    LiteRT twin, curves), so an abort after it never leaves them describing the wrong model.
+
     Both the raw and the calibrated model are scored on the test split and both sets of figures go
     into the card; the calibrated one is shipped when ``config.calibrate`` (it is fitted on validation
     faces only, so the test figures stay honest).
@@ -866,10 +870,11 @@ def finalize(config: TrainConfig, frame: pd.DataFrame, images, model, run: RunRe
         metrics = scored(model, "test", test)
     model_path = out / config.model_name
     stem = Path(config.model_name).stem
-    for stale in (out / f"{stem}{modelcard.CARD_SUFFIX}", out / f"{stem}.card.md"):  # never beside the new model
+    for stale in _made_from_model(model_path):  # an abort below must not leave an old card or twin beside it
         stale.unlink(missing_ok=True)
     with atomic.atomic_path(model_path) as tmp:
         model.save(tmp)
+    _checkpoint(config).unlink(missing_ok=True)  # the saved model holds the weights now
     card = modelcard.build_card(config, frame, run.skipped, run.history, metrics, run.seconds, run.interrupted)
     card["calibration"] = calibration_info
     card.update(run.steps)
@@ -877,6 +882,17 @@ def finalize(config: TrainConfig, frame: pd.DataFrame, images, model, run: RunRe
     card_path = modelcard.write_card(card, out, stem)
     curves.write_curves(run.history, out / f"{stem}.curves")
     return TrainResult(model_path, card_path, run.history, metrics, run.interrupted)
+
+
+def _made_from_model(model_path: Path) -> list[Path]:
+    """The files ``finalize`` writes after the model, each describing it: card, LiteRT twin, curves."""
+    from agebatch.scanning import engines
+    from agebatch.training import modelcard
+
+    stem = model_path.with_name(model_path.stem)
+    twin = engines.tflite_path_for(model_path)
+    suffixes = (modelcard.CARD_SUFFIX, ".card.md", ".curves.html", ".curves.png")
+    return [*(Path(f"{stem}{suffix}") for suffix in suffixes), twin, engines.twin_record_path(twin)]
 
 
 def _calibrate(model, val: pd.DataFrame, val_pred: pd.DataFrame, config: TrainConfig):
