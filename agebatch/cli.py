@@ -937,6 +937,8 @@ def main() -> None:
     signal.signal(signal.SIGTERM, _on_sigterm)
     try:
         code = app(standalone_mode=False)
+        if code == 128 + signal.SIGINT and _RECEIVED:  # Typer maps any KeyboardInterrupt to 130, SIGTERM's too
+            code = _interrupted_code()
     except Fail as exc:
         _fail_message(str(exc))
         sys.exit(EXIT_USAGE)

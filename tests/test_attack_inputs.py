@@ -159,3 +159,25 @@ def test_a_card_with_absurd_numbers_is_a_note_too(tmp_path, run_cli):
     card.write_text('{"test_metrics": {"overall": {"age_mae": 1' + "0" * 400 + ', "gender_accuracy": 0.9}}}')
     code, _, err = run_cli("report", source, "--out", tmp_path / "report.html", "--model-card", card)
     assert code == 0, err
+
+
+def test_sigterm_in_a_command_without_its_own_interrupt_handling_exits_143(monkeypatch):
+    """Typer turns the KeyboardInterrupt that SIGTERM raises into exit 130 before main() sees it
+    (``train``, ``evaluate``: only ``scan`` maps it itself); the documented code is 143."""
+    from agebatch import cli
+
+    def interrupted_by_sigterm(standalone_mode):
+        with pytest.raises(KeyboardInterrupt):
+            cli._on_sigterm(signal.SIGTERM, None)
+        return 130
+
+    monkeypatch.setattr(cli, "app", interrupted_by_sigterm)
+    monkeypatch.setattr(cli, "_RECEIVED", {})
+    handlers = {signum: signal.getsignal(signum) for signum in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        with pytest.raises(SystemExit) as exited:
+            cli.main()
+    finally:  # main() installs its own handlers and ignores both signals once done
+        for signum, handler in handlers.items():
+            signal.signal(signum, handler)
+    assert exited.value.code == 143
