@@ -577,6 +577,8 @@ def train(
             raise Fail(f"teacher model not found: {path}")
     if split_from is not None and not split_from.is_file():
         raise Fail(f"split file not found: {split_from}")
+    if out.exists() and not out.is_dir():
+        raise Fail(f"--out must be a folder: {out} is a file")
     if init_from is not None and not init_from.is_file():
         raise Fail(f"model to continue from not found: {init_from}")
     if warm_start is not None and not warm_start.is_file():
@@ -623,7 +625,7 @@ def train(
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     try:
         result = run_training(config)
-    except (FileNotFoundError, ValueError) as exc:
+    except (FileNotFoundError, PermissionError, ValueError) as exc:
         raise Fail(str(exc)) from exc
     o = result.test_metrics["overall"]
     typer.echo(

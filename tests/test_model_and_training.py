@@ -364,6 +364,9 @@ def test_train_cli_rejects_a_missing_or_mismatched_teacher(run_cli, tmp_path):
         "train", data, "--smoke", "--init-from", tmp_path / "small.keras", "--average-with", tmp_path / "gone.keras"
     )
     assert code == 2 and "model to average with not found" in err
+    (tmp_path / "a-file").write_text("not a folder")
+    code, _, err = run_cli("train", data, "--smoke", "--out", tmp_path / "a-file")
+    assert code == 2 and "--out must be a folder" in err and (tmp_path / "a-file").read_text() == "not a folder"
 
 
 def test_networks_are_averaged_tensor_by_tensor():
