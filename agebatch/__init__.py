@@ -1,6 +1,7 @@
 """agebatch: age and gender estimates for every face in a folder of photos.
 
-The command line (``agebatch scan|report|train|evaluate|combine|predict|explain``) is a thin shell over this API::
+The command line (``agebatch scan|merge|report|predict|explain|serve|train|evaluate|combine|models``) is a
+thin shell over this API::
 
     from agebatch import scan, Predictor
     frame = scan("photos/")                 # pandas DataFrame, one row per face
@@ -21,8 +22,8 @@ _EXPORTS = {
     "ScanSummary": ("agebatch.scanning.scanner", "ScanSummary"),
     "Predictor": ("agebatch.scanning.predictor", "Predictor"),
     "Prediction": ("agebatch.scanning.predictor", "Prediction"),
-    "load_model": ("agebatch.scanning.predictor", "load_model"),
-    "ModelLoadError": ("agebatch.scanning.predictor", "ModelLoadError"),
+    "load_model": ("agebatch.modelfile.load", "load_model"),
+    "ModelLoadError": ("agebatch.modelfile.load", "ModelLoadError"),
     "discover": ("agebatch.scanning.discovery", "discover"),
     "decode": ("agebatch.scanning.images", "decode"),
     "ImageError": ("agebatch.scanning.images", "ImageError"),

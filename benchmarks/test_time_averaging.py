@@ -56,7 +56,7 @@ def views(faces: np.ndarray) -> dict[str, np.ndarray]:
 def main() -> None:
     import pandas as pd
 
-    from agebatch.scanning.predictor import load_model
+    from agebatch.modelfile.load import load_model
     from agebatch.training import dataset, evaluate
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)

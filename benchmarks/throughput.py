@@ -1,4 +1,4 @@
-"""Scan throughput benchmark: one command, one run, every figure of issue 5 and their ratios.
+"""Scan throughput benchmark: one command, one run, every throughput figure and their ratios.
 
     python benchmarks/throughput.py [--model M] [--crops N] [--photos N] [--crops-dir DIR]
                                     [--memory-images N] [--json out.json]
@@ -236,7 +236,8 @@ def scan_in_process(folder: Path, out: Path, predictor, **options) -> dict:
 
 
 def main() -> None:
-    from agebatch.scanning.predictor import Predictor, default_model_path
+    from agebatch.modelfile.load import default_model_path
+    from agebatch.scanning.predictor import Predictor
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", type=Path, default=None)

@@ -65,7 +65,7 @@ def main() -> None:
     import pandas as pd
 
     from agebatch.contract import members_of
-    from agebatch.scanning.predictor import default_model_path, load_model
+    from agebatch.modelfile.load import default_model_path, load_model
     from agebatch.training import dataset, evaluate
     from agebatch.training.network import pooled_features
     from agebatch.training.train import age_weights, gender_weights

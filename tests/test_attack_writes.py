@@ -1,5 +1,5 @@
-"""Issue 17, classes 1, 3 and 5: files written through planted names, outputs that clobber what the
-user has, and clean-up that touches other runs' files. Each test is an attack that broke before."""
+"""Attacks on what agebatch writes: files written through planted names, outputs that clobber what the
+user has, and clean-up that touches other runs' files. Each test is an attack that once broke agebatch."""
 
 from __future__ import annotations
 
@@ -132,7 +132,7 @@ def test_a_report_never_replaces_a_file_that_is_not_a_report(tmp_path, run_cli):
 
 def test_sidecar_files_that_are_fifos_or_huge_are_not_read(tmp_path):
     from agebatch.common.files import read_regular
-    from agebatch.training.modelcard import card_for_model
+    from agebatch.modelfile.card import card_for_model
 
     os.mkfifo(tmp_path / "m.card.json")
     assert card_for_model(tmp_path / "m.keras") is None  # returns at once instead of blocking

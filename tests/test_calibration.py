@@ -30,7 +30,7 @@ def test_calibrated_model_matches_numpy_and_saves(tmp_path):
     quiet.load_tensorflow()
     import keras
 
-    from agebatch.scanning.predictor import load_model
+    from agebatch.modelfile.load import load_model
     from agebatch.training.network import build_model
 
     model = build_model(32, None, alpha=0.35, augment=False)

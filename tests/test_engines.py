@@ -11,8 +11,8 @@ def twin_models(tmp_path_factory, tiny_model_path):
     """The tiny Keras model and its .tflite twin side by side."""
     import shutil
 
-    from agebatch.scanning.engines import export_tflite, write_twin_record
-    from agebatch.scanning.predictor import load_model
+    from agebatch.modelfile.load import load_model
+    from agebatch.modelfile.twin import export_tflite, write_twin_record
 
     folder = tmp_path_factory.mktemp("twins")
     keras_path = folder / "agebatch.keras"
@@ -47,7 +47,8 @@ def test_a_twin_that_its_record_does_not_bind_is_never_run(tmp_path, twin_models
     import logging
     import shutil
 
-    from agebatch.scanning.predictor import ModelLoadError, Predictor
+    from agebatch.modelfile.load import ModelLoadError
+    from agebatch.scanning.predictor import Predictor
 
     for name in ("agebatch.keras", "agebatch.tflite", "agebatch.tflite.json"):
         shutil.copy(twin_models.parent / name, tmp_path / name)
@@ -88,7 +89,8 @@ def test_tflite_twin_is_used_and_matches_keras(twin_models):
 
 
 def test_engine_tflite_without_twin_is_a_load_error(tiny_model_path):
-    from agebatch.scanning.predictor import ModelLoadError, Predictor
+    from agebatch.modelfile.load import ModelLoadError
+    from agebatch.scanning.predictor import Predictor
 
     with pytest.raises(ModelLoadError, match="needs"):
         Predictor(tiny_model_path, engine="tflite")
@@ -98,7 +100,8 @@ def test_engine_tflite_without_twin_is_a_load_error(tiny_model_path):
 def test_broken_tflite_twin_falls_back_to_keras(tmp_path, tiny_model_path):
     import shutil
 
-    from agebatch.scanning.predictor import ModelLoadError, Predictor
+    from agebatch.modelfile.load import ModelLoadError
+    from agebatch.scanning.predictor import Predictor
 
     shutil.copy(tiny_model_path, tmp_path / "m.keras")
     (tmp_path / "m.tflite").write_bytes(b"not a flatbuffer")

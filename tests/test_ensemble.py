@@ -56,8 +56,8 @@ def test_an_ensemble_averages_its_members_face_by_face(tmp_path):
 
 
 def test_half_precision_storage_halves_the_file_and_loads_computing_in_float32(tmp_path):
-    from agebatch.scanning.precision import half_precision_storage, stores_half_precision
-    from agebatch.scanning.predictor import load_model
+    from agebatch.modelfile.load import load_model
+    from agebatch.modelfile.precision import half_precision_storage, stores_half_precision
 
     model = _network(4)
     model.save(tmp_path / "full.keras")

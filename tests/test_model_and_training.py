@@ -194,7 +194,8 @@ def test_smoke_training_on_two_sources_writes_a_loadable_model_card_and_twin(tmp
     """One smoke run (the distribution head on a names folder plus a band-labelled CSV source) checks
     the whole recipe: split per source, both phases, saving, card per source, curves, LiteRT twin."""
     from agebatch.contract import has_distribution
-    from agebatch.scanning.predictor import Predictor, load_model
+    from agebatch.modelfile.load import load_model
+    from agebatch.scanning.predictor import Predictor
     from agebatch.training import train as training
     from agebatch.training.train import TrainConfig, smoke_config, train
 

@@ -17,10 +17,12 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import IO
 
+from agebatch.common.errors import SetupError
+
 TEMP_SUFFIX = ".tmp"
 
 
-class UnsafeOutputError(ValueError):
+class UnsafeOutputError(SetupError, ValueError):
     """An output path that must not be replaced (not a regular file, or one of the run's inputs)."""
 
 

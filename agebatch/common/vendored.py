@@ -11,6 +11,8 @@ import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
+from agebatch.common.errors import SetupError
+
 VENDOR_DIR = Path(__file__).resolve().parent.parent / "vendor"
 
 
@@ -57,7 +59,7 @@ VENDORED = {
 }
 
 
-class VendoredFileError(RuntimeError):
+class VendoredFileError(SetupError, RuntimeError):
     """A vendored file is missing or is not the file that was shipped."""
 
 

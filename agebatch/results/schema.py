@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from agebatch.common import atomic
+from agebatch.common.errors import SetupError
 from agebatch.common.files import read_regular
 from agebatch.common.text import one_line
 
@@ -42,7 +43,7 @@ _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 _TEXT_COLUMNS = ("path", "error")
 
 
-class OutputError(Exception):
+class OutputError(SetupError):
     """The output cannot be written (locked, unwritable, disk full, not ours); one-line message."""
 
 

@@ -18,11 +18,12 @@ import logging
 import os
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import numpy as np
 
 from agebatch import results
+from agebatch.common.errors import SetupError
 from agebatch.scanning.options import TENSORFLOW_DETECTORS, ScanOptions
 from agebatch.scanning.pipeline import Pipeline, Work, pending_work, rows_of
 from agebatch.scanning.predictor import Predictor
@@ -31,7 +32,7 @@ RAY_HINT = "--ray needs Ray: pip install 'agebatch[ray]'"
 ADDRESS_VARIABLE = "RAY_ADDRESS"  # Ray's own convention for the cluster to join
 
 
-class RayUnavailable(RuntimeError):
+class RayUnavailable(SetupError, RuntimeError):
     """Ray is not installed (or cannot start); the message names the extra to install."""
 
 
@@ -81,11 +82,8 @@ def connect(ray_options: RayOptions):
 class ScanActor:
     """A Ray actor: loads the model once, then turns batches of image paths into row groups."""
 
-    def __init__(self, model_path: str, options: dict, engine: str, flip_average: bool) -> None:
-        from agebatch.scanning.sharding import Shard
-
-        shard = options.pop("shard", None)
-        self.options = ScanOptions(**options, shard=Shard(**shard) if shard else None)
+    def __init__(self, model_path: str, options: ScanOptions, engine: str, flip_average: bool) -> None:
+        self.options = options
         if self.options.detector in TENSORFLOW_DETECTORS:
             from agebatch.common import quiet
 
@@ -132,15 +130,13 @@ def iter_scan_on_ray(
     ]
     if not items:
         return
-    settings = asdict(options)
-    settings["exclude"] = list(settings["exclude"])
     cpus = max(1, int(ray.cluster_resources().get("CPU", 1)))
     actors = ray_options.actors or max(1, cpus // 2)
     dataset = ray.data.from_items(items).map_batches(
         ScanActor,
         fn_constructor_kwargs={
             "model_path": str(predictor.model_path),
-            "options": settings,
+            "options": options,
             "engine": predictor.engine,
             "flip_average": predictor.flip_average,
         },

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from pathlib import Path
 
+from agebatch.common.errors import SetupError
 from agebatch.common.settings import setting
 
 SCHEDULES = ("plateau", "cosine")
@@ -98,7 +100,29 @@ class TrainConfig:
         """Every labelled source of the run, the first one first."""
         return (str(self.data_dir), *map(str, self.more_data))
 
+    def check_inputs(self) -> None:
+        """Every file and folder the run reads exists, and the output folder is not a file: a typo stops
+        the run at once with one line (``SetupError``), before TensorFlow loads and minutes go by."""
+        for source in self.sources:
+            _must_exist(source, "labelled data", Path.exists)
+        if self.backbone_weights not in (None, "imagenet"):
+            _must_exist(self.backbone_weights, "backbone weights", Path.is_file)
+        for path in self.teachers:
+            _must_exist(path, "teacher model", Path.is_file)
+        if self.split_from is not None:
+            _must_exist(self.split_from, "split file", Path.is_file)
+        out = Path(self.out_dir)
+        if out.exists() and not out.is_dir():
+            raise SetupError(f"--out must be a folder: {out} is a file")
+        for path, role in ((self.init_from, "model to continue from"), (self.warm_start, "model to warm-start from")):
+            if path is not None:
+                _must_exist(path, role, Path.is_file)
+        for path in self.average_with:
+            _must_exist(path, "model to average with", Path.is_file)
+
     def __post_init__(self) -> None:
+        if self.backbone_weights == "none":  # the word the command line takes for "no weights"
+            self.backbone_weights = None
         self.teachers = tuple(str(path) for path in self.teachers)
         self.average_with = tuple(str(path) for path in self.average_with)
         self.more_data = tuple(str(path) for path in self.more_data)
@@ -127,3 +151,8 @@ class TrainConfig:
             raise ValueError("the same model is given twice to continue from and average with")
         if not 0.0 <= self.teacher_weight <= 1.0:
             raise ValueError(f"teacher_weight must be between 0 and 1, got {self.teacher_weight}")
+
+
+def _must_exist(path: str, role: str, test) -> None:
+    if not test(Path(path)):
+        raise SetupError(f"{role} not found: {path}")

@@ -57,13 +57,14 @@ def write_ensemble(
     learned from. It is scored as users will run it, i.e. reloaded from the file written. Returns the
     card's path.
     """
-    from agebatch.scanning.precision import half_precision_storage
-    from agebatch.scanning.predictor import load_model
+    from agebatch.modelfile.card import card_for_model
+    from agebatch.modelfile.load import load_model
+    from agebatch.modelfile.precision import half_precision_storage
     from agebatch.training import curves, dataset, evaluate, modelcard
     from agebatch.training.train import export_and_score_tflite
 
     started = time.time()
-    member_cards = [modelcard.card_for_model(path) for path in member_paths]  # before out_dir is written to
+    member_cards = [card_for_model(path) for path in member_paths]  # before out_dir is written to
     model = combine([load_model(path)[0] for path in member_paths])
     split = dataset.load_split(split_path)
     frame = split[split["split"].isin(["val", "test"])].reset_index(drop=True)  # all that is scored

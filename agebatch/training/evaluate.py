@@ -176,7 +176,7 @@ def evaluate_folder(
 
     With several sources the result also holds each source's figures under ``by_source``.
     """
-    from agebatch.scanning.predictor import load_model
+    from agebatch.modelfile.load import load_model
 
     paths = [data] if isinstance(data, (str, os.PathLike)) else list(data)
     model, image_size = load_model(model_path)

@@ -16,10 +16,8 @@ from pathlib import Path
 import pandas as pd
 
 from agebatch.common import atomic
-from agebatch.common.files import read_regular
 from agebatch.common.text import percent
-
-CARD_SUFFIX = ".card.json"
+from agebatch.modelfile.card import CARD_SUFFIX
 
 
 def _versions() -> dict:
@@ -313,20 +311,6 @@ def write_card(card: dict, out_dir: str | os.PathLike, stem: str) -> Path:
     atomic.write_text(path, json.dumps(card, indent=2))
     atomic.write_text(out / f"{stem}.card.md", to_markdown(card))
     return path
-
-
-CARD_LIMIT = 64 << 20  # a model card is JSON of a few hundred KB; more is not a card
-
-
-def card_for_model(model_path: str | os.PathLike) -> dict | None:
-    """The card saved beside a model file, if there is one and it parses."""
-    path = Path(model_path)
-    candidate = path.with_name(path.name.removesuffix(".keras").removesuffix(".tflite") + CARD_SUFFIX)
-    try:
-        card = json.loads(read_regular(candidate, CARD_LIMIT))
-    except (OSError, ValueError):
-        return None
-    return card if isinstance(card, dict) else None
 
 
 def _skipped_count(data: dict) -> int:

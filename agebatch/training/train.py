@@ -101,8 +101,8 @@ def blend_with_teacher(
 def load_checked(path: str, image_size: int, role: str) -> keras.Model:
     """A saved model (a teacher, or the one to continue from), checked to take this run's faces: before
     any face is decoded, so a wrong file fails in seconds rather than after minutes of decoding. Loaded
-    as scans load a model (``predictor.load_model``: the archive checked first, safe mode, float32)."""
-    from agebatch.scanning.predictor import ModelLoadError, load_model
+    as scans load a model (``modelfile.load.load_model``: the archive checked first, safe mode, float32)."""
+    from agebatch.modelfile.load import ModelLoadError, load_model
 
     try:
         model, size = load_model(path)
@@ -886,13 +886,13 @@ def finalize(config: TrainConfig, frame: pd.DataFrame, images, model, run: RunRe
 
 def _made_from_model(model_path: Path) -> list[Path]:
     """The files ``finalize`` writes after the model, each describing it: card, LiteRT twin, curves."""
-    from agebatch.scanning import engines
-    from agebatch.training import modelcard
+    from agebatch.modelfile.card import CARD_SUFFIX
+    from agebatch.modelfile.twin import tflite_path_for, twin_record_path
 
     stem = model_path.with_name(model_path.stem)
-    twin = engines.tflite_path_for(model_path)
-    suffixes = (modelcard.CARD_SUFFIX, ".card.md", ".curves.html", ".curves.png")
-    return [*(Path(f"{stem}{suffix}") for suffix in suffixes), twin, engines.twin_record_path(twin)]
+    twin = tflite_path_for(model_path)
+    suffixes = (CARD_SUFFIX, ".card.md", ".curves.html", ".curves.png")
+    return [*(Path(f"{stem}{suffix}") for suffix in suffixes), twin, twin_record_path(twin)]
 
 
 def _calibrate(model, val: pd.DataFrame, val_pred: pd.DataFrame, config: TrainConfig):
@@ -921,15 +921,16 @@ def export_and_score_tflite(
     model, model_path: Path, test: pd.DataFrame, test_images, half_precision: bool = False
 ) -> dict | None:
     """Write the ``.tflite`` twin scan uses, and score it on the same test faces as the Keras model."""
+    from agebatch.modelfile.twin import export_tflite, tflite_path_for, write_twin_record
     from agebatch.scanning import engines
     from agebatch.training import evaluate
 
     try:
-        path = engines.export_tflite(model, engines.tflite_path_for(model_path), half_precision)
+        path = export_tflite(model, tflite_path_for(model_path), half_precision)
     except Exception as exc:  # conversion is an optimisation: a failure must not lose the trained model
         log.warning("TFLite export failed, scan will use Keras: %s", exc)
         return None
-    engines.write_twin_record(model_path, path)
+    write_twin_record(model_path, path)
     predictions = evaluate.predict_with(engines.TFLiteRunner(path), test_images)
     return {"file": path.name, "test_metrics": evaluate.score(test, predictions)["overall"]}
 

@@ -13,6 +13,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from agebatch.common.errors import SetupError
 from agebatch.web.options import WEB_EXTRA, ServeOptions
 
 APP = Path(__file__).resolve().parent / "app.py"
@@ -22,7 +23,7 @@ DETECTOR_ENV = "AGEBATCH_SERVE_DETECTOR"  # the "Try photos" page's first choice
 MAX_UPLOAD_ENV = "AGEBATCH_SERVE_MAX_UPLOAD_MB"  # checked by the page too (Streamlit enforces it as well)
 
 
-class WebUnavailable(RuntimeError):
+class WebUnavailable(SetupError, RuntimeError):
     """Streamlit is not installed; the message names the extra."""
 
 
