@@ -27,6 +27,7 @@ from agebatch.common import quiet  # noqa: E402
 quiet.load_tensorflow()
 
 from agebatch.scanning import blazeface, faces  # noqa: E402
+from agebatch.scanning.mtcnn import MtcnnDetector  # noqa: E402
 from agebatch.training.sources import read_source  # noqa: E402
 
 
@@ -39,7 +40,7 @@ def main() -> None:
     frame, _ = read_source(args.data_dir)
     rng = np.random.default_rng(args.seed)
     picks = frame.iloc[rng.choice(len(frame), size=min(args.samples, len(frame)), replace=False)]
-    mtcnn = faces.MtcnnDetector(min_face=20, min_score=0.9)
+    mtcnn = MtcnnDetector(min_face=20, min_score=0.9)
     blaze = blazeface.BlazeFaceDetector(min_face=20, min_score=0.5)
     measured: dict[str, list[float]] = {k: [] for k in ("width", "height", "side", "centre_above", "mouth_above")}
     crop_shift, crop_scale = [], []

@@ -43,7 +43,7 @@ from PIL import Image, ImageDraw, ImageFilter, ImageOps
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from agebatch.scanning import faces  # noqa: E402
+from agebatch.scanning import detectors, faces  # noqa: E402
 from agebatch.scanning.options import ScanOptions  # noqa: E402
 from agebatch.scanning.predictor import Predictor  # noqa: E402
 from agebatch.scanning.scanner import scan_to_file  # noqa: E402
@@ -168,7 +168,7 @@ def recall_and_speed(name: str, sets: dict[str, list]) -> dict:
     figures: dict = {}
     for set_name, items in sets.items():
         min_face = 20 if set_name == "groups" else 40
-        detector = faces.make_detector(name, min_face=min_face)
+        detector = detectors.make_detector(name, min_face=min_face)
         detector.detect(items[0][0])  # load the network outside the timing
         hits = total = false = 0
         started = time.perf_counter()
@@ -235,7 +235,7 @@ def accuracy(names: list[str], frame: pd.DataFrame, predictor: Predictor, maker:
     back = predictor.estimate(pasted)
     score("pasted_square", back.ages, (back.females >= 0.5).astype(int), np.ones(len(frame), bool))
     for name in names:
-        detector = faces.make_detector(name)
+        detector = detectors.make_detector(name)
         ages, genders, found = np.zeros(len(frame)), np.zeros(len(frame), int), np.zeros(len(frame), bool)
         for i, (photo, truth) in enumerate(placed):
             hits, cut = faces.find_faces(photo, detector, predictor.image_size)
@@ -251,7 +251,7 @@ def accuracy(names: list[str], frame: pd.DataFrame, predictor: Predictor, maker:
 
 
 def targets_table(figures: dict, names: list[str]) -> str:
-    """Issue 20's targets for each detector after the first (the baseline), as a Markdown table."""
+    """Each detector after the first (the baseline) against the detector targets, as a Markdown table."""
     base = figures[names[0]]
 
     def false_faces(f: dict) -> float:

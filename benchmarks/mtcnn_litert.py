@@ -31,7 +31,7 @@ import detectors as generated  # noqa: E402
 from ai_edge_litert.interpreter import Interpreter  # noqa: E402
 from export_mtcnn_onet import to_litert  # noqa: E402
 
-from agebatch.scanning import faces  # noqa: E402
+from agebatch.scanning import detectors  # noqa: E402
 from agebatch.training.sources import read_source  # noqa: E402
 
 
@@ -71,7 +71,7 @@ def main() -> None:
     frame, _ = read_source(args.data_dir)
     maker = generated.Maker(list(frame["path"].sample(200, random_state=1)), 1)
     photos = [maker.portrait(size=(1155, 866))[0] for _ in range(args.photos)]
-    detector = faces.make_detector("mtcnn")
+    detector = detectors.make_detector("mtcnn")
     detector.detect(photos[0])  # load the networks outside the timing
     networks = {}
     for stage in detector._net().stages:

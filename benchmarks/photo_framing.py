@@ -32,7 +32,7 @@ sys.path.insert(0, str(REPO / "benchmarks"))
 
 import detectors as generated  # noqa: E402
 
-from agebatch.scanning import faces  # noqa: E402
+from agebatch.scanning import detectors, faces  # noqa: E402
 from agebatch.scanning.images import resize_face  # noqa: E402
 from agebatch.scanning.predictor import Predictor  # noqa: E402
 from agebatch.training.sources import read_source  # noqa: E402
@@ -65,7 +65,7 @@ def main() -> None:
     size = predictors[""].image_size
     ages, genders = sample["age"].to_numpy(float), sample["gender"].to_numpy(int)
     placed = [maker.pasted(path) for path in sample["path"]]
-    detector = faces.make_detector(args.detector)
+    detector = detectors.make_detector(args.detector)
     found = []
     for photo, truth in placed:
         hits = [face for face in detector.detect(photo) if generated.matches([face], [truth])[0]]

@@ -10,7 +10,7 @@ import pytest
 from PIL import Image
 
 from agebatch.common import vendored
-from agebatch.scanning import blazeface, faces, images, onet, scanner
+from agebatch.scanning import blazeface, detectors, faces, images, onet, scanner
 from agebatch.scanning.facebox import Face
 from agebatch.scanning.options import ScanOptions
 from tests.conftest import UTKFACE, needs_utkface
@@ -75,7 +75,7 @@ def test_a_bigger_canvas_finds_the_face_a_tile_finds_in_the_same_place():
 def test_a_16_bit_grey_photo_is_searched_as_grey_and_an_empty_one_has_no_face():
     grey = np.asarray(images.decode(FACE_PHOTO).image.convert("L"), np.uint16) * 257
     sixteen = Image.fromarray(grey)  # mode I;16: a plain convert("RGB") would saturate it to white
-    detector = faces.make_detector("blazeface")
+    detector = detectors.make_detector("blazeface")
     assert len(detector.detect(sixteen)) == 1
     assert detector.detect(Image.new("RGB", (0, 0))) == []
 
@@ -89,15 +89,15 @@ def test_tiles_at_the_edges_are_letterboxed_not_stretched():
 
 
 def test_boxes_map_back_to_original_pixels_for_an_exif_rotated_draft_decoded_photo(tmp_path):
-    reference = faces.make_detector("blazeface", min_face=20).detect(images.decode(FACE_PHOTO).image)[0]
+    reference = detectors.make_detector("blazeface", min_face=20).detect(images.decode(FACE_PHOTO).image)[0]
     upright = Image.open(FACE_PHOTO).convert("RGB").resize((3072, 3072), Image.Resampling.BILINEAR)
     exif = Image.Exif()
     exif[0x0112] = 6  # stored turned a quarter: the viewer turns it back
     path = tmp_path / "big.jpg"
     upright.transpose(Image.Transpose.ROTATE_90).save(path, "JPEG", exif=exif, quality=92)
-    decoded = images.decode(path, max_side=faces.decode_side("blazeface", 128))
+    decoded = images.decode(path, max_side=detectors.decode_side("blazeface", 128))
     assert decoded.scale == 2  # JPEG draft mode decoded it at half size
-    found, crops = faces.find_faces(decoded.image, faces.make_detector("blazeface"), 128, decoded.scale)
+    found, crops = faces.find_faces(decoded.image, detectors.make_detector("blazeface"), 128, decoded.scale)
     (face,) = [f.scaled(decoded.scale) for f in found]
     assert face.x + face.width / 2 == pytest.approx(6 * (reference.x + reference.width / 2), abs=24)
     assert face.y + face.height / 2 == pytest.approx(6 * (reference.y + reference.height / 2), abs=24)
@@ -107,7 +107,7 @@ def test_boxes_map_back_to_original_pixels_for_an_exif_rotated_draft_decoded_pho
 
 def test_min_face_counts_original_pixels_whatever_the_decoded_size():
     half = images.decode(FACE_PHOTO).image.resize((256, 256))  # the face: about 95 px, 47 at half size
-    detector = faces.make_detector("blazeface", min_face=80)
+    detector = detectors.make_detector("blazeface", min_face=80)
     assert detector.detect(half) == []
     assert len(detector.detect(half, scale=2.0)) == 1
 
@@ -128,14 +128,14 @@ def test_the_shipped_models_are_checked_and_an_altered_one_is_a_one_line_error(
         (altered / name).write_bytes(bytes(blob))
     monkeypatch.setattr(vendored, "VENDOR_DIR", altered)
     with pytest.raises(vendored.VendoredFileError, match="SHA-256 differs"):
-        faces.check_detector("blazeface")
+        detectors.check_detector("blazeface")
     code, _, err = run_cli("predict", FACE_PHOTO, "--detector", "blazeface")
     assert code == 2
     assert "not the file agebatch shipped" in err and len(err.strip().splitlines()) == 1
     # Through the Python API too: the scan stops before its first image, and a detector fails on every
     # photo, not only on those with a face unsure enough to need O-Net.
     with pytest.raises(vendored.VendoredFileError):
-        next(scanner.iter_scan([FACE_PHOTO], tiny_predictor, ScanOptions(detector="blazeface")))
+        scanner.scan_to_stream([FACE_PHOTO], io.StringIO(), tiny_predictor, ScanOptions(detector="blazeface"))
     with pytest.raises(vendored.VendoredFileError):
         blazeface.BlazeFaceDetector(40, 0.6).detect(Image.new("RGB", (64, 64)))
 
@@ -159,12 +159,12 @@ def test_a_face_less_noise_photo_gives_no_face():
     buffer = io.BytesIO()
     Image.fromarray(noise).save(buffer, "JPEG")
     buffer.seek(0)
-    assert faces.make_detector("blazeface").detect(Image.open(buffer).convert("RGB")) == []
+    assert detectors.make_detector("blazeface").detect(Image.open(buffer).convert("RGB")) == []
 
 
 def test_onet_tells_a_real_face_from_a_texture():
     photo = images.decode(FACE_PHOTO).image
-    face = faces.make_detector("blazeface").detect(photo)[0]
+    face = detectors.make_detector("blazeface").detect(photo)[0]
     verifier = onet.OnetVerifier()
     assert verifier.face_probability(photo, face) > 0.9
     coffee = Image.open(EXAMPLES / "sources" / "coffee.png").convert("RGB")
@@ -186,9 +186,9 @@ def test_an_unsure_face_is_kept_only_when_onet_agrees(monkeypatch):
     photo = Image.new("RGB", (640, 480))
     for probability, kept in ((0.2, [0.9]), (0.95, [0.9, 0.65])):
         monkeypatch.setattr(onet.OnetVerifier, "face_probability", lambda self, image, face, p=probability: p)
-        found = faces.make_detector("blazeface").detect(photo)
+        found = detectors.make_detector("blazeface").detect(photo)
         assert sorted((f.score for f in found), reverse=True) == kept
-    assert blazeface.SURE_SCORE > faces.score_threshold("blazeface", None)
+    assert blazeface.SURE_SCORE > detectors.REGISTRY["blazeface"].min_score
 
 
 def test_a_mirrored_photo_gives_the_mirrored_face_with_eyes_and_ears_named_the_other_way():
@@ -229,7 +229,7 @@ def test_a_utkface_crop_pasted_into_a_photo_is_cut_back_out_at_its_own_framing()
     plain background, the crop cut around the detected face is that square, give or take detector noise."""
     names = sorted(p.name for p in UTKFACE.iterdir())[500:21000:700]  # 30 faces of all ages, fixed
     sides, offsets = [], []
-    detector = faces.make_detector("blazeface")
+    detector = detectors.make_detector("blazeface")
     background = Image.open(EXAMPLES / "sources" / "coffee.png").convert("RGB")
     for name in names:
         crop = Image.open(UTKFACE / name).convert("RGB")

@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from agebatch.scanning import faces, images
+from agebatch.scanning import detectors, faces, images
+from agebatch.scanning.mtcnn import MtcnnDetector
 from tests.imagegen import FACE_PHOTO, NO_FACE_PHOTOS
 
 
@@ -13,7 +14,7 @@ def detector():
     from agebatch.common import quiet
 
     quiet.load_tensorflow()
-    return faces.MtcnnDetector(min_face=20)
+    return MtcnnDetector(min_face=20)
 
 
 @pytest.fixture(scope="module", params=["mtcnn", "blazeface"])
@@ -22,7 +23,7 @@ def any_detector(request):
         from agebatch.common import quiet
 
         quiet.load_tensorflow()
-    return faces.make_detector(request.param, min_face=20)
+    return detectors.make_detector(request.param, min_face=20)
 
 
 def test_each_detector_finds_the_face_in_a_real_photo_with_landmarks_inside_the_box(any_detector):
@@ -32,7 +33,7 @@ def test_each_detector_finds_the_face_in_a_real_photo_with_landmarks_inside_the_
     # Eileen Collins' face in the 512x512 NASA portrait lies around x 170-280, y 50-190.
     assert 150 < face.x + face.width / 2 < 290
     assert 60 < face.y + face.height / 2 < 190
-    assert face.score >= faces.score_threshold(any_detector.name, None)
+    assert face.score >= detectors.REGISTRY[any_detector.name].min_score
     assert {"left_eye", "right_eye", "mouth_left", "mouth_right", "nose"} <= face.landmarks.keys()
     for x, y in face.landmarks.values():
         assert face.x <= x <= face.x + face.width and face.y <= y <= face.y + face.height
@@ -54,7 +55,7 @@ def test_each_detector_handles_tiny_and_flat_images(any_detector):
 def test_boxes_are_in_original_pixels_when_detection_runs_downscaled(detector):
     portrait = images.decode(FACE_PHOTO).image
     big = portrait.resize((2048, 2048))
-    small_detector = faces.MtcnnDetector(min_face=20, detect_side=512)
+    small_detector = MtcnnDetector(min_face=20, detect_side=512)
     (face,) = small_detector.detect(big)
     (reference,) = detector.detect(portrait)
     assert face.x == pytest.approx(reference.x * 4, abs=24)
@@ -63,7 +64,7 @@ def test_boxes_are_in_original_pixels_when_detection_runs_downscaled(detector):
 
 def test_min_face_drops_small_faces(detector):
     portrait = images.decode(FACE_PHOTO).image
-    assert faces.MtcnnDetector(min_face=400).detect(portrait) == []
+    assert MtcnnDetector(min_face=400).detect(portrait) == []
 
 
 def test_whole_image_detector():

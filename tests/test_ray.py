@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from agebatch.scanning.options import ScanOptions
+from agebatch.scanning.options import OutputOptions, ScanOptions
 from agebatch.scanning.scanner import scan_to_file
 from tests.imagegen import noise_image
 
@@ -56,7 +56,9 @@ def test_a_ray_scan_gives_the_rows_of_a_local_scan_and_resumes(ray_cluster, fold
                 assert mine[column] == theirs[column], column
     for i in range(9, 12):
         noise_image((64, 64), seed=i).save(folder / f"f{i}.jpg")
-    resumed = scan_to_file([folder], on_ray, tiny_predictor, options, resume=True, ray=RayOptions(actors=1))
+    resumed = scan_to_file(
+        [folder], OutputOptions(str(on_ray), resume=True), tiny_predictor, options, ray=RayOptions(actors=1)
+    )
     assert resumed.images == 3 and resumed.skipped == 10
     paths = [r["path"] for r in _rows(on_ray)]
     assert len(paths) == len(set(paths)) == 13

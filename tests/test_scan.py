@@ -278,7 +278,7 @@ def test_paths_from_stdin_rows_to_stdout_and_a_summary_for_scripts(run_cli, crop
 def test_a_results_file_records_what_made_it(run_cli, crops, tmp_path, tiny_model_path):
     import json
 
-    from agebatch.scanning.engines import file_sha256
+    from agebatch.modelfile.twin import file_sha256
 
     out = tmp_path / "r.csv"
     assert run_cli("scan", crops, "--out", out, "--detector", "none")[0] == 0

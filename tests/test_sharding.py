@@ -78,7 +78,7 @@ def test_merge_refuses_overlaps_other_columns_torn_parts_and_its_own_inputs(fold
     with pytest.raises(results.OutputError, match="overlap"):
         results.merge([part, twin], out)
     jsonl = tmp_path / "part.jsonl"
-    scan_to_file([folder / "sub"], jsonl, tiny_predictor, ScanOptions(detector="none"), fmt="jsonl")
+    scan_to_file([folder / "sub"], jsonl, tiny_predictor, ScanOptions(detector="none"))  # .jsonl: JSON Lines
     with pytest.raises(results.OutputError, match="other columns or another format"):
         results.merge([part, jsonl], out)
     torn = tmp_path / "torn.csv"

@@ -28,7 +28,7 @@ sys.path.insert(0, str(REPO / "benchmarks"))
 
 import detectors as generated  # noqa: E402
 
-from agebatch.scanning import faces  # noqa: E402
+from agebatch.scanning import detectors, faces  # noqa: E402
 from agebatch.training.sources import read_sources  # noqa: E402
 
 IMAGE_SIZE = 128
@@ -81,7 +81,7 @@ def cut_chunk(job: tuple) -> list[tuple[int, str | None]]:
     (row, None) for images that cannot be read."""
     part, out, detector_name, seed = job
     maker = generated.Maker([], seed)
-    detector = faces.make_detector(detector_name)
+    detector = detectors.make_detector(detector_name)
     rows = []
     for record in part.itertuples():
         try:

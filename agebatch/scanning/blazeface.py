@@ -30,8 +30,9 @@ from PIL import Image
 
 from agebatch.common.vendored import read_vendored
 from agebatch.scanning import images
-from agebatch.scanning.facebox import DETECT_SIDE, MTCNN_MIN_FACE, Face
-from agebatch.scanning.onet import OnetVerifier
+from agebatch.scanning.detectors import DETECT_SIDE
+from agebatch.scanning.facebox import MTCNN_MIN_FACE, Face
+from agebatch.scanning.onet import ONET_FILE, OnetVerifier
 
 SCORE_CLIP = 100.0  # raw logits are clipped before the sigmoid, as MediaPipe does
 NMS_IOU = 0.3  # boxes overlapping more than this are one face
@@ -252,6 +253,7 @@ class BlazeFaceDetector:
     ``--min-face`` mean one thing whichever detector found the face."""
 
     name = "blazeface"
+    vendored_files = (SHORT_RANGE.file, ONET_FILE)
 
     def __init__(self, min_face: float, min_score: float, model: BlazeFaceModel = SHORT_RANGE) -> None:
         self.min_face = min_face

@@ -10,7 +10,6 @@ from typing import Protocol
 
 from PIL import Image
 
-DETECT_SIDE = 1280  # longer side of the copy the detector runs on
 MTCNN_MIN_FACE = 20  # mtcnn 1.0.0 finds nothing with any other min_face_size
 
 

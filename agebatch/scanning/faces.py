@@ -14,10 +14,9 @@ import math
 import numpy as np
 from PIL import Image
 
-from agebatch.scanning.facebox import DETECT_SIDE, MTCNN_MIN_FACE, Detector, Face
-from agebatch.scanning.options import DEFAULT_MIN_FACE, DETECTOR_MIN_SCORE, DETECTORS, score_threshold
+from agebatch.scanning.facebox import Detector, Face
 
-__all__ = ["DETECT_SIDE", "Detector", "Face", "check_detector", "crop_face", "find_faces", "make_detector"]
+__all__ = ["Detector", "Face", "crop_face", "find_faces"]
 
 # Measured with MTCNN on UTKFace crops pasted into photos: the box side (sqrt(w*h)) is 0.935 of the
 # crop side. (On a crop alone the box is cut short by the crop's edges: 0.885, which framed photo faces
@@ -31,95 +30,13 @@ class WholeImageDetector:
     """``--detector none``: the whole image is one face (folders of pre-cropped faces such as UTKFace)."""
 
     name = "none"
+    vendored_files: tuple[str, ...] = ()
+
+    def __init__(self, min_face: int = 0, min_score: float = 0.0) -> None:
+        """Neither bound applies: the image is the face whatever its size."""
 
     def detect(self, image: Image.Image, scale: float = 1.0) -> list[Face]:
         return [Face(0.0, 0.0, float(image.width), float(image.height), 1.0)]
-
-
-class MtcnnDetector:
-    """MTCNN (the ``mtcnn`` package; its weights ship inside the wheel, nothing is downloaded).
-
-    The detector runs on a copy whose longer side is at most ``DETECT_SIDE``: its cost grows with the
-    pixel count, and faces smaller than 20 detector pixels are not found anyway.
-    """
-
-    name = "mtcnn"
-
-    def __init__(
-        self,
-        min_face: int = DEFAULT_MIN_FACE,
-        min_score: float = DETECTOR_MIN_SCORE["mtcnn"],
-        detect_side: int = DETECT_SIDE,
-    ) -> None:
-        self.min_face = min_face
-        self.min_score = min_score
-        self.detect_side = detect_side
-        self._mtcnn = None
-
-    def _net(self):
-        if self._mtcnn is None:
-            from agebatch.common import quiet
-
-            quiet.load_tensorflow()  # mtcnn imports TensorFlow: keep its start-up notices quiet
-            from mtcnn import MTCNN
-
-            self._mtcnn = MTCNN(device="CPU:0")
-        return self._mtcnn
-
-    def detect(self, image: Image.Image, scale: float = 1.0) -> list[Face]:
-        if image.mode != "RGB":  # MTCNN takes three channels only
-            image = image.convert("RGB")
-        factor = min(1.0, self.detect_side / max(image.size))
-        small = (
-            image
-            if factor == 1.0
-            else image.resize(
-                (max(1, round(image.width * factor)), max(1, round(image.height * factor))), Image.Resampling.BILINEAR
-            )
-        )
-        if min(small.size) < 24:  # below MTCNN's smallest pyramid level
-            return []
-        try:
-            found = self._net().detect_faces(np.asarray(small), min_face_size=MTCNN_MIN_FACE)
-        except (ValueError, IndexError) as exc:  # mtcnn's own edge cases on odd shapes
-            if "empty" in str(exc).lower() or "index" in str(exc).lower():
-                return []
-            raise
-        faces = []
-        for item in found or []:
-            x, y, w, h = (float(v) for v in item["box"])
-            marks = {k: (float(u), float(v)) for k, (u, v) in item.get("keypoints", {}).items()}
-            face = Face(x, y, w, h, float(item["confidence"]), marks).scaled(1 / factor)
-            if face.score >= self.min_score and face.side * scale >= self.min_face:
-                faces.append(face)
-        faces.sort(key=lambda f: -f.width * f.height)
-        return faces
-
-
-def make_detector(name: str, min_face: int = DEFAULT_MIN_FACE, min_score: float | None = None) -> Detector:
-    """The detector ``name`` (one of ``options.DETECTORS``); ``min_score`` None means its own threshold."""
-    if name not in DETECTORS:
-        raise ValueError(f"unknown detector {name!r} (choose {', '.join(DETECTORS)})")
-    threshold = score_threshold(name, min_score)
-    if name == "none":
-        return WholeImageDetector()
-    if name == "blazeface":
-        from agebatch.scanning.blazeface import BlazeFaceDetector
-
-        return BlazeFaceDetector(min_face=min_face, min_score=threshold)
-    return MtcnnDetector(min_face=min_face, min_score=threshold)
-
-
-def check_detector(name: str) -> None:
-    """Read the detector's model files now (BlazeFace's and O-Net's are checked by SHA-256), so a missing
-    or altered file is one clear error before a run starts rather than an error row for every image."""
-    if name == "blazeface":
-        from agebatch.common.vendored import read_vendored
-        from agebatch.scanning.blazeface import SHORT_RANGE
-        from agebatch.scanning.onet import ONET_FILE
-
-        read_vendored(SHORT_RANGE.file)
-        read_vendored(ONET_FILE)
 
 
 def framing(face: Face) -> tuple[float, float, float, float]:
@@ -169,15 +86,6 @@ def cut_framed(image: Image.Image, cx: float, cy: float, side: float, angle: flo
         offset = (outer - size) // 2
         region = region.crop((offset, offset, offset + size, offset + size))
     return region
-
-
-def decode_side(detector: str, image_size: int) -> int:
-    """How many pixels (longer side) a photo needs once decoded: for a whole-image "face" a little
-    more than the model's input; for BlazeFace the side it searches at most (``DETECT_SIDE``); for
-    MTCNN twice that. Big JPEGs are decoded at reduced scale (draft mode)."""
-    if detector == "none":
-        return 2 * image_size
-    return DETECT_SIDE if detector == "blazeface" else 2 * DETECT_SIDE
 
 
 def find_faces(

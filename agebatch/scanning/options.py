@@ -9,19 +9,16 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from agebatch.common.settings import setting
+from agebatch.scanning.detectors import DEFAULT_MIN_FACE, REGISTRY
 from agebatch.scanning.sharding import Shard
 
 # The default is chosen on benchmarks/detectors.py: BlazeFace finds what MTCNN finds on portraits, turned,
 # grey and dark faces with no more false positives (a few points fewer of the tiniest group faces), at
 # several times the speed, and needs no TensorFlow.
-DETECTORS = ("blazeface", "mtcnn", "none")  # "none": each whole image is one face crop
+DETECTORS = tuple(REGISTRY)  # "none": each whole image is one face crop
 DEFAULT_DETECTOR = "blazeface"
-DEFAULT_MIN_FACE = 40  # pixels of the original image; smaller faces are too blurred to judge
-# Each detector's confidence threshold (scores are not comparable across detectors), chosen on the
-# recall and false-positive sets of benchmarks/detectors.py. BlazeFace's faces scoring below
-# ``blazeface.SURE_SCORE`` must also pass MTCNN's O-Net, which is what lets its threshold sit this low.
-DETECTOR_MIN_SCORE = {"mtcnn": 0.8, "blazeface": 0.6, "none": 0.0}
-TENSORFLOW_DETECTORS = ("mtcnn",)  # the detectors that import TensorFlow (slow to start)
+DETECTOR_MIN_SCORE = {name: entry.min_score for name, entry in REGISTRY.items()}
+TENSORFLOW_DETECTORS = tuple(name for name, entry in REGISTRY.items() if entry.needs_tensorflow)
 DEFAULT_BATCH_SIZE = 64
 ENGINES = ("auto", "keras", "tflite")  # auto: the .tflite twin beside the .keras file when there is one
 EXPLAIN_HEADS = ("age", "gender")  # the estimates Grad-CAM can explain
@@ -50,6 +47,35 @@ class ScanOptions:
     def score_threshold(self) -> float:
         """``min_score``, or the chosen detector's own threshold when none was given."""
         return score_threshold(self.detector, self.min_score)
+
+
+@dataclass(frozen=True)
+class ModelOptions:
+    """Which model estimates the faces and how it runs; ``predict``, ``explain`` and ``serve`` take these too."""
+
+    model: str | None = setting(None, "Model file (.keras); default: the shipped model or $AGEBATCH_MODEL.")
+    engine: str = setting(
+        ENGINES[0], "Inference engine: tflite (fast, used when the model has a .tflite twin) or keras."
+    )
+    flip_average: bool = setting(
+        False, "Also run each face mirrored and average the two: slightly more accurate, half the speed."
+    )
+
+
+@dataclass(frozen=True)
+class OutputOptions:
+    """Where a scan's rows go and how they are written."""
+
+    out: str = setting("-", "Results file to write (CSV or JSONL); - for stdout.")
+    format: str | None = setting(None, "Output format (default: from --out's extension, else csv).")
+    resume: bool = setting(False, "Skip images already in --out (same path, size, mtime); append new ones.")
+    excel_safe: bool = setting(False, "Neutralise cells a spreadsheet would run as formulas.")
+    wait: bool = setting(False, "If another scan is writing --out, wait for it instead of failing.")
+    summary_json: str | None = setting(None, "Also write the run's summary as JSON to this file.")
+
+    @property
+    def to_stdout(self) -> bool:
+        return self.out == "-"
 
 
 def score_threshold(detector: str, min_score: float | None) -> float:

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image
 
-from agebatch.scanning import faces, images, options
+from agebatch.scanning import detectors, faces, images, options
 from agebatch.scanning.predictor import Prediction, Predictor
 
 
@@ -42,9 +42,9 @@ def analyse(
     """Every face in one photo with its prediction; raises ``images.ImageError`` for unusable files.
 
     ``detector`` is a detector's name (built with ``min_face`` and ``min_score``) or one already built
-    by ``faces.make_detector``, which callers examining many photos pass to load its networks once."""
-    finder = faces.make_detector(detector, min_face, min_score) if isinstance(detector, str) else detector
-    decoded = images.decode(path, max_side=faces.decode_side(finder.name, predictor.image_size))
+    by ``detectors.make_detector``, which callers examining many photos pass to load its networks once."""
+    finder = detectors.make_detector(detector, min_face, min_score) if isinstance(detector, str) else detector
+    decoded = images.decode(path, max_side=detectors.decode_side(finder.name, predictor.image_size))
     found, crops = faces.find_faces(decoded.image, finder, predictor.image_size, decoded.scale)
     results = []
     if crops:

@@ -15,9 +15,10 @@ import numpy as np
 
 from agebatch import results
 from agebatch.common.text import one_line
-from agebatch.scanning import discovery, faces, images
+from agebatch.scanning import detectors, discovery, faces, images
 from agebatch.scanning.options import ScanOptions
 from agebatch.scanning.predictor import Estimates
+from agebatch.scanning.rows import face_columns
 
 
 @dataclass
@@ -36,12 +37,12 @@ class Pipeline:
     def __init__(self, options: ScanOptions, image_size: int) -> None:
         self.options = options
         self.image_size = image_size
-        self.decode_side = faces.decode_side(options.detector, image_size)
+        self.decode_side = detectors.decode_side(options.detector, image_size)
         self._local = threading.local()
 
     def detector(self) -> faces.Detector:
         if not hasattr(self._local, "detector"):  # one per thread: MTCNN keeps per-call state
-            self._local.detector = faces.make_detector(
+            self._local.detector = detectors.make_detector(
                 self.options.detector, self.options.min_face, self.options.min_score
             )
         return self._local.detector
@@ -65,6 +66,7 @@ class Pipeline:
 
 
 def rows_of(work: Work, estimates: Estimates | None) -> list[dict]:
+    """The image's rows: one per face, or one saying why it has none (no face, or the error)."""
     base = {"path": results.display_path(work.path), "file_size": None, "file_mtime": None, "taken_at": work.taken_at}
     if work.key is not None:
         base.update(file_size=work.key.size, file_mtime=work.key.mtime)
@@ -72,30 +74,16 @@ def rows_of(work: Work, estimates: Estimates | None) -> list[dict]:
         return [dict(base, face=None, status="error", error=work.error, faces=0)]
     if not work.faces:
         return [dict(base, face=None, status="no_face", error=None, faces=0)]
-    rows = []
-    for index, face in enumerate(work.faces):
-        p = estimates.prediction(index)
-        rows.append(
-            dict(
-                base,
-                face=index,
-                x=round(face.x),
-                y=round(face.y),
-                width=round(face.width),
-                height=round(face.height),
-                face_score=round(face.score, 4),
-                age=p.age,
-                age_low=p.age_low,
-                age_high=p.age_high,
-                gender=p.gender,
-                gender_prob=p.gender_prob,
-                female_prob=p.female_prob,
-                status="ok",
-                error=None,
-                faces=len(work.faces),
-            )
+    return [
+        dict(
+            base,
+            **face_columns(index, face, estimates.prediction(index)),
+            status="ok",
+            error=None,
+            faces=len(work.faces),
         )
-    return rows
+        for index, face in enumerate(work.faces)
+    ]
 
 
 def pending_work(

@@ -24,8 +24,8 @@ import pandas as pd
 
 from agebatch import results
 from agebatch.common.text import count
-from agebatch.scanning import discovery, faces
-from agebatch.scanning.options import DEFAULT_DETECTOR, TENSORFLOW_DETECTORS, ScanOptions
+from agebatch.scanning import detectors, discovery
+from agebatch.scanning.options import DEFAULT_DETECTOR, TENSORFLOW_DETECTORS, OutputOptions, ScanOptions
 from agebatch.scanning.pipeline import Pipeline, Work, pending_work, rows_of
 from agebatch.scanning.predictor import Predictor
 
@@ -97,10 +97,10 @@ def iter_scan(
 ) -> Iterator[list[dict]]:
     """Yield each image's rows (a list of dicts) in discovery order.
 
-    ``skip(key)`` lets ``--resume`` leave out images already in the output.
+    ``skip(key)`` lets ``--resume`` leave out images already in the output. The inputs are not checked
+    here: ``check_inputs`` runs once, in whichever entry point started the scan.
     """
     options = options or ScanOptions()
-    faces.check_detector(options.detector)  # a damaged model file: one error now, not an error row per image
     if options.detector in TENSORFLOW_DETECTORS:
         from agebatch.common import quiet
 
@@ -164,9 +164,9 @@ def scan(
     if isinstance(paths, (str, os.PathLike)):
         paths = [paths]
     paths = list(paths)
-    discovery.check_paths(paths)
-    predictor = model if isinstance(model, Predictor) else Predictor(model)
     opts = ScanOptions(detector=detector, **options)
+    check_inputs(paths, opts)
+    predictor = model if isinstance(model, Predictor) else Predictor(model, opts.batch_size)
     rows = [row for group in iter_scan(paths, predictor, opts) for row in group]
     return pd.DataFrame(rows, columns=list(results.ALL_COLUMNS))
 
@@ -176,7 +176,7 @@ def provenance(predictor: Predictor, options: ScanOptions | None) -> dict:
     from dataclasses import asdict
 
     from agebatch import __version__
-    from agebatch.scanning.engines import file_sha256
+    from agebatch.modelfile.twin import file_sha256
 
     options = options or ScanOptions()
     settings = asdict(options)
@@ -192,6 +192,13 @@ def provenance(predictor: Predictor, options: ScanOptions | None) -> dict:
     }
 
 
+def check_inputs(paths: list, options: ScanOptions) -> None:
+    """Before any work: every path exists and the detector's model files are the shipped ones, so a
+    typo or a damaged install is one clear error, not an error row for every image."""
+    discovery.check_paths(paths)
+    detectors.check_detector(options.detector)
+
+
 def scan_to_stream(
     paths: Iterable[str | os.PathLike],
     stream,
@@ -204,7 +211,20 @@ def scan_to_stream(
     """Scan and write the rows to an open text ``stream`` (``--out -``: standard output) as they come:
     no temporary file, no lock, no resume; each image's rows in one write."""
     paths = list(paths)
-    discovery.check_paths(paths)
+    check_inputs(paths, options or ScanOptions())
+    return write_to_stream(paths, stream, predictor, options, fmt, excel, progress)
+
+
+def write_to_stream(
+    paths: list,
+    stream,
+    predictor: Predictor,
+    options: ScanOptions | None,
+    fmt: str,
+    excel: bool,
+    progress: Callable[[ScanSummary], None] | None,
+) -> ScanSummary:
+    """``scan_to_stream`` once the inputs are checked."""
     summary = ScanSummary()
     started = time.monotonic()
     stream.write(results.header(fmt))
@@ -220,24 +240,38 @@ def scan_to_stream(
 
 def scan_to_file(
     paths: Iterable[str | os.PathLike],
-    out: str | os.PathLike,
+    output: OutputOptions | str | os.PathLike,
     predictor: Predictor,
     options: ScanOptions | None = None,
-    fmt: str = "csv",
-    resume: bool = False,
-    excel: bool = False,
-    wait: bool = False,
     progress: Callable[[ScanSummary], None] | None = None,
     ray: RayOptions | None = None,
 ) -> ScanSummary:
     """Scan into a results file with the safety guarantees of ``results.ResultsWriter``; with ``ray``
     the images are processed on a Ray cluster (``distributed``), the rows written here all the same.
 
-    On KeyboardInterrupt the summary (``interrupted=True``) is attached to the exception as
+    ``output`` is the results file's path, or ``OutputOptions`` for its format, ``--resume`` and the
+    rest. On KeyboardInterrupt the summary (``interrupted=True``) is attached to the exception as
     ``exc.summary`` and the exception re-raised, after the writer has saved what it may.
     """
     paths = list(paths)
-    discovery.check_paths(paths)
+    options = options or ScanOptions()
+    output = output if isinstance(output, OutputOptions) else OutputOptions(out=os.fspath(output))
+    check_inputs(paths, options)
+    fmt = results.format_for(output.out, output.format)
+    return write_to_file(paths, predictor, options, output, fmt, progress, ray)
+
+
+def write_to_file(
+    paths: list,
+    predictor: Predictor,
+    options: ScanOptions,
+    output: OutputOptions,
+    fmt: str,
+    progress: Callable[[ScanSummary], None] | None,
+    ray: RayOptions | None,
+) -> ScanSummary:
+    """``scan_to_file`` once the inputs are checked and the format is known."""
+    out = output.out
     results.check_not_an_input(out, paths)
     summary = ScanSummary()
     started = time.monotonic()
@@ -245,15 +279,15 @@ def scan_to_file(
     def skipped() -> None:
         summary.skipped += 1
 
-    with results.ResultsWriter(out, fmt, resume=resume, excel=excel, wait=wait) as writer:
+    with results.ResultsWriter(out, fmt, resume=output.resume, excel=output.excel_safe, wait=output.wait) as writer:
         try:
-            skip = writer.is_done if resume else None
+            skip = writer.is_done if output.resume else None
             if ray is None:
                 groups = iter_scan(paths, predictor, options, skip=skip, on_skip=skipped)
             else:
                 from agebatch.scanning.distributed import iter_scan_on_ray
 
-                groups = iter_scan_on_ray(paths, predictor, options or ScanOptions(), ray, skip=skip, on_skip=skipped)
+                groups = iter_scan_on_ray(paths, predictor, options, ray, skip=skip, on_skip=skipped)
             for rows in groups:
                 writer.write_image(rows)
                 summary.add(rows)

@@ -1,0 +1,87 @@
+"""What ``agebatch scan`` does from its options: check what can be checked cheaply, load the model
+once, scan into the results file (or stdout), and write the summary.
+
+The checks come first and each runs once, so a bad path, a damaged detector file, a missing extra or
+an unusable output is one clear ``SetupError`` before the model loads, not an error row per image.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from collections.abc import Iterable
+from pathlib import Path
+from typing import IO, TYPE_CHECKING
+
+from agebatch import results
+from agebatch.common import atomic, progress
+from agebatch.common.errors import SetupError
+from agebatch.scanning import detectors, discovery
+from agebatch.scanning.options import ModelOptions, OutputOptions, ScanOptions
+from agebatch.scanning.predictor import Predictor
+from agebatch.scanning.scanner import ScanSummary, write_to_file, write_to_stream
+
+if TYPE_CHECKING:
+    from agebatch.scanning.distributed import RayOptions
+
+
+def paths_from(stream: IO[bytes], null: bool = False) -> list[Path]:
+    """PATH ``-``: one path a line (or NUL-separated with ``null``) from ``stream``, like xargs."""
+    data = stream.read()
+    names = data.split(b"\0") if null else data.splitlines()
+    paths = [Path(os.fsdecode(name)) for name in names if name.strip()]
+    if not paths:
+        raise SetupError("no paths on stdin (PATH -)")
+    return paths
+
+
+def output_format(output: OutputOptions) -> str:
+    """The results format: ``--format``, else from the output's name (CSV for stdout)."""
+    if output.to_stdout:
+        return output.format or results.FORMATS[0]
+    return results.format_for(output.out, output.format)
+
+
+def run_scan(
+    paths: Iterable[str | os.PathLike],
+    options: ScanOptions,
+    model: ModelOptions,
+    output: OutputOptions,
+    ray: RayOptions | None = None,
+    show_progress: bool = False,
+) -> ScanSummary:
+    """Scan ``paths`` into ``output`` with the model ``model`` names, checking everything first.
+
+    Raises ``SetupError`` (one line) for anything that stops the run before it starts; on
+    KeyboardInterrupt the exception carries the summary so far as ``exc.summary``.
+    """
+    paths = list(paths)
+    if output.to_stdout and output.resume:
+        raise SetupError("--resume needs a results file, not --out -")
+    if output.summary_json is not None:
+        atomic.check_output(output.summary_json, paths)
+    fmt = output_format(output)
+    discovery.check_paths(paths)
+    detectors.check_detector(options.detector)
+    if ray is not None:
+        from agebatch.scanning.distributed import require_ray
+
+        require_ray()
+    predictor = Predictor.from_options(model, options.batch_size)
+    total = _count_images(paths, options) if show_progress and not output.resume else None
+    with progress.scan_progress(show_progress, total) as update:
+        if output.to_stdout:
+            summary = write_to_stream(paths, sys.stdout, predictor, options, fmt, output.excel_safe, update)
+        else:
+            summary = write_to_file(paths, predictor, options, output, fmt, update, ray)
+    if output.summary_json is not None:
+        atomic.write_text(output.summary_json, json.dumps({"out": output.out, **summary.as_dict()}, indent=1) + "\n")
+    return summary
+
+
+def _count_images(paths: list, options: ScanOptions) -> int:
+    """How many images the scan will process, for the progress bar's total and ETA (discovery is quick)."""
+    from agebatch.scanning.pipeline import pending_work
+
+    return sum(1 for _ in pending_work(paths, options))
