@@ -21,6 +21,7 @@ import pandas as pd
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from agebatch.reporting.aggregate import build_report, write_report  # noqa: E402
+from agebatch.reporting.options import ReportOptions  # noqa: E402
 from agebatch.results import ALL_COLUMNS  # noqa: E402
 
 
@@ -85,7 +86,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as folder:
         before = peak_rss_mb()
         started = time.perf_counter()
-        data = build_report([csv_path], depth=2)
+        data = build_report([csv_path], ReportOptions(depth=2))
         built = time.perf_counter()
         html = write_report(data, Path(folder) / "report.html")
         done = time.perf_counter()

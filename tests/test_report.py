@@ -8,6 +8,7 @@ import pytest
 
 from agebatch import results
 from agebatch.reporting.aggregate import ReportError, build_report, write_report
+from agebatch.reporting.options import ReportOptions
 
 HOSTILE = '<img src=x onerror=alert("x")>.jpg'
 
@@ -65,7 +66,7 @@ def test_numbers(known):
     assert set(folders) == {"a", "b", TOP_LEVEL()}
     assert folders["a"]["faces"] == 2 and folders["a"]["images"] == 2
     assert folders["b"]["faces"] == 2 and folders["b"]["images"] == 3
-    deeper = {f["folder"]: f for f in build_report([known], depth=2)["overall"]["folders"]}
+    deeper = {f["folder"]: f for f in build_report([known], ReportOptions(depth=2))["overall"]["folders"]}
     assert deeper["b/c"]["faces"] == 1 and deeper["b"]["faces"] == 1
 
 
@@ -76,7 +77,7 @@ def TOP_LEVEL():
 
 
 def test_min_gender_prob_leaves_low_confidence_out_of_splits(known):
-    o = build_report([known], min_gender_prob=0.6)["overall"]
+    o = build_report([known], ReportOptions(min_gender_prob=0.6))["overall"]
     assert o["gender_counts"] == {"male": 2, "female": 1}
     assert o["excluded_from_gender_splits"] == 1
     assert o["faces"] == 4  # still counted for age
@@ -264,12 +265,12 @@ def test_by_chooses_and_orders_the_comparisons(tmp_path):
     both = render(build_report([dated]))
     assert both.index("<h2>Folders</h2>") < both.index("<h2>Over time</h2>")
     assert "<th>day</th>" in both  # the per-period table
-    dates_first = render(build_report([dated], by=["taken_at", "folder"]))
+    dates_first = render(build_report([dated], ReportOptions(by=["taken_at", "folder"])))
     assert dates_first.index("<h2>Over time</h2>") < dates_first.index("<h2>Folders</h2>")
-    dates_only = render(build_report([dated], by=["taken_at"]))
+    dates_only = render(build_report([dated], ReportOptions(by=["taken_at"])))
     assert "<h2>Over time</h2>" in dates_only and "<h2>Folders</h2>" not in dates_only
     with pytest.raises(ReportError, match="cannot break down by camera"):
-        build_report([dated], by=["camera"])
+        build_report([dated], ReportOptions(by=["camera"]))
     out = tmp_path / "r.json"
     result = CliRunner().invoke(app, ["report", str(dated), "--by", "taken_at", "--format", "json", "--out", str(out)])
     assert result.exit_code == 0, result.output
@@ -294,3 +295,32 @@ def test_the_report_embeds_the_checked_small_plotly_bundle_and_refuses_a_changed
     with pytest.raises(ReportError, match="not the file agebatch shipped"):
         write_report(build_report([results_file]), tmp_path / "r2.html")
     assert not (tmp_path / "r2.html").exists()
+
+
+def test_a_counter_added_to_the_tally_is_summed_across_files(known, tmp_path):
+    """Tallies merge by the type of each field: numbers, arrays, counters and per-folder dicts all add up,
+    so a multi-file report never reads 0 for a counter the merge does not know by name."""
+    from agebatch.reporting.tally import Tally, tally_file
+
+    first, second = tally_file(known), tally_file(known)
+    total = Tally(name="all files")
+    total.merge(first)
+    total.merge(second)
+    assert total.name == "all files"
+    assert (total.rows, total.images, total.faces, total.errors) == (14, 12, 8, 4)
+    assert (total.ages == 2 * first.ages).all()
+    assert total.error_reasons == first.error_reasons + second.error_reasons
+    assert {name: f.faces for name, f in total.folders.items()} == {
+        name: 2 * f.faces for name, f in first.folders.items()
+    }
+    assert first.rows == 7  # merging copies: the parts keep their own counts
+
+
+def test_rows_in_memory_give_the_report_of_their_file(known):
+    """The web app tallies its filtered rows without writing them to a file first: same numbers."""
+    from agebatch.web.core import read_results, report_data
+
+    from_file = build_report([known])["overall"]
+    in_memory = report_data(read_results(known))["overall"]
+    for key in ("images", "faces", "errors", "gender_counts", "age_histogram", "age_groups", "folders"):
+        assert in_memory[key] == from_file[key], key

@@ -11,219 +11,21 @@ import datetime as dt
 import json
 import math
 import os
-from collections import Counter
-from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field
+from collections.abc import Iterable
 from pathlib import Path
 
-import numpy as np
-import pandas as pd
-
 from agebatch.common import atomic
-from agebatch.common.files import open_regular, read_regular
-from agebatch.common.text import one_line
-from agebatch.contract import AGE_BAND_LABELS, AGE_BANDS, GENDERS, REPORT_MAX_AGE, age_band
+from agebatch.common.files import open_regular
+from agebatch.contract import AGE_BAND_LABELS, AGE_BANDS, age_band
 from agebatch.reporting import timeline
 from agebatch.reporting.estimates import error_rates, median_of_histogram, share_with_interval
 from agebatch.reporting.options import BREAKDOWNS, ReportOptions
-from agebatch.results import reason_group
+from agebatch.reporting.tally import MAX_AGE, FolderTally, ReportError, Tally, tally_file
 
 _DEFAULTS = ReportOptions()
 
-REQUIRED_COLUMNS = ("path", "face", "age", "gender", "gender_prob", "status", "error")
-MAX_AGE = REPORT_MAX_AGE
 AGE_GROUPS = list(AGE_BAND_LABELS)
-ERROR_LIST_CAP = 200
-CHUNK_ROWS = 200_000
 TOP_LEVEL = "(top level)"
-
-
-class ReportError(Exception):
-    """A results file that cannot be reported on; one-line message."""
-
-
-def _age_histogram(ages: np.ndarray) -> np.ndarray:
-    bins = np.clip(np.floor(ages), 0, MAX_AGE).astype(np.int64)
-    return np.bincount(bins, minlength=MAX_AGE + 1)
-
-
-@dataclass
-class FolderTally:
-    faces: int = 0
-    male: int = 0
-    female: int = 0
-    images: int = 0
-    ages: np.ndarray = field(default_factory=lambda: np.zeros(MAX_AGE + 1, np.int64))
-
-    def merge(self, other: FolderTally) -> None:
-        self.faces += other.faces
-        self.male += other.male
-        self.female += other.female
-        self.images += other.images
-        self.ages += other.ages
-
-
-@dataclass
-class Tally:
-    """Everything the report shows about one results file, as counts."""
-
-    name: str
-    rows: int = 0
-    images: int = 0
-    faces: int = 0
-    no_face: int = 0
-    errors: int = 0
-    low_confidence: int = 0
-    excluded_low_confidence: int = 0
-    ages: np.ndarray = field(default_factory=lambda: np.zeros(MAX_AGE + 1, np.int64))
-    ages_by_gender: dict = field(default_factory=lambda: {g: np.zeros(MAX_AGE + 1, np.int64) for g in GENDERS})
-    gender_prob_bins: np.ndarray = field(default_factory=lambda: np.zeros(10, np.int64))  # 0.5..1.0
-    faces_per_image: Counter = field(default_factory=Counter)
-    error_reasons: Counter = field(default_factory=Counter)
-    error_examples: list = field(default_factory=list)
-    folders: dict = field(default_factory=dict)  # parent folder -> FolderTally
-    days: dict = field(default_factory=dict)  # capture day -> tallies (see timeline)
-    has_dates: bool = False  # the results have a taken_at column at all
-
-    @property
-    def gender_counts(self) -> dict:
-        return {g: int(self.ages_by_gender[g].sum()) for g in GENDERS}
-
-
-# -- reading ------------------------------------------------------------------------------------
-def _read_chunks(path: Path) -> Iterator[pd.DataFrame]:
-    """Chunks of a results file with the required columns as strings (so nothing is guessed)."""
-    if path.is_dir():
-        raise ReportError(f"{path} is a folder; give the results file(s) that agebatch scan wrote")
-    if not path.is_file():
-        raise ReportError(f"results file not found: {path}")
-    try:  # the content decides, not the name: a .json or .txt holding JSON Lines still reads
-        first = read_regular(path, 1 << 16, first_line=True)
-    except (OSError, ValueError) as exc:
-        raise ReportError(f"cannot read {path}: {one_line(exc)}") from exc
-    is_jsonl = first.lstrip().startswith(b"{")
-    try:
-        if is_jsonl:
-            reader = pd.read_json(path, lines=True, chunksize=CHUNK_ROWS, dtype=False)
-        else:
-            with open(path, encoding="utf-8", errors="replace", newline="") as handle:
-                header_line = handle.readline()
-            if not header_line.strip():
-                return
-            import csv
-
-            columns = next(csv.reader([header_line]))
-            missing = [c for c in REQUIRED_COLUMNS if c not in columns]
-            if missing:
-                raise ReportError(f"{path} is missing column(s) {', '.join(missing)}: is it an agebatch results file?")
-            wanted = [c for c in (*REQUIRED_COLUMNS, "faces", timeline.COLUMN) if c in columns]
-            reader = pd.read_csv(
-                path,
-                usecols=wanted,
-                dtype=str,
-                keep_default_na=False,
-                chunksize=CHUNK_ROWS,
-                encoding="utf-8",
-                encoding_errors="replace",
-            )
-        for chunk in reader:
-            missing = [c for c in REQUIRED_COLUMNS if c not in chunk.columns]
-            if missing:
-                raise ReportError(f"{path} is missing column(s) {', '.join(missing)}: is it an agebatch results file?")
-            yield chunk
-    except ReportError:
-        raise
-    except (ValueError, pd.errors.ParserError, UnicodeDecodeError) as exc:
-        reason = one_line(exc)
-        raise ReportError(f"cannot parse {path}: {reason}") from exc
-
-
-def _as_text(series: pd.Series) -> pd.Series:
-    return series.fillna("").astype(str).replace({"None": "", "nan": ""})
-
-
-def _parent(paths: pd.Series) -> pd.Series:
-    if paths.empty:
-        return paths
-    parts = paths.str.rpartition("/")
-    return parts[0].where(parts[1] == "/", ".")
-
-
-def tally_file(
-    path: str | os.PathLike,
-    min_gender_prob: float = _DEFAULTS.min_gender_prob,
-    low_confidence: float = _DEFAULTS.low_confidence,
-) -> Tally:
-    """Stream one results file into a ``Tally``."""
-    path = Path(path)
-    tally = Tally(name=path.name)
-    for chunk in _read_chunks(path):
-        _add_chunk(tally, chunk, min_gender_prob, low_confidence)
-    return tally
-
-
-def _add_chunk(tally: Tally, chunk: pd.DataFrame, min_gender_prob: float, low_confidence: float) -> None:
-    tally.rows += len(chunk)
-    if chunk.empty:
-        return
-    status = _as_text(chunk["status"])
-    face = _as_text(chunk["face"]).str.replace(".0", "", regex=False)
-    first_row = face.isin(["", "0"])  # exactly one per image
-    tally.images += int(first_row.sum())
-    tally.no_face += int((status == "no_face").sum())
-    errors = status == "error"
-    tally.errors += int(errors.sum())
-    if errors.any():
-        reasons = _as_text(chunk.loc[errors, "error"])
-        tally.error_reasons.update(reasons.map(reason_group))
-        room = ERROR_LIST_CAP - len(tally.error_examples)
-        if room > 0:
-            sample = chunk.loc[errors, ["path", "error"]].head(room)
-            tally.error_examples += [(str(p), str(e)) for p, e in sample.itertuples(index=False)]
-    if "faces" in chunk:
-        counts = pd.to_numeric(chunk.loc[first_row, "faces"], errors="coerce").fillna(0).astype(int)
-        tally.faces_per_image.update(counts.clip(upper=10).tolist())
-
-    ok = chunk[status == "ok"]
-    parents_all = _parent(_as_text(chunk.loc[first_row, "path"]))
-    for parent, n in parents_all.value_counts().items():
-        tally.folders.setdefault(parent, FolderTally()).images += int(n)
-    if ok.empty:
-        return
-    ages = pd.to_numeric(ok["age"], errors="coerce")
-    probs = pd.to_numeric(ok["gender_prob"], errors="coerce").fillna(0.0)
-    genders = _as_text(ok["gender"])
-    valid = ages.notna()
-    ages, probs, genders = ages[valid].to_numpy(float), probs[valid].to_numpy(float), genders[valid].to_numpy()
-    parents = _parent(_as_text(ok.loc[valid, "path"])).to_numpy()
-    tally.faces += len(ages)
-    tally.ages += _age_histogram(ages)
-    tally.low_confidence += int((probs < low_confidence).sum())
-    tally.gender_prob_bins += np.bincount(np.clip(((probs - 0.5) * 20).astype(int), 0, 9), minlength=10)
-    confident = probs >= min_gender_prob
-    tally.excluded_low_confidence += int((~confident).sum())
-    for gender in GENDERS:
-        mask = confident & (genders == gender)
-        tally.ages_by_gender[gender] += _age_histogram(ages[mask])
-    frame = pd.DataFrame(
-        {
-            "parent": parents,
-            "age": np.clip(np.floor(ages), 0, MAX_AGE).astype(int),
-            "male": confident & (genders == "male"),
-            "female": confident & (genders == "female"),
-        }
-    )
-    if timeline.COLUMN in ok:
-        tally.has_dates = True
-        timeline.add_days(
-            tally.days, ok.loc[valid, timeline.COLUMN], ages, frame["male"].to_numpy(), frame["female"].to_numpy()
-        )
-    for parent, group in frame.groupby("parent", sort=False):
-        folder = tally.folders.setdefault(parent, FolderTally())
-        folder.faces += len(group)
-        folder.male += int(group["male"].sum())
-        folder.female += int(group["female"].sum())
-        folder.ages += np.bincount(group["age"].to_numpy(), minlength=MAX_AGE + 1)
 
 
 # -- shaping ------------------------------------------------------------------------------------
@@ -331,51 +133,55 @@ def add_estimates(summary: dict, card: dict | None) -> None:
 
 
 def combine(tallies: list[Tally]) -> Tally:
+    """One tally counting everything ``tallies`` counted (the report's "all files")."""
     total = Tally(name="all files")
-    for t in tallies:
-        for attr in ("rows", "images", "faces", "no_face", "errors", "low_confidence", "excluded_low_confidence"):
-            setattr(total, attr, getattr(total, attr) + getattr(t, attr))
-        total.ages += t.ages
-        for g in GENDERS:
-            total.ages_by_gender[g] += t.ages_by_gender[g]
-        total.gender_prob_bins += t.gender_prob_bins
-        total.faces_per_image.update(t.faces_per_image)
-        total.error_reasons.update(t.error_reasons)
-        total.error_examples += t.error_examples[: max(0, ERROR_LIST_CAP - len(total.error_examples))]
-        for name, folder in t.folders.items():
-            total.folders.setdefault(name, FolderTally()).merge(folder)
-        timeline.merge_days(total.days, t.days)
-        total.has_dates = total.has_dates or t.has_dates
+    for tally in tallies:
+        total.merge(tally)
     return total
 
 
 def build_report(
-    paths: Iterable[str | os.PathLike],
-    depth: int = _DEFAULTS.depth,
-    min_gender_prob: float = _DEFAULTS.min_gender_prob,
-    low_confidence: float = _DEFAULTS.low_confidence,
-    model_card: dict | None = None,
-    by: Iterable[str] = _DEFAULTS.by,
+    paths: Iterable[str | os.PathLike], options: ReportOptions | None = None, model_card: dict | None = None
 ) -> dict:
     """Aggregate one or more results files into the report's data (``--format json`` writes this).
-    ``by`` orders the page's comparisons (folders, capture dates); the data holds both either way."""
+
+    ``options.by`` orders the page's comparisons (folders, capture dates); the data holds both either way.
+    ``model_card`` (``modelfile.card``) gives the "how to read this" figures and the corrected shares.
+    """
     paths = [Path(p) for p in paths]
     if not paths:
         raise ReportError("no results file given")
-    by = list(dict.fromkeys(by))
+    options = options or ReportOptions()
+    _check_breakdowns(options.by)
+    tallies = [tally_file(p, options.min_gender_prob, options.low_confidence) for p in paths]
+    return report_of(tallies, [str(p) for p in paths], options, model_card)
+
+
+def _check_breakdowns(by: Iterable[str]) -> None:
+    by = list(by)
     unknown = [b for b in by if b not in BREAKDOWNS]
     if unknown or not by:
         raise ReportError(f"cannot break down by {', '.join(unknown) or 'nothing'}: choose {' or '.join(BREAKDOWNS)}")
-    tallies = [tally_file(p, min_gender_prob, low_confidence) for p in paths]
+
+
+def report_of(tallies: list[Tally], inputs: list[str], options: ReportOptions, model_card: dict | None) -> dict:
+    """The report's data from tallies already made (of files, or of rows in memory: ``tally_frame``)."""
     overall = tallies[0] if len(tallies) == 1 else combine(tallies)
     card = _card_summary(model_card)
+    depth = options.depth
     summaries = [summarise(overall, depth)] + ([summarise(t, depth) for t in tallies] if len(tallies) > 1 else [])
     for summary in summaries:
         add_estimates(summary, card)
+    settings = {
+        "depth": depth,
+        "min_gender_prob": options.min_gender_prob,
+        "low_confidence": options.low_confidence,
+        "by": list(dict.fromkeys(options.by)),
+    }
     return {
         "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-        "inputs": [str(p) for p in paths],
-        "settings": {"depth": depth, "min_gender_prob": min_gender_prob, "low_confidence": low_confidence, "by": by},
+        "inputs": inputs,
+        "settings": settings,
         "model_card": card,
         "overall": summaries[0],
         "files": summaries[1:],

@@ -30,6 +30,9 @@ NUMERIC = ("face", "x", "y", "width", "height", "face_score", "age", "gender_pro
 STATUSES = ("ok", "no_face", "error")
 
 
+ROWS_NAME = "rows.csv"  # what the report calls the rows shown in the page
+
+
 class ResultsFileError(ValueError):
     """A results file the app cannot show; the message is one line."""
 
@@ -50,6 +53,7 @@ def analyse_upload(name: str, data: bytes, predictor, detector: str) -> UploadRe
     """Find and estimate the faces in one uploaded file (``data``), named ``name`` in messages."""
     from agebatch.scanning.images import ImageError
     from agebatch.scanning.photo import analyse, drawn
+    from agebatch.scanning.rows import shown_columns
 
     suffix = "".join(c for c in Path(name).suffix.lower()[:10] if c.isascii() and (c.isalnum() or c == "."))
     with tempfile.TemporaryDirectory(prefix="agebatch-upload-") as folder:  # created 0700, removed on exit
@@ -63,23 +67,7 @@ def analyse_upload(name: str, data: bytes, predictor, detector: str) -> UploadRe
             return UploadResult(name, "error", f"face detection failed: {one_line(exc)}")
     if not result.faces:
         return UploadResult(name, "no_face", picture=result.image, photo=result)
-    rows = [
-        {
-            "photo": name,
-            "face": f.index,
-            "age": f.prediction.age,
-            "age_low": f.prediction.age_low,
-            "age_high": f.prediction.age_high,
-            "gender": f.prediction.gender,
-            "gender_prob": f.prediction.gender_prob,
-            "x": round(f.face.x),
-            "y": round(f.face.y),
-            "width": round(f.face.width),
-            "height": round(f.face.height),
-            "face_score": round(f.face.score, 4),
-        }
-        for f in result.faces
-    ]
+    rows = [{"photo": name, **shown_columns(f.index, f.face, f.prediction)} for f in result.faces]
     return UploadResult(name, "ok", rows=rows, picture=drawn(result), photo=result)
 
 
@@ -149,12 +137,13 @@ def as_csv(frame: pd.DataFrame) -> bytes:
 
 def report_data(frame: pd.DataFrame, model_card: dict | None = None) -> dict:
     """The report's aggregates for these rows (the same numbers ``agebatch report`` would give)."""
-    from agebatch.reporting.aggregate import build_report
+    from agebatch.reporting.aggregate import report_of
+    from agebatch.reporting.options import ReportOptions
+    from agebatch.reporting.tally import tally_frame
 
-    with tempfile.TemporaryDirectory(prefix="agebatch-rows-") as folder:
-        path = Path(folder) / "rows.csv"
-        path.write_bytes(as_csv(frame))
-        return build_report([path], model_card=model_card)
+    options = ReportOptions()
+    tally = tally_frame(frame[list(ALL_COLUMNS)], ROWS_NAME, options.min_gender_prob, options.low_confidence)
+    return report_of([tally], [ROWS_NAME], options, model_card)
 
 
 class Thumbnails:

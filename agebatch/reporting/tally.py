@@ -1,0 +1,279 @@
+"""Reading results files in chunks and reducing them to counts (``Tally``) that merge generically.
+
+A million-row CSV needs the memory of one chunk; what is kept grows with the number of folders and
+capture days, not of faces. Every count field of ``Tally`` merges by its type (numbers and arrays add,
+counters and dicts merge by key), so a new counter is right in multi-file reports without more code.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import os
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from agebatch.common.errors import SetupError
+from agebatch.common.files import read_regular
+from agebatch.common.text import one_line
+from agebatch.contract import GENDERS, REPORT_MAX_AGE
+from agebatch.reporting import timeline
+from agebatch.reporting.options import ReportOptions
+from agebatch.results import reason_group
+
+_DEFAULTS = ReportOptions()
+
+REQUIRED_COLUMNS = ("path", "face", "age", "gender", "gender_prob", "status", "error")
+MAX_AGE = REPORT_MAX_AGE
+ERROR_LIST_CAP = 200
+CHUNK_ROWS = 200_000
+
+
+def merge_counts(mine, theirs):
+    """``mine`` with what ``theirs`` counted added: flags or-ed, numbers and arrays added, counters and
+    dicts merged key by key (a key only ``theirs`` has is copied), dataclasses field by field."""
+    if isinstance(mine, bool):
+        return mine or theirs
+    if isinstance(mine, int | float | np.ndarray):
+        return mine + theirs
+    if isinstance(mine, Counter):
+        mine.update(theirs)
+        return mine
+    if isinstance(mine, dict):
+        for key, value in theirs.items():
+            mine[key] = merge_counts(mine[key], value) if key in mine else copy.deepcopy(value)
+        return mine
+    if dataclasses.is_dataclass(mine):
+        _merge_fields(mine, theirs)
+        return mine
+    raise TypeError(f"cannot merge counts of type {type(mine).__name__}")
+
+
+def _merge_fields(mine, theirs) -> None:
+    for item in dataclasses.fields(mine):
+        merge = item.metadata.get("merge", merge_counts)
+        setattr(mine, item.name, merge(getattr(mine, item.name), getattr(theirs, item.name)))
+
+
+def _kept(mine, theirs):
+    return mine
+
+
+def _capped(mine: list, theirs: list) -> list:
+    return mine + theirs[: max(0, ERROR_LIST_CAP - len(mine))]
+
+
+def _days(mine: dict, theirs: dict) -> dict:
+    timeline.merge_days(mine, theirs)
+    return mine
+
+
+class ReportError(SetupError):
+    """A results file that cannot be reported on; one-line message."""
+
+
+def _age_histogram(ages: np.ndarray) -> np.ndarray:
+    bins = np.clip(np.floor(ages), 0, MAX_AGE).astype(np.int64)
+    return np.bincount(bins, minlength=MAX_AGE + 1)
+
+
+@dataclass
+class FolderTally:
+    faces: int = 0
+    male: int = 0
+    female: int = 0
+    images: int = 0
+    ages: np.ndarray = field(default_factory=lambda: np.zeros(MAX_AGE + 1, np.int64))
+
+    def merge(self, other: FolderTally) -> None:
+        _merge_fields(self, other)
+
+
+@dataclass
+class Tally:
+    """Everything the report shows about one results file, as counts."""
+
+    name: str = field(metadata={"merge": _kept})
+    rows: int = 0
+    images: int = 0
+    faces: int = 0
+    no_face: int = 0
+    errors: int = 0
+    low_confidence: int = 0
+    excluded_low_confidence: int = 0
+    ages: np.ndarray = field(default_factory=lambda: np.zeros(MAX_AGE + 1, np.int64))
+    ages_by_gender: dict = field(default_factory=lambda: {g: np.zeros(MAX_AGE + 1, np.int64) for g in GENDERS})
+    gender_prob_bins: np.ndarray = field(default_factory=lambda: np.zeros(10, np.int64))  # 0.5..1.0
+    faces_per_image: Counter = field(default_factory=Counter)
+    error_reasons: Counter = field(default_factory=Counter)
+    error_examples: list = field(default_factory=list, metadata={"merge": _capped})
+    folders: dict = field(default_factory=dict)  # parent folder -> FolderTally
+    days: dict = field(default_factory=dict, metadata={"merge": _days})  # capture day -> tallies (see timeline)
+    has_dates: bool = False  # the results have a taken_at column at all
+
+    def merge(self, other: Tally) -> None:
+        """Add what ``other`` counted (its name aside)."""
+        _merge_fields(self, other)
+
+    @property
+    def gender_counts(self) -> dict:
+        return {g: int(self.ages_by_gender[g].sum()) for g in GENDERS}
+
+
+# -- reading ------------------------------------------------------------------------------------
+def _read_chunks(path: Path) -> Iterator[pd.DataFrame]:
+    """Chunks of a results file with the required columns as strings (so nothing is guessed)."""
+    if path.is_dir():
+        raise ReportError(f"{path} is a folder; give the results file(s) that agebatch scan wrote")
+    if not path.is_file():
+        raise ReportError(f"results file not found: {path}")
+    try:  # the content decides, not the name: a .json or .txt holding JSON Lines still reads
+        first = read_regular(path, 1 << 16, first_line=True)
+    except (OSError, ValueError) as exc:
+        raise ReportError(f"cannot read {path}: {one_line(exc)}") from exc
+    is_jsonl = first.lstrip().startswith(b"{")
+    try:
+        if is_jsonl:
+            reader = pd.read_json(path, lines=True, chunksize=CHUNK_ROWS, dtype=False)
+        else:
+            with open(path, encoding="utf-8", errors="replace", newline="") as handle:
+                header_line = handle.readline()
+            if not header_line.strip():
+                return
+            import csv
+
+            columns = next(csv.reader([header_line]))
+            missing = [c for c in REQUIRED_COLUMNS if c not in columns]
+            if missing:
+                raise ReportError(f"{path} is missing column(s) {', '.join(missing)}: is it an agebatch results file?")
+            wanted = [c for c in (*REQUIRED_COLUMNS, "faces", timeline.COLUMN) if c in columns]
+            reader = pd.read_csv(
+                path,
+                usecols=wanted,
+                dtype=str,
+                keep_default_na=False,
+                chunksize=CHUNK_ROWS,
+                encoding="utf-8",
+                encoding_errors="replace",
+            )
+        for chunk in reader:
+            missing = [c for c in REQUIRED_COLUMNS if c not in chunk.columns]
+            if missing:
+                raise ReportError(f"{path} is missing column(s) {', '.join(missing)}: is it an agebatch results file?")
+            yield chunk
+    except ReportError:
+        raise
+    except (ValueError, pd.errors.ParserError, UnicodeDecodeError) as exc:
+        reason = one_line(exc)
+        raise ReportError(f"cannot parse {path}: {reason}") from exc
+
+
+def _as_text(series: pd.Series) -> pd.Series:
+    return series.fillna("").astype(str).replace({"None": "", "nan": ""})
+
+
+def _parent(paths: pd.Series) -> pd.Series:
+    if paths.empty:
+        return paths
+    parts = paths.str.rpartition("/")
+    return parts[0].where(parts[1] == "/", ".")
+
+
+def tally_file(
+    path: str | os.PathLike,
+    min_gender_prob: float = _DEFAULTS.min_gender_prob,
+    low_confidence: float = _DEFAULTS.low_confidence,
+) -> Tally:
+    """Stream one results file into a ``Tally``."""
+    path = Path(path)
+    tally = Tally(name=path.name)
+    for chunk in _read_chunks(path):
+        _add_chunk(tally, chunk, min_gender_prob, low_confidence)
+    return tally
+
+
+def tally_frame(
+    frame: pd.DataFrame,
+    name: str,
+    min_gender_prob: float = _DEFAULTS.min_gender_prob,
+    low_confidence: float = _DEFAULTS.low_confidence,
+) -> Tally:
+    """Tally rows already in memory (the web app's filtered rows) as if read from a results file:
+    every cell as the text such a file holds, an empty cell for a missing value."""
+    missing = [c for c in REQUIRED_COLUMNS if c not in frame.columns]
+    if missing:
+        raise ReportError(f"rows without column(s) {', '.join(missing)}: are they agebatch results?")
+    tally = Tally(name=name)
+    text = frame.astype(object).where(frame.notna(), "").astype(str)
+    for start in range(0, max(len(text), 1), CHUNK_ROWS):
+        _add_chunk(tally, text.iloc[start : start + CHUNK_ROWS], min_gender_prob, low_confidence)
+    return tally
+
+
+def _add_chunk(tally: Tally, chunk: pd.DataFrame, min_gender_prob: float, low_confidence: float) -> None:
+    tally.rows += len(chunk)
+    if chunk.empty:
+        return
+    status = _as_text(chunk["status"])
+    face = _as_text(chunk["face"]).str.replace(".0", "", regex=False)
+    first_row = face.isin(["", "0"])  # exactly one per image
+    tally.images += int(first_row.sum())
+    tally.no_face += int((status == "no_face").sum())
+    errors = status == "error"
+    tally.errors += int(errors.sum())
+    if errors.any():
+        reasons = _as_text(chunk.loc[errors, "error"])
+        tally.error_reasons.update(reasons.map(reason_group))
+        room = ERROR_LIST_CAP - len(tally.error_examples)
+        if room > 0:
+            sample = chunk.loc[errors, ["path", "error"]].head(room)
+            tally.error_examples += [(str(p), str(e)) for p, e in sample.itertuples(index=False)]
+    if "faces" in chunk:
+        counts = pd.to_numeric(chunk.loc[first_row, "faces"], errors="coerce").fillna(0).astype(int)
+        tally.faces_per_image.update(counts.clip(upper=10).tolist())
+
+    ok = chunk[status == "ok"]
+    parents_all = _parent(_as_text(chunk.loc[first_row, "path"]))
+    for parent, n in parents_all.value_counts().items():
+        tally.folders.setdefault(parent, FolderTally()).images += int(n)
+    if ok.empty:
+        return
+    ages = pd.to_numeric(ok["age"], errors="coerce")
+    probs = pd.to_numeric(ok["gender_prob"], errors="coerce").fillna(0.0)
+    genders = _as_text(ok["gender"])
+    valid = ages.notna()
+    ages, probs, genders = ages[valid].to_numpy(float), probs[valid].to_numpy(float), genders[valid].to_numpy()
+    parents = _parent(_as_text(ok.loc[valid, "path"])).to_numpy()
+    tally.faces += len(ages)
+    tally.ages += _age_histogram(ages)
+    tally.low_confidence += int((probs < low_confidence).sum())
+    tally.gender_prob_bins += np.bincount(np.clip(((probs - 0.5) * 20).astype(int), 0, 9), minlength=10)
+    confident = probs >= min_gender_prob
+    tally.excluded_low_confidence += int((~confident).sum())
+    for gender in GENDERS:
+        mask = confident & (genders == gender)
+        tally.ages_by_gender[gender] += _age_histogram(ages[mask])
+    frame = pd.DataFrame(
+        {
+            "parent": parents,
+            "age": np.clip(np.floor(ages), 0, MAX_AGE).astype(int),
+            "male": confident & (genders == "male"),
+            "female": confident & (genders == "female"),
+        }
+    )
+    if timeline.COLUMN in ok:
+        tally.has_dates = True
+        timeline.add_days(
+            tally.days, ok.loc[valid, timeline.COLUMN], ages, frame["male"].to_numpy(), frame["female"].to_numpy()
+        )
+    for parent, group in frame.groupby("parent", sort=False):
+        folder = tally.folders.setdefault(parent, FolderTally())
+        folder.faces += len(group)
+        folder.male += int(group["male"].sum())
+        folder.female += int(group["female"].sum())
+        folder.ages += np.bincount(group["age"].to_numpy(), minlength=MAX_AGE + 1)
