@@ -9,6 +9,7 @@ place Streamlit is imported; and no two modules import each other, directly or r
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 
 import pytest
@@ -41,7 +42,12 @@ IMPORTS = {
 
 
 def _agebatch_imports(module: str) -> set[str]:
-    return {i for i in IMPORTS[module] if i in MODULES and i != "agebatch"}
+    """The package's own modules ``module`` imports (itself aside: a package importing its submodules)."""
+    return {i for i in IMPORTS[module] if i in MODULES and i not in ("agebatch", module)}
+
+
+def _in_cli(module: str) -> bool:
+    return module == "agebatch.cli" or module.startswith("agebatch.cli.")
 
 
 def _layer_modules(prefix: str) -> list[str]:
@@ -49,7 +55,13 @@ def _layer_modules(prefix: str) -> list[str]:
 
 
 def test_the_layers_exist():
-    for layer in ("agebatch.scanning", "agebatch.training", "agebatch.reporting", "agebatch.common"):
+    for layer in (
+        "agebatch.scanning",
+        "agebatch.training",
+        "agebatch.reporting",
+        "agebatch.common",
+        "agebatch.modelfile",
+    ):
         assert len(_layer_modules(layer)) > 1, layer
     assert "agebatch.contract" in MODULES and "agebatch.cli" in MODULES
 
@@ -60,6 +72,13 @@ def test_scanning_never_imports_training_or_reporting(module):
     assert not bad, f"{module} imports {sorted(bad)}"
 
 
+@pytest.mark.parametrize("module", _layer_modules("agebatch.modelfile"))
+def test_the_model_file_layer_sits_under_scanning_and_training(module):
+    allowed = ("agebatch.contract", "agebatch.common", "agebatch.modelfile")
+    bad = {i for i in _agebatch_imports(module) if not i.startswith(allowed)}
+    assert not bad, f"{module} imports {sorted(bad)}"
+
+
 @pytest.mark.parametrize("module", _layer_modules("agebatch.reporting"))
 def test_reporting_imports_no_tensorflow_no_scanning_no_training(module):
     bad = {
@@ -67,6 +86,7 @@ def test_reporting_imports_no_tensorflow_no_scanning_no_training(module):
         for i in IMPORTS[module]
         if i.split(".")[0] in ("tensorflow", "keras", "ai_edge_litert", "mtcnn")
         or i.startswith(("agebatch.scanning", "agebatch.training"))
+        or (i.startswith("agebatch.modelfile") and i != "agebatch.modelfile.card")  # the card is plain JSON
     }
     assert not bad, f"{module} imports {sorted(bad)}"
 
@@ -88,7 +108,7 @@ def test_bottom_layers_import_no_upper_layer(module):
 
 def test_only_the_cli_and_the_web_layer_touch_the_web_layer_and_streamlit():
     for module in MODULES:
-        if module.startswith("agebatch.web") or module in ("agebatch.cli", "agebatch.__main__"):
+        if module.startswith("agebatch.web") or _in_cli(module) or module == "agebatch.__main__":
             continue
         bad = {i for i in IMPORTS[module] if i.startswith("agebatch.web") or i.split(".")[0] == "streamlit"}
         assert not bad, f"{module} imports {sorted(bad)}"
@@ -97,7 +117,9 @@ def test_only_the_cli_and_the_web_layer_touch_the_web_layer_and_streamlit():
 
 
 def test_nothing_imports_the_cli():
-    importers = sorted(m for m in MODULES if "agebatch.cli" in IMPORTS[m] and m != "agebatch.__main__")
+    importers = sorted(
+        m for m in MODULES if any(_in_cli(i) for i in IMPORTS[m]) and not _in_cli(m) and m != "agebatch.__main__"
+    )
     assert not importers
 
 
@@ -118,3 +140,21 @@ def test_no_import_cycles():
     for module in sorted(graph):
         if module not in state:
             visit(module, [module])
+
+
+ARCHITECTURE = PACKAGE.parent / "ARCHITECTURE.md"
+
+
+def test_the_module_table_names_every_module_and_no_other():
+    """ARCHITECTURE.md's table of modules is the map: a module missing from it, or a row naming a module
+    that is gone, fails here."""
+    text = ARCHITECTURE.read_text(encoding="utf-8")
+    table = text[text.index("## Modules") :]
+    named = set(re.findall(r"^\| `([a-z_/]+\.py)` \|", table, re.M))
+    modules = {
+        path.relative_to(PACKAGE).as_posix()
+        for path in PACKAGE.rglob("*.py")
+        if path.name != "__main__.py" and (path.name != "__init__.py" or path.parent.name == "cli")
+    }
+    assert not modules - named, f"not in ARCHITECTURE.md's table: {sorted(modules - named)}"
+    assert not named - modules, f"in ARCHITECTURE.md's table but not in the package: {sorted(named - modules)}"

@@ -1,5 +1,5 @@
-"""Issue 17, classes 6, 7, 9 and 10: signals and blocking files, terminal injection, memory and disk
-bombs, and the smaller breaks. Each test is an attack that broke before."""
+"""Attacks on the inputs: signals and blocking files, terminal injection, memory and disk bombs, and
+the smaller breaks. Each test is an attack that once broke agebatch."""
 
 from __future__ import annotations
 
@@ -98,7 +98,7 @@ def _keras_archive(path, members):
 
 
 def test_model_archives_are_checked_before_keras_reads_them(tmp_path, run_cli):
-    from agebatch.scanning.predictor import ModelLoadError, check_model_file
+    from agebatch.modelfile.load import ModelLoadError, check_model_file
 
     bomb = _keras_archive(tmp_path / "bomb.keras", {"config.json": b" " * (40 << 20), "metadata.json": b"{}"})
     assert bomb.stat().st_size < 200_000
@@ -165,14 +165,15 @@ def test_sigterm_in_a_command_without_its_own_interrupt_handling_exits_143(monke
     """Typer turns the KeyboardInterrupt that SIGTERM raises into exit 130 before main() sees it
     (``train``, ``evaluate``: only ``scan`` maps it itself); the documented code is 143."""
     from agebatch import cli
+    from agebatch.cli import _app
 
     def interrupted_by_sigterm(standalone_mode):
         with pytest.raises(KeyboardInterrupt):
-            cli._on_sigterm(signal.SIGTERM, None)
+            _app.on_sigterm(signal.SIGTERM, None)
         return 130
 
     monkeypatch.setattr(cli, "app", interrupted_by_sigterm)
-    monkeypatch.setattr(cli, "_RECEIVED", {})
+    monkeypatch.setattr(_app, "RECEIVED", {})
     handlers = {signum: signal.getsignal(signum) for signum in (signal.SIGINT, signal.SIGTERM)}
     try:
         with pytest.raises(SystemExit) as exited:

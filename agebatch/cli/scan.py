@@ -1,0 +1,139 @@
+"""``agebatch scan`` and ``agebatch merge``: photos in, a results file out (``scanning.job``)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from agebatch.cli._app import Fail, app, interrupted_code, reader_gone, say
+from agebatch.cli._params import (
+    DEFAULT_DETECTOR,
+    DetectorOption,
+    Engine,
+    FlipAverageOption,
+    Format,
+    MinFaceOption,
+    MinScoreOption,
+    ModelOption,
+    QuietOption,
+    library_option,
+    library_values,
+    scan_default,
+    scan_option,
+)
+from agebatch.common import progress
+from agebatch.common.text import count, printable
+from agebatch.scanning.options import ModelOptions, OutputOptions, ScanOptions
+
+
+def _output(name: str, *flags: str, **limits):
+    return library_option(OutputOptions, name, *flags, **limits)
+
+
+EXAMPLES_SCAN = """
+Examples:
+
+\b
+  agebatch scan ./photos --out results.csv
+  agebatch scan ./photos --out results.csv --resume --quiet    # nightly cron job
+  agebatch scan faces/ --detector none --out crops.jsonl --format jsonl
+"""
+
+
+@app.command(epilog=EXAMPLES_SCAN)
+def scan(
+    paths: Annotated[
+        list[Path],
+        typer.Argument(
+            help="Image files and/or folders to scan; - reads the paths from stdin.",
+            show_default=False,
+            metavar="PATH",
+        ),
+    ],
+    out: Annotated[Path, _output("out", "--out", "-o", metavar="FILE", show_default=False)],
+    fmt: Annotated[Format | None, _output("format", "--format", "-f", metavar=None)] = None,
+    resume: Annotated[bool, _output("resume")] = False,
+    recursive: Annotated[bool, scan_option("recursive")] = scan_default("recursive"),
+    exclude: Annotated[list[str] | None, scan_option("exclude", metavar="GLOB")] = None,
+    follow_symlinks: Annotated[bool, scan_option("follow_symlinks")] = scan_default("follow_symlinks"),
+    detector: DetectorOption = DEFAULT_DETECTOR,
+    min_face: MinFaceOption = scan_default("min_face"),
+    min_score: MinScoreOption = scan_default("min_score"),
+    batch_size: Annotated[int, scan_option("batch_size", min=1, max=4096)] = scan_default("batch_size"),
+    jobs: Annotated[int | None, scan_option("jobs", min=1)] = scan_default("jobs"),
+    shard: Annotated[str | None, scan_option("shard", metavar="I/N")] = None,
+    ray: Annotated[
+        bool,
+        typer.Option("--ray", help="Run the scan on Ray (a cluster at $RAY_ADDRESS or --ray-address, else local)."),
+    ] = False,
+    ray_address: Annotated[
+        str | None,
+        typer.Option(help="Ray cluster to join (default: $RAY_ADDRESS, else a local Ray).", metavar="ADDRESS"),
+    ] = None,
+    model: ModelOption = None,
+    engine: Annotated[Engine, library_option(ModelOptions, "engine", metavar=None)] = Engine.auto,
+    flip_average: FlipAverageOption = False,
+    excel_safe: Annotated[bool, _output("excel_safe")] = False,
+    wait: Annotated[bool, _output("wait")] = False,
+    null: Annotated[
+        bool, typer.Option("--null", "-0", help="With PATH -, the paths on stdin end with NUL (find -print0).")
+    ] = False,
+    summary_json: Annotated[Path | None, _output("summary_json", metavar="FILE")] = None,
+    quiet: QuietOption = False,
+) -> None:
+    """Find faces in PATHS and write one row per face with estimated age and gender."""
+    from agebatch.scanning.job import paths_from, run_scan
+    from agebatch.scanning.sharding import parse_shard
+
+    values = dict(locals(), format=fmt)
+    try:
+        values["shard"] = parse_shard(shard) if shard is not None else None
+    except ValueError as exc:
+        raise Fail(str(exc)) from exc
+    if [str(p) for p in paths] == ["-"]:
+        paths = paths_from(sys.stdin.buffer, null)
+    ray_options = None
+    if ray or ray_address:
+        from agebatch.scanning.distributed import RayOptions
+
+        ray_options = RayOptions(address=ray_address)
+    try:
+        summary = run_scan(
+            paths,
+            ScanOptions(**library_values(ScanOptions, values)),
+            ModelOptions(**library_values(ModelOptions, values)),
+            OutputOptions(**library_values(OutputOptions, values)),
+            ray_options,
+            progress.interactive(quiet),
+        )
+    except BrokenPipeError:  # --out - and the reader went away (``| head``)
+        reader_gone()
+    except KeyboardInterrupt as exc:
+        summary = getattr(exc, "summary", None)
+        done = f" after {summary.images} images" if summary else ""
+        hint = "run the same command with --resume to continue" if out.exists() else "nothing was written"
+        say(f"agebatch: interrupted{done}; {hint}")
+        raise typer.Exit(interrupted_code()) from None
+    if not quiet:  # the one-line summary, also when stderr is a log file or a pipe
+        say(f"{printable(out)}: {summary.line()}")
+
+
+@app.command()
+def merge(
+    parts: Annotated[
+        list[Path], typer.Argument(help="Results files of one scan's shards.", show_default=False, metavar="PART")
+    ],
+    out: Annotated[
+        Path, typer.Option("--out", "-o", help="Results file to write (all the parts, once each).", metavar="FILE")
+    ],
+    quiet: QuietOption = False,
+) -> None:
+    """Put the shards of one scan together: refuses overlapping parts and parts with other columns."""
+    from agebatch.results import merge as merge_parts
+
+    summary = merge_parts(parts, out)
+    if not quiet:
+        say(f"{printable(out)}: {count(summary.images, 'image')} from {count(summary.parts, 'part')}")
