@@ -1,5 +1,5 @@
-"""Issue 17, classes 2 and 4: decisions taken before the lock is held, and resume that silently dropped
-or duplicated rows. Each test is an attack that broke before."""
+"""Attacks on resuming: decisions taken before the lock is held, and resume that silently dropped or
+duplicated rows. Each test is an attack that once broke agebatch."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Issue 7: predict and explain."""
+"""``predict`` (boxes, ages and genders of one photo's faces) and ``explain`` (Grad-CAM heat maps)."""
 
 import json
 
@@ -122,9 +122,10 @@ def test_explain_cli(run_cli, tmp_path):
 
 def test_shipped_model_heat_map_lies_on_the_face():
     """With the trained model: the map has the photo's size, is not flat, and sits inside the face box."""
+    from agebatch.modelfile.load import default_model_path
     from agebatch.scanning.explain import explain_photo
     from agebatch.scanning.photo import analyse
-    from agebatch.scanning.predictor import Predictor, default_model_path
+    from agebatch.scanning.predictor import Predictor
 
     if not default_model_path().is_file():
         pytest.skip("the shipped model is not present")

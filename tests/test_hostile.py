@@ -1,4 +1,4 @@
-"""Issue 6: hostile inputs, interrupted runs (SIGINT, SIGKILL), concurrent runs, full disks, bad models."""
+"""Hostile inputs, interrupted runs (SIGINT, SIGKILL), concurrent runs, full disks and bad models."""
 
 import csv
 import os
