@@ -210,12 +210,13 @@ def test_shares_come_with_intervals_and_a_correction_for_the_models_errors(known
 
 
 def test_charts_have_whole_number_axes_a_pyramid_and_no_lonely_single_bars(tmp_path):
-    from agebatch.reporting.html import _count_axis, _last_age, render
+    from agebatch.reporting.charts import count_axis, last_age
+    from agebatch.reporting.html import render
 
-    assert _count_axis(3)["dtick"] == 1 and _count_axis(3)["tickformat"] == ",d"
+    assert count_axis(3)["dtick"] == 1 and count_axis(3)["tickformat"] == ",d"
     hist = [0] * 121
     hist[31] = 2
-    assert _last_age({"all": hist}) == 34  # histograms stop at the last 5-year bin holding data
+    assert last_age({"all": hist}) == 34  # histograms stop at the last 5-year bin holding data
     one_folder = tmp_path / "one.csv"
     rows = [face("only/1.jpg", 0, 30.0, "male"), face("only/2.jpg", 0, 41.0, "female")]
     one_folder.write_text(results.header("csv") + results.encode_rows(rows, "csv"))

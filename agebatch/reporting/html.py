@@ -9,23 +9,27 @@ in markup, and with ``<``, ``>`` and ``&`` as ``\\u`` escapes inside the scripts
 from __future__ import annotations
 
 import html
-import json
 
 import plotly.graph_objects as go
-from plotly.utils import PlotlyJSONEncoder
 
 from agebatch.common.htmlpage import page
 from agebatch.common.text import percent
 from agebatch.common.vendored import read_vendored
 from agebatch.contract import AGE_BAND_LABELS
-from agebatch.contract import REPORT_MAX_AGE as MAX_AGE
+from agebatch.reporting.charts import (
+    COLOURS,
+    Charts,
+    age_figure,
+    count_axis,
+    faces_and_median_age,
+    pyramid_figure,
+)
 from agebatch.reporting.options import BREAKDOWNS, ReportOptions
 
 PLOTLY_BUNDLE = "plotly-basic.min.js"  # bar and scatter are all the report draws
 
 FOLDER_CHART_CAP = 40
 FOLDER_TABLE_CAP = 2000
-COLOURS = {"male": "#3b6fb6", "female": "#d0587e", "all": "#555"}
 
 CSS = """
 body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:0 auto;max-width:1100px;padding:1.5em;color:#222}
@@ -65,128 +69,6 @@ def _pct(x) -> str:
 
 def _num(x, digits=1) -> str:
     return "–" if x is None else f"{x:.{digits}f}"
-
-
-def _script_json(value) -> str:
-    text = json.dumps(value, cls=PlotlyJSONEncoder)
-    return text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
-
-
-class _Charts:
-    def __init__(self) -> None:
-        self.specs: list[tuple[str, dict]] = []
-
-    def add(self, figure: go.Figure, height: int = 380) -> str:
-        chart_id = f"chart{len(self.specs)}"
-        figure.update_layout(template="plotly_white", height=height, margin=dict(l=50, r=20, t=50, b=50))
-        self.specs.append((chart_id, figure.to_plotly_json()))
-        return f'<div class="chart" id="{chart_id}"></div>'
-
-    def script(self) -> str:
-        calls = "\n".join(
-            f"Plotly.newPlot('{cid}', {_script_json(spec['data'])}, {_script_json(spec['layout'])}, {{responsive: true, displaylogo: false}});"
-            for cid, spec in self.specs
-        )
-        return f"<script>\n{calls}\n</script>"
-
-
-def _binned(hist: list[int], width: int, top: int = MAX_AGE) -> tuple[list[str], list[int]]:
-    labels, counts = [], []
-    for start in range(0, top + 1, width):
-        labels.append(str(start) if width == 1 else f"{start}-{start + width - 1}")
-        counts.append(int(sum(hist[start : start + width])))
-    return labels, counts
-
-
-def _last_age(series: dict[str, list[int]]) -> int:
-    """The oldest age with a face in any series, rounded up to the end of its 5-year bin."""
-    last = max((i for hist in series.values() for i, n in enumerate(hist) if n), default=0)
-    return min(MAX_AGE, (last // 5) * 5 + 4)
-
-
-def _count_axis(most: int, title: str = "faces") -> dict:
-    """A count axis: whole numbers only (no 0.5 faces), from zero."""
-    axis = {"title": title, "rangemode": "tozero", "tickformat": ",d"}
-    if most < 10:
-        axis["dtick"] = 1
-    return axis
-
-
-def pyramid_figure(summary: dict) -> go.Figure:
-    """Age groups x gender as a population pyramid: men to the left, women to the right."""
-    groups = summary["age_groups"]
-    labels = [g["group"] for g in groups]
-    most = max((max(g["male"], g["female"]) for g in groups), default=0)
-    figure = go.Figure()
-    figure.add_bar(
-        y=labels,
-        x=[-g["male"] for g in groups],
-        orientation="h",
-        name="male",
-        marker_color=COLOURS["male"],
-        customdata=[g["male"] for g in groups],
-        hovertemplate="%{y}: %{customdata} men<extra></extra>",
-    )
-    figure.add_bar(
-        y=labels,
-        x=[g["female"] for g in groups],
-        orientation="h",
-        name="female",
-        marker_color=COLOURS["female"],
-        hovertemplate="%{y}: %{x} women<extra></extra>",
-    )
-    step = max(1, round(most / 4)) if most else 1
-    ticks = [t for t in range(-4 * step, 4 * step + 1, step)]
-    figure.update_layout(
-        title=dict(text="Population pyramid (estimated age group and gender)", x=0.5),
-        barmode="relative",
-        bargap=0.1,
-        xaxis=dict(title="faces", tickvals=ticks, ticktext=[str(abs(t)) for t in ticks]),
-        yaxis=dict(title="age group"),
-    )
-    return figure
-
-
-def age_figure(series: dict[str, list[int]], title: str, default_bins: int) -> go.Figure:
-    """Histograms with a 1-year / 5-year toggle (both sets of bars are in the figure)."""
-    figure = go.Figure()
-    widths = (1, 5)
-    top = _last_age(series)  # trimmed to the range that holds data
-    for width in widths:
-        for name, hist in series.items():
-            labels, counts = _binned(hist, width, top)
-            figure.add_bar(
-                x=labels,
-                y=counts,
-                name=_e(name),
-                visible=(width == default_bins),
-                marker_color=COLOURS.get(name),
-                legendgroup=name,
-            )
-    n = len(series)
-    buttons = [
-        dict(label=f"{w}-year bins", method="update", args=[{"visible": [i // n == k for i in range(n * len(widths))]}])
-        for k, w in enumerate(widths)
-    ]
-    figure.update_layout(
-        title=dict(text=title, x=0.5),
-        barmode="group" if n > 1 else "relative",
-        bargap=0.05,
-        xaxis_title="estimated age (years)",
-        yaxis=_count_axis(max((max(h) for h in series.values() if len(h)), default=0)),
-        updatemenus=[
-            dict(
-                type="buttons",
-                direction="right",
-                x=0,
-                y=1.18,
-                xanchor="left",
-                active=widths.index(default_bins) if default_bins in widths else 1,
-                buttons=buttons,
-            )
-        ],
-    )
-    return figure
 
 
 def _cards(summary: dict) -> str:
@@ -240,7 +122,7 @@ def _table(headers: list[str], rows: list[list], sortable: bool = False, values:
     return f"<table{cls}><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
 
 
-def _gender_section(summary: dict, charts: _Charts) -> str:
+def _gender_section(summary: dict, charts: Charts) -> str:
     counts, shares = summary["gender_counts"], summary["gender_shares"]
     figure = go.Figure(
         go.Bar(
@@ -251,7 +133,7 @@ def _gender_section(summary: dict, charts: _Charts) -> str:
             textposition="outside",
         )
     )
-    figure.update_layout(title="Gender split (faces)", yaxis=_count_axis(max(counts.values(), default=0)))
+    figure.update_layout(title="Gender split (faces)", yaxis=count_axis(max(counts.values(), default=0)))
     table = _table(["gender", "faces", "share"], [[g, counts[g], _pct(shares[g])] for g in counts])
     female = summary.get("female_share")
     shares_table = _table(
@@ -281,7 +163,7 @@ def _gender_section(summary: dict, charts: _Charts) -> str:
     )
 
 
-def _folder_section(summary: dict, charts: _Charts, depth: int) -> str:
+def _folder_section(summary: dict, charts: Charts, depth: int) -> str:
     folders = summary["folders"]
     if not folders:
         return ""
@@ -329,33 +211,10 @@ def _folder_section(summary: dict, charts: _Charts, depth: int) -> str:
     return f"<h2>Folders</h2>{chart}<p class='meta'>Click a column heading to sort.</p>{table}{more}"
 
 
-def _faces_and_median_age(labels: list[str], groups: list[dict], title: str) -> go.Figure:
-    """Faces per group (bars, whole numbers) and each group's median age (dots, on an axis from zero)."""
-    figure = go.Figure()
-    figure.add_bar(x=labels, y=[g["faces"] for g in groups], name="faces", marker_color="#777")
-    figure.add_scatter(
-        x=labels,
-        y=[g["median_age"] for g in groups],
-        name="median age",
-        yaxis="y2",
-        mode="markers",
-        marker=dict(size=10, color="#e08b00"),
-    )
-    oldest = max((g["median_age"] or 0 for g in groups), default=0)
-    figure.update_layout(
-        title=title,
-        yaxis=_count_axis(max(g["faces"] for g in groups)),
-        yaxis2=dict(
-            title="median age (years)", overlaying="y", side="right", range=[0, max(10, oldest * 1.15)], tickformat=",d"
-        ),
-    )
-    return figure
-
-
-def _folder_chart(folders: list[dict], charts: _Charts, depth: int) -> str:
+def _folder_chart(folders: list[dict], charts: Charts, depth: int) -> str:
     """Faces per folder (bars) and each folder's median age (dots, on an axis from zero)."""
     top = sorted(folders, key=lambda f: -f["faces"])[:FOLDER_CHART_CAP]
-    figure = _faces_and_median_age(
+    figure = faces_and_median_age(
         [_e(f["folder"]) for f in top],
         top,
         f"Faces and median age by folder (depth {depth}; largest {len(top)})",
@@ -363,7 +222,7 @@ def _folder_chart(folders: list[dict], charts: _Charts, depth: int) -> str:
     return charts.add(figure)
 
 
-def _time_section(summary: dict, charts: _Charts) -> str:
+def _time_section(summary: dict, charts: Charts) -> str:
     """Faces, median age and female share per day, week or month of capture, or why there are none."""
     time = summary.get("time") or {}
     periods = time.get("periods") or []
@@ -375,7 +234,7 @@ def _time_section(summary: dict, charts: _Charts) -> str:
             f"({_e(periods[0]['period'])}), so there is nothing to compare over time.</p>"
         )
     names = [p["period"] for p in periods]
-    figure = _faces_and_median_age(
+    figure = faces_and_median_age(
         names, periods, f"Faces and median age per {time['granularity']} (when the photos were taken)"
     )
     figure.update_layout(xaxis=dict(type="category"))
@@ -423,13 +282,13 @@ def _time_section(summary: dict, charts: _Charts) -> str:
     return f"<h2>Over time</h2>{charts.add(figure)}{charts.add(share_figure, 340)}{table}{note}"
 
 
-def _confidence_section(summary: dict, charts: _Charts) -> str:
+def _confidence_section(summary: dict, charts: Charts) -> str:
     per_image = summary["faces_per_image"]
     fig_faces = go.Figure(go.Bar(x=list(per_image), y=list(per_image.values()), marker_color="#777"))
     fig_faces.update_layout(
         title="Faces per image",
         xaxis_title="faces in the image",
-        yaxis=_count_axis(max(per_image.values(), default=0), "images"),
+        yaxis=count_axis(max(per_image.values(), default=0), "images"),
         xaxis_type="category",
     )
     probs = summary["gender_prob_histogram"]
@@ -438,7 +297,7 @@ def _confidence_section(summary: dict, charts: _Charts) -> str:
         go.Bar(x=[f"{edges[i]:.2f}-{edges[i + 1]:.2f}" for i in range(10)], y=probs["counts"], marker_color="#777")
     )
     fig_conf.update_layout(
-        title="Gender confidence (probability of the label given)", yaxis=_count_axis(max(probs["counts"], default=0))
+        title="Gender confidence (probability of the label given)", yaxis=count_axis(max(probs["counts"], default=0))
     )
     share = _pct(summary["low_confidence_share"])
     return (
@@ -461,7 +320,7 @@ def _errors_section(summary: dict) -> str:
     return f"<h2>Errors</h2>{reasons}<h3>Files</h3>{listing}{cap}"
 
 
-def _compare_section(files: list[dict], charts: _Charts, bins: int) -> str:
+def _compare_section(files: list[dict], charts: Charts, bins: int) -> str:
     if not files:
         return ""
     rows = [
@@ -538,7 +397,7 @@ def _per_source(sources: dict) -> str:
 def render(data: dict, bins: int = ReportOptions.bins) -> str:
     """The whole report as one HTML document."""
     summary = data["overall"]
-    charts = _Charts()
+    charts = Charts()
     depth = data["settings"]["depth"]
     sections = [_cards(summary), _how_to_read(data)]  # the caveats next to the numbers they qualify
     if summary["faces"]:

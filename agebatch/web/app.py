@@ -153,7 +153,7 @@ def _filters(frame) -> core.Filters:
 
 
 def _charts(filtered) -> None:
-    from agebatch.reporting.html import age_figure, pyramid_figure
+    from agebatch.reporting.charts import age_figure, pyramid_figure
 
     summary = core.report_data(filtered)["overall"]
     left, right = st.columns(2)
