@@ -1,8 +1,8 @@
-"""From results files to a demographic report: streaming aggregation, then HTML or JSON.
+"""From tallies to the report's data (``build_report``), and that data written as HTML or JSON.
 
-Results are read in chunks and reduced to counts (age histograms in 1-year bins, gender counts,
-per-folder tallies), so a million-row CSV needs the memory of one chunk, and the report's size depends
-on the number of folders, not of faces. Rendering lives in ``report_html``.
+``tally`` reads the results files into counts; here they are shaped into shares, intervals, age groups,
+folders and capture periods, with the model card's figures for "how to read this". The page itself is
+``html`` (markup) and ``charts`` (figures).
 """
 
 from __future__ import annotations

@@ -1,12 +1,12 @@
 """Inference engines for scans: Keras (the reference) and LiteRT/TFLite with XNNPACK (the fast one).
 
 ``train`` writes ``agebatch.tflite`` beside ``agebatch.keras``; ``Predictor`` uses it when present
-(``--engine auto``), because on a CPU it runs the same float32 network about 1.7-2x faster (see
-benchmarks/) with outputs equal to the Keras model's within 1e-4. The Keras model stays the
+(``--engine auto``), because on a CPU it runs the same float32 network faster with the same outputs
+(``docs/performance.md``; ``benchmarks/throughput.py`` measures it). The Keras model stays the
 reference: Grad-CAM, evaluation and training use it.
 
-The twin carries a record of which Keras file it was made from (``agebatch.tflite.json``: the
-SHA-256 of the ``.keras`` file). When it matches, a scan never loads Keras or TensorFlow at all
+The twin carries a record of which Keras file it was made from (``agebatch.tflite.json``, written and
+checked by ``modelfile.twin``). When it matches, a scan never loads Keras or TensorFlow at all
 (unless the face detector needs them): a ``--detector none`` scan starts in a fraction of the time
 and needs a fraction of the memory. A twin without a matching record is checked against the loaded
 Keras model instead.
