@@ -29,6 +29,7 @@ from agebatch.cli._app import (
     on_sigterm,
     reader_gone,
 )
+from agebatch.common import stdio
 from agebatch.common.errors import SetupError
 from agebatch.common.text import one_line
 
@@ -42,6 +43,7 @@ __all__ = ["EXIT_NO_FACE", "EXIT_OK", "EXIT_UNEXPECTED", "EXIT_USAGE", "app", "m
 
 def main() -> None:
     """Console-script entry point: maps every outcome onto the documented exit codes."""
+    stdio.reopen_closed_streams()
     signal.signal(signal.SIGTERM, on_sigterm)
     try:
         code = app(standalone_mode=False)

@@ -19,6 +19,7 @@ from agebatch.cli._params import (
     report_default,
     report_option,
 )
+from agebatch.common import stdio
 from agebatch.common.text import count, printable
 from agebatch.reporting.options import BREAKDOWNS, REPORT_FORMATS, ReportOptions
 
@@ -64,14 +65,15 @@ def report(
     quiet: QuietOption = False,
 ) -> None:
     """Turn scan results into a self-contained HTML report (or JSON aggregates)."""
-    from agebatch.common import atomic
     from agebatch.modelfile.card import read_card
-    from agebatch.reporting.aggregate import build_report, report_text, write_report
+    from agebatch.reporting.aggregate import build_report, check_report_out, report_text, write_report
 
     options = ReportOptions(**library_values(ReportOptions, dict(locals(), bins=int(bins.value))))
     to_stdout = str(out) == "-"
-    if not to_stdout:  # before any results file is read: a bad --out fails at once
-        atomic.check_output(out, results_files)
+    if to_stdout:
+        stdio.require_stdout()
+    else:  # before any results file is read: a bad --out fails at once
+        check_report_out(out, results_files)
     card = read_card(model_card)
     started = time.monotonic()
     try:

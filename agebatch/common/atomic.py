@@ -13,11 +13,12 @@ import os
 import re
 import stat
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import IO
 
 from agebatch.common.errors import SetupError
+from agebatch.common.files import head_of
 
 TEMP_SUFFIX = ".tmp"
 
@@ -26,11 +27,18 @@ class UnsafeOutputError(SetupError, ValueError):
     """An output path that must not be replaced (not a regular file, or one of the run's inputs)."""
 
 
-def check_output(out: str | os.PathLike, inputs: list[str | os.PathLike] = ()) -> Path:
+def check_output(
+    out: str | os.PathLike,
+    inputs: Iterable[str | os.PathLike] = (),
+    replaceable: Callable[[bytes], bool] | None = None,
+    kind: str = "",
+) -> Path:
     """``out`` if writing it is safe: absent or a regular file, in an existing folder, and not an input.
 
     A symbolic link, a folder, a FIFO or a device is refused, as is a path that is (or, through links,
-    points at) one of ``inputs``: replacing it would lose what the user has.
+    points at) one of ``inputs``: replacing it would lose what the user has. With ``replaceable``, an
+    existing non-empty file is replaced only when its first bytes pass it (a file of ``kind``, such
+    as an earlier report), so a slip of the name never loses a photo, a results file or a document.
     """
     out = Path(out)
     if not out.parent.is_dir():
@@ -40,17 +48,21 @@ def check_output(out: str | os.PathLike, inputs: list[str | os.PathLike] = ()) -
     except FileNotFoundError:
         info = None
     if info is not None and not stat.S_ISREG(info.st_mode):
-        kind = (
+        kind_found = (
             "a symbolic link"
             if stat.S_ISLNK(info.st_mode)
             else "a folder"
             if stat.S_ISDIR(info.st_mode)
             else "not a regular file"
         )
-        raise UnsafeOutputError(f"refusing to write {out}: it is {kind}")
+        raise UnsafeOutputError(f"refusing to write {out}: it is {kind_found}")
     for given in inputs:
         if same_file(out, given):
             raise UnsafeOutputError(f"refusing to write {out}: it is also an input of this run")
+    if replaceable is not None and info is not None and info.st_size:
+        head = head_of(out)
+        if head is None or not replaceable(head):
+            raise UnsafeOutputError(f"refusing to replace {out}: it exists and is not {kind}")
     return out
 
 

@@ -30,3 +30,17 @@ def read_regular(path: str | os.PathLike, limit: int, first_line: bool = False) 
         if os.fstat(handle.fileno()).st_size > limit:
             raise ValueError(f"larger than {limit >> 20} MB")
         return handle.read(limit + 1)
+
+
+def head_of(path: str | os.PathLike, size: int = 4096) -> bytes | None:
+    """The first ``size`` bytes of a regular file, or None when it is not one or cannot be read."""
+    try:
+        fd = open_regular(path)
+    except (OSError, ValueError):
+        return None
+    try:
+        return os.read(fd, size)
+    except OSError:
+        return None
+    finally:
+        os.close(fd)

@@ -15,7 +15,6 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from agebatch.common import atomic
-from agebatch.common.files import open_regular
 from agebatch.contract import AGE_BAND_LABELS, AGE_BANDS, age_band
 from agebatch.reporting import timeline
 from agebatch.reporting.estimates import error_rates, median_of_histogram, share_with_interval
@@ -255,33 +254,24 @@ def _card_summary(card: dict | None) -> dict | None:
         return {"unreadable": True}
 
 
-def _is_report(path: Path) -> bool:
-    """True for a report an earlier run wrote (HTML or JSON), or an empty file: only those are replaced,
-    so a slip of ``--out`` (a photo, a results file, a document) never loses anything."""
-    try:
-        fd = open_regular(path)
-    except (OSError, ValueError):
-        return False
-    try:
-        head = os.read(fd, 4096)
-    finally:
-        os.close(fd)
-    if not head:
-        return True
+def is_report(head: bytes) -> bool:
+    """True for the first bytes of a report an earlier run wrote (HTML or JSON): only those are
+    replaced, so a slip of ``--out`` (a photo, a results file, a document) never loses anything."""
     html = head.startswith(b"<!DOCTYPE html>") and b"<title>agebatch report</title>" in head
     return html or (head.lstrip().startswith(b"{") and b'"created"' in head and b'"inputs"' in head)
 
 
-def write_report(data: dict, out: str | os.PathLike, fmt: str = "html", bins: int = _DEFAULTS.bins) -> Path:
-    """Write the report atomically (temporary file, then rename) as HTML or JSON."""
-    out = Path(out)
+def check_report_out(out: str | os.PathLike, inputs: Iterable[str | os.PathLike]) -> Path:
+    """``out`` if a report may be written there (see ``atomic.check_output``); ``ReportError`` if not."""
     try:
-        atomic.check_output(out, data.get("inputs") or [])
+        return atomic.check_output(out, inputs, is_report, "an agebatch report")
     except atomic.UnsafeOutputError as exc:
         raise ReportError(str(exc)) from exc
-    if out.exists() and not _is_report(out):
-        raise ReportError(f"refusing to replace {out}: it exists and is not an agebatch report")
-    return atomic.write_text(out, report_text(data, fmt, bins))
+
+
+def write_report(data: dict, out: str | os.PathLike, fmt: str = "html", bins: int = _DEFAULTS.bins) -> Path:
+    """Write the report atomically (temporary file, then rename) as HTML or JSON."""
+    return atomic.write_text(check_report_out(out, data.get("inputs") or []), report_text(data, fmt, bins))
 
 
 def report_text(data: dict, fmt: str = "html", bins: int = _DEFAULTS.bins) -> str:

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import IO, TYPE_CHECKING
 
 from agebatch import results
-from agebatch.common import atomic, progress
+from agebatch.common import atomic, progress, stdio
 from agebatch.common.errors import SetupError
 from agebatch.scanning import detectors, discovery
 from agebatch.scanning.options import ModelOptions, OutputOptions, ScanOptions
@@ -59,8 +59,10 @@ def run_scan(
     paths = list(paths)
     if output.to_stdout and output.resume:
         raise SetupError("--resume needs a results file, not --out -")
+    if output.to_stdout:
+        stdio.require_stdout()
     if output.summary_json is not None:
-        atomic.check_output(output.summary_json, paths)
+        check_summary_out(output.summary_json, output, paths)
     fmt = output_format(output)
     discovery.check_paths(paths)
     detectors.check_detector(options.detector)
@@ -76,8 +78,30 @@ def run_scan(
         else:
             summary = write_to_file(paths, predictor, options, output, fmt, update, ray)
     if output.summary_json is not None:
-        atomic.write_text(output.summary_json, json.dumps({"out": output.out, **summary.as_dict()}, indent=1) + "\n")
+        _write_summary(output, summary)
     return summary
+
+
+def is_summary(head: bytes) -> bool:
+    """True for the first bytes of a summary an earlier scan wrote (``--summary-json``)."""
+    return head.lstrip().startswith(b"{") and b'"out"' in head and b'"images"' in head
+
+
+def check_summary_out(path: str | os.PathLike, output: OutputOptions, paths: list) -> None:
+    """The summary may go to ``path``: not the results file, not an input, not a link, and not a file
+    other than an earlier summary (it would be lost to a slip of the name)."""
+    if not output.to_stdout and atomic.same_file(path, output.out):
+        raise SetupError(f"--summary-json {path} is also --out: name another file for the summary")
+    atomic.check_output(path, paths, is_summary, "an agebatch summary")
+
+
+def _write_summary(output: OutputOptions, summary: ScanSummary) -> None:
+    text = json.dumps({"out": output.out, **summary.as_dict()}, indent=1) + "\n"
+    try:
+        atomic.write_text(output.summary_json, text)
+    except OSError as exc:  # the results are committed already: say so, and what failed
+        kept = "the rows went to stdout" if output.to_stdout else f"the results in {output.out} are complete"
+        raise SetupError(f"cannot write the summary {output.summary_json}: {exc.strerror or exc}; {kept}") from exc
 
 
 def _count_images(paths: list, options: ScanOptions) -> int:
