@@ -3,6 +3,7 @@ what a kill leaves behind. Each test is an attack that once broke agebatch."""
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
 import subprocess
@@ -80,3 +81,75 @@ def test_closed_standard_streams_lose_no_results(crops, tmp_path, redirect):
 def test_rows_for_a_closed_stdout_are_refused_not_lost(crops):
     done = _agebatch("scan", crops, "--detector", "none", "--out", "-", shell_redirect=">&-")
     assert done.returncode == 2 and b"standard output is closed" in done.stderr
+
+
+@pytest.fixture(scope="module")
+def part(crops, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("part") / "part.csv"
+    done = _agebatch("scan", crops, "--detector", "none", "--out", out, "-q")
+    assert done.returncode == 0, done.stderr
+    return out
+
+
+def test_merge_writes_only_what_its_out_names(part, tmp_path):
+    from agebatch import results
+
+    with pytest.raises(results.OutputError, match="another format"):
+        results.merge([part], tmp_path / "m.jsonl")
+    target = tmp_path / "kept.csv"
+    target.write_text("someone's file\n")
+    link = tmp_path / "link.csv"
+    link.symlink_to(target)
+    with pytest.raises(results.OutputError, match="symbolic link"):
+        results.merge([part], link)
+    assert link.is_symlink() and target.read_text() == "someone's file\n"
+    assert not (tmp_path / "m.jsonl").exists()
+
+
+def test_merge_to_stdout_writes_no_file_named_dash(part, tmp_path):
+    done = subprocess.run(
+        [sys.executable, "-m", "agebatch", "merge", str(part), "--out", "-"],
+        capture_output=True,
+        cwd=tmp_path,
+        env=dict(os.environ, PYTHONPATH=str(REPO)),
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == part.read_bytes()
+    assert not (tmp_path / "-").exists()
+
+
+def test_merge_refuses_a_part_listing_an_image_twice(part, tmp_path):
+    from agebatch import results
+
+    lines = part.read_bytes().splitlines(keepends=True)
+    doubled = tmp_path / "doubled.csv"
+    doubled.write_bytes(b"".join([*lines, lines[1]]))
+    with pytest.raises(results.OutputError, match="listed twice"):
+        results.merge([doubled], tmp_path / "out.csv")
+
+
+def test_merge_on_a_full_disk_is_a_one_line_usage_error(part, tmp_path, monkeypatch, run_cli):
+    merging = importlib.import_module("agebatch.results.merge")
+
+    def full(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(merging, "_copy", full)
+    code, _, err = run_cli("merge", part, "--out", tmp_path / "out.csv")
+    assert code == 2 and "No space left on device" in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "out.csv").exists()
+
+
+def test_resume_keeps_a_photo_whose_name_starts_with_a_quote(tmp_path, run_cli):
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    for name in ("'-x.jpg", "'=y.jpg", "plain.jpg"):
+        noise_image((64, 64)).save(folder / name)
+    out = tmp_path / "r.csv"
+    for _ in range(3):
+        code, _, err = run_cli("scan", folder, "--detector", "none", "--out", out, "--resume", "-q")
+        assert code == 0, err
+    assert sorted(line.split(",")[0] for line in _rows(out)) == sorted(
+        f"{folder}/{name}" for name in ("'-x.jpg", "'=y.jpg", "plain.jpg")
+    )

@@ -24,7 +24,7 @@ from agebatch.cli._params import (
     scan_default,
     scan_option,
 )
-from agebatch.common import progress
+from agebatch.common import progress, stdio
 from agebatch.common.text import count, printable
 from agebatch.scanning.options import ModelOptions, OutputOptions, ScanOptions
 
@@ -127,13 +127,21 @@ def merge(
         list[Path], typer.Argument(help="Results files of one scan's shards.", show_default=False, metavar="PART")
     ],
     out: Annotated[
-        Path, typer.Option("--out", "-o", help="Results file to write (all the parts, once each).", metavar="FILE")
+        Path,
+        typer.Option(
+            "--out", "-o", help="Results file to write (all the parts, once each); - for stdout.", metavar="FILE"
+        ),
     ],
     quiet: QuietOption = False,
 ) -> None:
     """Put the shards of one scan together: refuses overlapping parts and parts with other columns."""
     from agebatch.results import merge as merge_parts
 
-    summary = merge_parts(parts, out)
+    if str(out) == "-":
+        stdio.require_stdout()
+    try:
+        summary = merge_parts(parts, out, sys.stdout.buffer)
+    except BrokenPipeError:  # --out - and the reader went away
+        reader_gone()
     if not quiet:
         say(f"{printable(out)}: {count(summary.images, 'image')} from {count(summary.parts, 'part')}")

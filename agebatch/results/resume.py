@@ -31,6 +31,7 @@ class ResumeIndex:
     size: int = 0
     done: dict = field(default_factory=dict)
     cut_rows: int = 0  # complete rows of an incomplete last image, beyond ``keep``
+    repeated: list = field(default_factory=list)  # images whose rows come twice, apart (a merge refuses them)
 
 
 class _Group:
@@ -95,13 +96,15 @@ def _ends_with_newline(raw: BinaryIO, size: int) -> bool:
     return raw.read(1) == b"\n"
 
 
-def index_results(path: str | os.PathLike, fmt: str, raw: BinaryIO | None = None) -> ResumeIndex:
+def index_results(path: str | os.PathLike, fmt: str, raw: BinaryIO | None = None, excel: bool = False) -> ResumeIndex:
     """Read a results file for ``--resume`` (see ``ResumeIndex``); damage it cannot prove to be a torn
     last write is an ``OutputError`` (exit 2) rather than a guess that could drop rows. ``raw``: the
-    file already open (the writer reads, cuts and appends through one descriptor)."""
+    file already open (the writer reads, cuts and appends through one descriptor). ``excel``: the file
+    was written with ``--excel-safe``, so a quote before a formula-like path is that option's, not the
+    file name's."""
     if raw is None:
         with open(path, "rb") as handle:
-            return index_results(path, fmt, handle)
+            return index_results(path, fmt, handle, excel)
     csv.field_size_limit(FIELD_LIMIT)
     index = ResumeIndex(size=os.fstat(raw.fileno()).st_size)
     if fmt == "csv":  # the header line as written (a file from an older version has fewer columns)
@@ -122,8 +125,10 @@ def index_results(path: str | os.PathLike, fmt: str, raw: BinaryIO | None = None
                     f"{path}: line {line} is damaged (not a complete {fmt.upper()} record); --resume will not "
                     "guess which rows to keep: fix or remove that line, or scan into a new file"
                 )
-            image = _unprotected(str(record["path"]))
+            image = _unprotected(str(record["path"])) if excel else str(record["path"])
             if group is None or image != group.path:
+                if image in index.done:
+                    index.repeated.append(image)
                 group = _Group(image, previous_end, max(1, _int(record.get("faces"), 1)))
                 index.done[image] = (_int(record.get("file_size"), -1), _float(record.get("file_mtime")))
             group.rows += 1

@@ -208,7 +208,7 @@ class ResultsWriter:
             check_existing(self.out, self.fmt, first_line=first_line)
             if self.fmt == "csv" and first_line:
                 self.columns = columns_of_header(first_line, self.out)
-            index = index_results(self.out, self.fmt, raw)
+            index = index_results(self.out, self.fmt, raw, self.excel)
         if index.cut_rows or index.keep < index.size:
             log.warning(
                 "agebatch: %s ended in a torn write: removed %d byte(s) (%d complete row(s) of its last, "
