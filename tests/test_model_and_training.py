@@ -262,12 +262,13 @@ def test_smoke_training_on_two_sources_writes_a_loadable_model_card_and_twin(tmp
 
 
 def test_train_and_evaluate_cli(run_cli, tmp_path, tiny_model_path):
-    from agebatch.training import dataset
+    from agebatch.training import sources, splits
     from agebatch.training.network import build_model
 
     data = utk_folder(tmp_path / "utk", count=40)
-    earlier = dataset.add_split(dataset.read_labels(data)[0], 0.3, 0.2, seed=5)  # not what --smoke would draw
-    dataset.save_split(earlier, tmp_path / "earlier.csv")
+    earlier, _ = splits.add_split(sources.read_source(data)[0], 0.3, 0.2, seed=5)  # not what --smoke would draw
+    # Written as splits were before there were several sources: no source column, matched on the file name.
+    earlier[["file", "age", "gender", "race", "split"]].to_csv(tmp_path / "earlier.csv", index=False)
     second_teacher = tmp_path / "second.keras"
     build_model(64, None, alpha=0.35, augment=False).save(second_teacher)
     # One smoke run covers the non-default recipe options: the cosine schedule, two teachers to distil

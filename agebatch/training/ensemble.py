@@ -59,13 +59,13 @@ def write_ensemble(
     """
     from agebatch.scanning.precision import half_precision_storage
     from agebatch.scanning.predictor import load_model
-    from agebatch.training import curves, dataset, evaluate, modelcard
+    from agebatch.training import curves, dataset, evaluate, modelcard, splits
     from agebatch.training.train import export_and_score_tflite
 
     started = time.time()
     member_cards = [modelcard.card_for_model(path) for path in member_paths]  # before out_dir is written to
     model = combine([load_model(path)[0] for path in member_paths])
-    split = dataset.load_split(split_path)
+    split = splits.load_split(split_path)
     frame = split[split["split"].isin(["val", "test"])].reset_index(drop=True)  # all that is scored
     missing = [f for f in frame["file"] if not (Path(data_dir) / f).is_file()]
     if missing:

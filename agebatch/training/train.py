@@ -29,7 +29,7 @@ import pandas as pd
 
 from agebatch import contract
 from agebatch.common import atomic
-from agebatch.training import dataset, sources
+from agebatch.training import dataset, sources, splits
 from agebatch.training.config import TrainConfig
 
 if TYPE_CHECKING:  # keras loads only when training starts
@@ -478,7 +478,7 @@ def read_labelled(config: TrainConfig) -> tuple[pd.DataFrame, int]:
         except (OSError, ValueError) as exc:
             raise ValueError(f"{config.split_from}: not a split file written by agebatch train ({exc})") from exc
     try:
-        frame, left_out = sources.add_split(frame, config.test_split, config.val_split, config.seed, saved)
+        frame, left_out = splits.add_split(frame, config.test_split, config.val_split, config.seed, saved)
     except ValueError as exc:
         raise ValueError(f"{config.split_from}: {exc}") from exc
     if left_out:
@@ -507,7 +507,7 @@ def train(config: TrainConfig) -> TrainResult:
     warm = load_checked(config.warm_start, config.image_size, "model to warm-start from") if config.warm_start else None
 
     frame, skipped = read_labelled(config)
-    sources.save_split(frame, out / "split.csv")
+    splits.save_split(frame, out / "split.csv")
     images = dataset.cached_images("/", list(frame["path"]), config.image_size, config.cache_dir)
     parts = {name: frame.index[frame["split"] == name].to_numpy() for name in ("train", "val", "test")}
     log.info("images: %s", {k: len(v) for k, v in parts.items()})
