@@ -68,7 +68,7 @@ def main() -> None:
     from agebatch.scanning.predictor import default_model_path, load_model
     from agebatch.training import dataset, evaluate, splits
     from agebatch.training.network import pooled_features
-    from agebatch.training.train import age_weights, gender_weights
+    from agebatch.training.targets import age_weights, gender_weights
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("data_dir", type=Path)

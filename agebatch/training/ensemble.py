@@ -60,7 +60,7 @@ def write_ensemble(
     from agebatch.scanning.precision import half_precision_storage
     from agebatch.scanning.predictor import load_model
     from agebatch.training import curves, dataset, evaluate, modelcard, splits
-    from agebatch.training.train import export_and_score_tflite
+    from agebatch.training.finishing import export_and_score_tflite
 
     started = time.time()
     member_cards = [modelcard.card_for_model(path) for path in member_paths]  # before out_dir is written to
