@@ -29,8 +29,9 @@ sys.path.insert(0, str(REPO / "benchmarks"))
 
 from throughput import face_crops, photos  # noqa: E402
 
+from agebatch.modelfile.load import default_model_path  # noqa: E402
 from agebatch.scanning.options import ScanOptions  # noqa: E402
-from agebatch.scanning.predictor import Predictor, default_model_path  # noqa: E402
+from agebatch.scanning.predictor import Predictor  # noqa: E402
 from agebatch.scanning.scanner import scan_to_file  # noqa: E402
 
 

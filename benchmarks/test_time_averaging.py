@@ -57,7 +57,7 @@ def main() -> None:
     import pandas as pd
 
     from agebatch.modelfile.load import load_model
-    from agebatch.training import dataset, evaluate
+    from agebatch.training import dataset, evaluate, splits
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("data_dir", type=Path)
@@ -67,7 +67,7 @@ def main() -> None:
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args()
 
-    frame = dataset.load_split(args.split)
+    frame = splits.load_split(args.split)
     faces = dataset.cached_images(args.data_dir, list(frame["file"]), 128, args.cache_dir)
     parts = {name: frame.index[frame["split"] == name].to_numpy() for name in ("val", "test")}
     truth = {name: frame.loc[index].reset_index(drop=True) for name, index in parts.items()}

@@ -66,9 +66,9 @@ def main() -> None:
 
     from agebatch.contract import members_of
     from agebatch.modelfile.load import default_model_path, load_model
-    from agebatch.training import dataset, evaluate
+    from agebatch.training import dataset, evaluate, splits
     from agebatch.training.network import pooled_features
-    from agebatch.training.train import age_weights, gender_weights
+    from agebatch.training.targets import age_weights, gender_weights
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("data_dir", type=Path)
@@ -78,7 +78,7 @@ def main() -> None:
     parser.add_argument("--json", type=Path, default=REPO / "benchmarks" / "weights-ablation.json")
     args = parser.parse_args()
 
-    frame = dataset.load_split(args.split)
+    frame = splits.load_split(args.split)
     faces = dataset.cached_images(args.data_dir, list(frame["file"]), 128, args.cache_dir)
     model, _ = load_model(args.model or default_model_path())
     members = members_of(model)

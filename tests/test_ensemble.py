@@ -95,11 +95,11 @@ def test_grad_cam_of_an_ensemble_averages_its_members_maps():
 
 
 def test_combine_cli_writes_a_scored_ensemble_that_scan_and_evaluate_use(run_cli, tmp_path):
-    from agebatch.training import dataset
+    from agebatch.training import sources, splits
 
     data = utk_folder(tmp_path / "utk", count=30)
-    split = dataset.add_split(dataset.read_labels(data)[0], 0.3, 0.2, seed=5)
-    dataset.save_split(split, tmp_path / "split.csv")
+    split, _ = splits.add_split(sources.read_source(data)[0], 0.3, 0.2, seed=5)
+    splits.save_split(split, tmp_path / "split.csv")
     paths = []
     for seed in (7, 8):
         paths.append(tmp_path / f"m{seed}.keras")

@@ -26,8 +26,9 @@ def test_model_shapes_and_outputs():
 
 def test_colour_jitter_changes_training_inputs_only():
     from agebatch.contract import AGE_OUTPUT
+    from agebatch.training.config import TrainConfig
     from agebatch.training.network import build_model
-    from agebatch.training.train import TrainConfig, inference_copy
+    from agebatch.training.startweights import inference_copy
 
     model = build_model(64, None, dropout=0.0, alpha=0.35, color_jitter=0.3)
     names = {layer.name for layer in model.layers}
@@ -73,7 +74,7 @@ def test_set_trainable_keeps_batch_norm_frozen():
 
 
 def test_weights(tmp_path):
-    from agebatch.training.train import age_weights, gender_weights
+    from agebatch.training.targets import age_weights, gender_weights
 
     g = gender_weights(np.array([0, 0, 0, 1]))
     assert g.mean() == pytest.approx(1.0)
@@ -86,7 +87,8 @@ def test_weights(tmp_path):
 def test_oversampling_draws_rare_strata_more_often_with_unit_loss_weights():
     """The draw gives each face the share ``balance_weights`` gives it; the loss weights are then 1."""
     from agebatch.training import sources
-    from agebatch.training.train import TrainConfig, _drawn_batches, _make_dataset
+    from agebatch.training.batches import drawn_batches, make_dataset
+    from agebatch.training.config import TrainConfig
 
     n = 400
     rare = np.arange(n) >= 360  # 40 faces in a stratum of their own, against 360 in another
@@ -104,7 +106,7 @@ def test_oversampling_draws_rare_strata_more_often_with_unit_loss_weights():
     images[:, 0, 0, 0] = np.arange(n) % 256  # each face names itself in one pixel
     images[:, 0, 0, 1] = np.arange(n) // 256
     config = TrainConfig(data_dir="x", age_head="distribution", sampling="oversample", batch_size=32, seed=3)
-    data = _make_dataset(images, frame, config, training=True)
+    data = make_dataset(images, frame, config, training=True)
 
     def epoch() -> np.ndarray:
         drawn, weights = [], []
@@ -122,7 +124,7 @@ def test_oversampling_draws_rare_strata_more_often_with_unit_loss_weights():
     assert not np.array_equal(first, second)  # a fresh draw each epoch
     for bad in ([], [0.0, 0.0], [1.0, np.nan]):  # never one face drawn over and over in silence
         with pytest.raises(ValueError, match="finite with a positive total"):
-            _drawn_batches(np.array(bad), config)
+            drawn_batches(np.array(bad), config)
     with pytest.raises(ValueError, match="distribution age head"):
         TrainConfig(data_dir="x", sampling="oversample")
     with pytest.raises(ValueError, match="unknown sampling"):
@@ -142,7 +144,7 @@ def test_config_rejects_an_unknown_schedule_and_a_teacher_share_outside_0_1():
 def test_teacher_estimates_are_blended_into_the_training_targets():
     import pandas as pd
 
-    from agebatch.training.train import blend_with_teacher
+    from agebatch.training.targets import blend_with_teacher
 
     ages, genders = np.array([20, 40]), np.array([0, 1])
     teacher = pd.DataFrame({"pred_age": [30.0, 40.0], "pred_female": [0.2, 0.6]})
@@ -159,7 +161,7 @@ def test_gender_smoothing_touches_only_the_training_targets():
 
     from agebatch.contract import GENDER_OUTPUT
     from agebatch.training.config import TrainConfig
-    from agebatch.training.train import training_targets
+    from agebatch.training.targets import training_targets
 
     frame = pd.DataFrame({"age": [20.0, 40.0], "age_low": [20, 40], "age_high": [20, 40], "gender": [0, 1]})
     config = TrainConfig(data_dir="x", gender_smoothing=0.1, age_head="distribution")
@@ -174,7 +176,7 @@ def test_gender_smoothing_touches_only_the_training_targets():
 def test_several_teachers_are_averaged_face_by_face():
     from agebatch.training.evaluate import predict_arrays
     from agebatch.training.network import build_model
-    from agebatch.training.train import teacher_predictions
+    from agebatch.training.targets import teacher_predictions
 
     rng = np.random.default_rng(1)
     images = rng.integers(0, 256, (6, 64, 64, 3), dtype=np.uint8)
@@ -263,12 +265,13 @@ def test_smoke_training_on_two_sources_writes_a_loadable_model_card_and_twin(tmp
 
 
 def test_train_and_evaluate_cli(run_cli, tmp_path, tiny_model_path):
-    from agebatch.training import dataset
+    from agebatch.training import sources, splits
     from agebatch.training.network import build_model
 
     data = utk_folder(tmp_path / "utk", count=40)
-    earlier = dataset.add_split(dataset.read_labels(data)[0], 0.3, 0.2, seed=5)  # not what --smoke would draw
-    dataset.save_split(earlier, tmp_path / "earlier.csv")
+    earlier, _ = splits.add_split(sources.read_source(data)[0], 0.3, 0.2, seed=5)  # not what --smoke would draw
+    # Written as splits were before there were several sources: no source column, matched on the file name.
+    earlier[["file", "age", "gender", "race", "split"]].to_csv(tmp_path / "earlier.csv", index=False)
     second_teacher = tmp_path / "second.keras"
     build_model(64, None, alpha=0.35, augment=False).save(second_teacher)
     # One smoke run covers the non-default recipe options: the cosine schedule, two teachers to distil
@@ -319,7 +322,7 @@ def test_train_and_evaluate_cli(run_cli, tmp_path, tiny_model_path):
 
 def test_continuing_copies_every_weight_and_rejects_another_network():
     from agebatch.training.network import build_model
-    from agebatch.training.train import continue_from
+    from agebatch.training.startweights import continue_from
 
     saved = build_model(64, None, alpha=0.35, augment=False)
     fresh = build_model(64, None, alpha=0.35)  # the training network also has augmentation layers
@@ -374,7 +377,7 @@ def test_networks_are_averaged_tensor_by_tensor():
     import keras
 
     from agebatch.training.network import build_model
-    from agebatch.training.train import average_models
+    from agebatch.training.startweights import average_models
 
     keras.utils.set_random_seed(1)
     first = build_model(64, None, alpha=0.35, augment=False)
@@ -475,8 +478,9 @@ class _CtrlCAfter:
 
 
 def test_age_head_refit_is_skipped_without_validation_faces_or_after_ctrl_c():
+    from agebatch.training.config import TrainConfig
+    from agebatch.training.laststeps import refit_age_head
     from agebatch.training.network import build_model
-    from agebatch.training.train import TrainConfig, refit_age_head
 
     model = build_model(64, None, alpha=0.35, augment=False, age_head="distribution")
     before = model.get_layer("age_distribution").get_weights()[0].copy()
@@ -493,8 +497,10 @@ def test_age_head_refit_is_skipped_without_validation_faces_or_after_ctrl_c():
 
 
 def test_weight_averaging_interrupted_keeps_the_trained_weights(tmp_path):
+    from agebatch.training.batches import make_dataset
+    from agebatch.training.config import TrainConfig
+    from agebatch.training.laststeps import average_weights, last_steps
     from agebatch.training.network import build_model
-    from agebatch.training.train import TrainConfig, _last_steps, _make_dataset, average_weights
 
     model = build_model(64, None, alpha=0.35, augment=False)
     before = [w.copy() for w in model.get_weights()]
@@ -505,13 +511,13 @@ def test_weight_averaging_interrupted_keeps_the_trained_weights(tmp_path):
     config = TrainConfig(
         data_dir="x", image_size=64, alpha=0.35, batch_size=4, average_epochs=2, out_dir=str(tmp_path), verbose=0
     )
-    data = {part: _make_dataset(faces, frame, config, training=part == "train") for part in ("train", "val")}
+    data = {part: make_dataset(faces, frame, config, training=part == "train") for part in ("train", "val")}
     record = average_weights(model, data, config, _CtrlCAfter(0), tmp_path / "checkpoint.keras", [], 0)
     assert record["skipped"] == "interrupted" and record["kept"] is False
     for kept, original in zip(model.get_weights(), before):
         np.testing.assert_array_equal(kept, original)
     config.refit_age_head = True  # interrupted before the last steps: the card says they did not run
-    final, steps = _last_steps(config, frame, faces, model, data, _CtrlCAfter(-1), [])
+    final, steps = last_steps(config, frame, faces, model, data, _CtrlCAfter(-1), [])
     assert steps == {name: {"kept": False, "skipped": "interrupted"} for name in ("weight_averaging", "age_head_refit")}
     assert final.count_params() == model.count_params()
 
@@ -519,6 +525,7 @@ def test_weight_averaging_interrupted_keeps_the_trained_weights(tmp_path):
 def test_an_aborted_run_keeps_its_checkpoint_and_a_new_run_only_continues_it(tmp_path, monkeypatch, caplog):
     """Training itself is replaced by saving the network as the checkpoint: what is tested is what
     happens around it when the run is aborted (a second Ctrl-C, SIGTERM) before the model is saved."""
+    from agebatch.training import startweights
     from agebatch.training import train as training
     from agebatch.training.train import TrainConfig, smoke_config, train
 
@@ -529,7 +536,7 @@ def test_an_aborted_run_keeps_its_checkpoint_and_a_new_run_only_continues_it(tmp
         raise KeyboardInterrupt
 
     finalize = training.finalize
-    monkeypatch.setattr(training, "_fit_phases", fit_phases)
+    monkeypatch.setattr(training, "fit_phases", fit_phases)
     monkeypatch.setattr(training, "finalize", aborted)
     out = tmp_path / "out"
     config = smoke_config(
@@ -539,7 +546,7 @@ def test_an_aborted_run_keeps_its_checkpoint_and_a_new_run_only_continues_it(tmp
         train(config)
     checkpoint = out / "checkpoint.keras"
     assert checkpoint.is_file() and str(checkpoint) in caplog.text
-    assert training.load_checked(str(checkpoint), 64, "model to continue from") is not None
+    assert startweights.load_checked(str(checkpoint), 64, "model to continue from") is not None
     with pytest.raises(ValueError, match="did not finish.*--init-from"):
         train(config)  # would overwrite the unfinished run's weights
     config.init_from = str(checkpoint)

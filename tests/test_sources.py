@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from agebatch.training import sources
+from agebatch.training import sources, splits
 from tests.imagegen import save_jpeg, utk_folder
 
 
@@ -108,13 +108,13 @@ def test_several_sources_keep_apart_and_a_saved_split_decides_for_the_sources_it
     assert frame["source"].value_counts().to_dict() == {"utk": 30, "ff": 40}
     utk_only = frame[frame["source"] == "utk"].assign(split=["test", "train", "val"] * 10)
     saved = utk_only[["file", "split"]].iloc[:-2]  # an old split file (no source column) naming 28 of 30
-    out, left_out = sources.add_split(frame, 0.25, 0.3, 3, saved)
+    out, left_out = splits.add_split(frame, 0.25, 0.3, 3, saved)
     assert left_out == 2
     kept = out[out["source"] == "utk"].set_index("file")["split"]
     assert kept.to_dict() == saved.set_index("file")["split"].to_dict()
     fresh = out[out["source"] == "ff"]
     assert len(fresh) == 40 and set(fresh["split"]) == {"train", "val", "test"}
-    again, _ = sources.add_split(frame, 0.25, 0.3, 3, saved)
+    again, _ = splits.add_split(frame, 0.25, 0.3, 3, saved)
     pd.testing.assert_frame_equal(out, again)  # reproducible
 
 

@@ -1,4 +1,4 @@
-"""UTKFace-style folders: labels from file names, a reproducible stratified split, and arrays.
+"""UTKFace-style folders: labels from file names, and faces decoded into arrays.
 
 UTKFace encodes the labels in the file name (``[age]_[gender]_[race]_[datetime].jpg...``), so
 reading a dataset is mostly parsing names. The real release contains a handful of malformed names;
@@ -12,7 +12,7 @@ import json
 import logging
 import os
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,7 +21,6 @@ import numpy as np
 import pandas as pd
 
 from agebatch.common import atomic
-from agebatch.contract import age_band
 
 log = logging.getLogger(__name__)
 
@@ -78,60 +77,6 @@ def read_labels(data_dir: str | os.PathLike) -> tuple[pd.DataFrame, list[str]]:
             ", ".join(repr(s) for s in skipped[:5]) + (" ..." if len(skipped) > 5 else ""),
         )
     return frame, skipped
-
-
-def strata(frame: pd.DataFrame) -> pd.Series:
-    """Stratum key per row: age band x gender, so both splits keep children, the elderly and both genders."""
-    bands = frame["age"].map(age_band)
-    return bands + "/" + frame["gender"].astype(str)
-
-
-def _stable_rank(names: Iterable[str], seed: int) -> np.ndarray:
-    """A per-name pseudo-random number that depends only on (seed, name), never on the listing."""
-    return np.array(
-        [int.from_bytes(hashlib.sha1(f"{seed}:{n}".encode()).digest()[:8], "big") for n in names],
-        dtype=np.uint64,
-    )
-
-
-def stratified_split(frame: pd.DataFrame, test_fraction: float, seed: int, strata_of=strata) -> pd.Series:
-    """Assign each row to ``train`` or ``test``, stratified by age band and gender.
-
-    Every stratum gives ``round(n * test_fraction)`` of its rows to the test part, chosen by a hash of
-    (seed, file name). Adding files to the folder therefore moves no existing file across the split
-    boundary unless its stratum's quota changes, and the same seed always gives the same split.
-    """
-    if not 0 < test_fraction < 1:
-        raise ValueError("test_fraction must be between 0 and 1")
-    part = pd.Series("train", index=frame.index, dtype=object)
-    ranks = pd.Series(_stable_rank(frame["file"], seed), index=frame.index)
-    for _, index in frame.groupby(strata_of(frame)).groups.items():
-        order = ranks.loc[index].sort_values(kind="stable").index
-        n_test = int(round(len(order) * test_fraction))
-        part.loc[order[:n_test]] = "test"
-    return part
-
-
-def add_split(
-    frame: pd.DataFrame, test_fraction: float, val_fraction: float, seed: int, strata_of=strata
-) -> pd.DataFrame:
-    """Frame with a ``split`` column: ``train``, ``val`` (for early stopping, out of train) or ``test``."""
-    out = frame.copy()
-    out["split"] = stratified_split(out, test_fraction, seed, strata_of)
-    train = out[out["split"] == "train"]
-    if val_fraction > 0:
-        val_part = stratified_split(train, val_fraction, seed + 1, strata_of)
-        out.loc[val_part[val_part == "test"].index, "split"] = "val"
-    return out
-
-
-def save_split(frame: pd.DataFrame, path: str | os.PathLike) -> None:
-    """Write the split next to the model so evaluation can score exactly the held-out files."""
-    frame[["file", "age", "gender", "race", "split"]].to_csv(path, index=False)
-
-
-def load_split(path: str | os.PathLike) -> pd.DataFrame:
-    return pd.read_csv(path)
 
 
 def load_images(

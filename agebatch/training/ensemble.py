@@ -60,13 +60,13 @@ def write_ensemble(
     from agebatch.modelfile.card import card_for_model
     from agebatch.modelfile.load import load_model
     from agebatch.modelfile.precision import half_precision_storage
-    from agebatch.training import curves, dataset, evaluate, modelcard
-    from agebatch.training.train import export_and_score_tflite
+    from agebatch.training import curves, dataset, evaluate, modelcard, splits
+    from agebatch.training.finishing import export_and_score_tflite
 
     started = time.time()
     member_cards = [card_for_model(path) for path in member_paths]  # before out_dir is written to
     model = combine([load_model(path)[0] for path in member_paths])
-    split = dataset.load_split(split_path)
+    split = splits.load_split(split_path)
     frame = split[split["split"].isin(["val", "test"])].reset_index(drop=True)  # all that is scored
     missing = [f for f in frame["file"] if not (Path(data_dir) / f).is_file()]
     if missing:

@@ -15,7 +15,7 @@ import pandas as pd
 from agebatch import contract
 from agebatch.common import atomic
 from agebatch.common.htmlpage import page
-from agebatch.training import dataset, sources
+from agebatch.training import dataset, sources, splits
 
 
 def predict_with(run, images: np.ndarray, batch_size: int = 64) -> pd.DataFrame:
@@ -182,7 +182,7 @@ def evaluate_folder(
     model, image_size = load_model(model_path)
     frame, _ = sources.read_sources(paths)
     if split_file is not None:
-        frame = sources.saved_parts(frame, pd.read_csv(split_file))
+        frame = splits.saved_parts(frame, pd.read_csv(split_file))
         frame = frame[frame["split"] == split].reset_index(drop=True)
     if limit:
         frame = frame.head(limit)

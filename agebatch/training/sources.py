@@ -183,11 +183,6 @@ def band_of(frame: pd.DataFrame) -> pd.Series:
     return frame["age_low"].map(contract.age_band)
 
 
-def strata(frame: pd.DataFrame) -> pd.Series:
-    """Stratum key per row (source, age band, gender): splits keep children, the elderly and both genders."""
-    return frame["source"] + "/" + band_of(frame) + "/" + frame["gender"].astype(str)
-
-
 def balance_weights(frame: pd.DataFrame, power: float = 0.5) -> np.ndarray:
     """Per-face weights (mean 1) so no source, group, age band or gender dominates training.
 
@@ -204,50 +199,3 @@ def balance_weights(frame: pd.DataFrame, power: float = 0.5) -> np.ndarray:
         mask = sources == source
         weights[mask] *= math.sqrt(mask.sum()) / weights[mask].sum()
     return (weights / weights.mean()).astype("float32")
-
-
-SPLIT_COLUMNS = ("source", "file", "age", "age_low", "age_high", "gender", "race", "split")
-
-
-def saved_parts(frame: pd.DataFrame, saved: pd.DataFrame) -> pd.DataFrame:
-    """``frame`` with the ``split`` column of a saved split.csv (None for the files it does not name).
-
-    Rows are matched on (source, file); a split written before there were several sources has no
-    ``source`` column and is matched on the file name alone.
-    """
-    if not {"file", "split"} <= set(saved.columns) or not set(saved["split"].dropna()) <= {"train", "val", "test"}:
-        raise ValueError("not a split file written by agebatch train")
-    out = frame.copy()
-    if "source" in saved.columns:
-        parts = saved.drop_duplicates(["source", "file"]).set_index(["source", "file"])["split"]
-        out["split"] = parts.reindex(pd.MultiIndex.from_frame(out[["source", "file"]])).to_numpy()
-    else:
-        out["split"] = out["file"].map(saved.drop_duplicates("file").set_index("file")["split"])
-    out["split"] = out["split"].astype(object).where(out["split"].notna(), None)
-    return out
-
-
-def add_split(
-    frame: pd.DataFrame, test_fraction: float, val_fraction: float, seed: int, saved: pd.DataFrame | None = None
-) -> tuple[pd.DataFrame, int]:
-    """``frame`` with a ``split`` column (train / val / test), and how many rows were left out.
-
-    A ``saved`` split (an earlier run's split.csv) decides for every source it names a file of, so a
-    new run is scored on exactly the same test faces as before; files of such a source that it does
-    not name are left out rather than guessed into a part. Sources it does not mention (or all, without
-    one) get a fresh split stratified by source, age band and gender, chosen by a hash of the file name.
-    """
-    out = saved_parts(frame, saved) if saved is not None else frame.assign(split=None)
-    covered = set(out.loc[out["split"].notna(), "source"])
-    in_covered = out["source"].isin(covered)
-    left_out = int((in_covered & out["split"].isna()).sum())
-    fresh = ~in_covered
-    if fresh.any():
-        part = dataset.add_split(out[fresh].drop(columns="split"), test_fraction, val_fraction, seed, strata)
-        out.loc[fresh, "split"] = part["split"]
-    return out.dropna(subset=["split"]).reset_index(drop=True), left_out
-
-
-def save_split(frame: pd.DataFrame, path: str | os.PathLike) -> None:
-    """Write the split next to the model so evaluation can score exactly the held-out files."""
-    frame[list(SPLIT_COLUMNS)].to_csv(path, index=False)
