@@ -153,3 +153,54 @@ def test_resume_keeps_a_photo_whose_name_starts_with_a_quote(tmp_path, run_cli):
     assert sorted(line.split(",")[0] for line in _rows(out)) == sorted(
         f"{folder}/{name}" for name in ("'-x.jpg", "'=y.jpg", "plain.jpg")
     )
+
+
+def test_a_kill_while_the_results_move_into_place_leaves_no_record_of_another_run(tmp_path, monkeypatch):
+    """The rows and their ``.meta.json`` are two renames: a kill between them must not leave the previous
+    run's record beside new rows, and its temporary files are gone after the next run."""
+    from agebatch.results import ResultsWriter, metadata_path, write_metadata
+
+    out = tmp_path / "r.csv"
+    with ResultsWriter(out) as writer:
+        writer.write_image([{"path": "a.jpg", "status": "no_face", "faces": 0}])
+        writer.commit({"run": "first"})
+    assert json.loads(metadata_path(out).read_text())["run"] == "first"
+    real_replace = os.replace
+
+    def killed_after_the_rows(source, target):
+        real_replace(source, target)
+        if Path(target) == out:
+            raise KeyboardInterrupt  # SIGKILL-like: nothing after the rows' rename runs
+
+    monkeypatch.setattr(os, "replace", killed_after_the_rows)
+    with pytest.raises(KeyboardInterrupt), ResultsWriter(out) as writer:
+        writer.write_image([{"path": "b.jpg", "status": "no_face", "faces": 0}])
+        writer.commit({"run": "second"})
+    monkeypatch.setattr(os, "replace", real_replace)
+    assert "b.jpg" in out.read_text()
+    assert not metadata_path(out).exists() or json.loads(metadata_path(out).read_text())["run"] == "second"
+    with ResultsWriter(out, resume=True) as writer:
+        writer.commit({"run": "third"})
+    assert json.loads(metadata_path(out).read_text())["run"] == "third"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["r.csv", "r.csv.meta.json"]
+    assert write_metadata  # the record can still be written alone (merge and the API use it)
+
+
+def test_report_cells_that_are_not_numbers_are_left_out_not_fatal(tmp_path, run_cli):
+    """Hand-edited or damaged cells (inf, nan, -5, 1e300, text) in faces, age and gender_prob: the
+    report counts what it can, prints no numpy warning, and exits 0."""
+    from tests.test_report import face, write_results
+
+    rows = [
+        face("root/a/1.jpg", 0, 30.0, "male"),
+        dict(face("root/a/2.jpg", 0, "inf", "female"), faces="inf"),
+        dict(face("root/a/3.jpg", 0, 41.0, "female", prob="inf"), faces="-5"),
+        dict(face("root/a/4.jpg", 0, "1e300", "male", prob="nan"), faces="1e300"),
+        dict(face("root/a/5.jpg", 0, "-3", "male", prob="-1"), faces="many"),
+    ]
+    source = write_results(tmp_path / "r.csv", rows)
+    code, _, err = run_cli("report", source, "--out", tmp_path / "r.json", "--format", "json", "-q")
+    assert code == 0 and err == "", err
+    overall = json.loads((tmp_path / "r.json").read_text())["overall"]
+    assert overall["faces"] == 2 and sum(overall["age_histogram"]) == 2
+    assert sum(overall["gender_prob_histogram"]["counts"]) == 2

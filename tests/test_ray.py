@@ -52,6 +52,8 @@ def test_a_ray_scan_gives_the_rows_of_a_local_scan_and_resumes(ray_cluster, fold
         for column in mine:
             if column in ("age", "gender_prob", "female_prob") and mine[column]:
                 assert float(mine[column]) == pytest.approx(float(theirs[column]), abs=0.11)
+            elif column == "gender" and mine[column] and abs(float(theirs["female_prob"]) - 0.5) < 0.11:
+                continue  # the random test network's call near 0.5 may flip within that tolerance
             else:
                 assert mine[column] == theirs[column], column
     for i in range(9, 12):

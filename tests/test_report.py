@@ -325,3 +325,20 @@ def test_rows_in_memory_give_the_report_of_their_file(known):
     in_memory = report_data(read_results(known))["overall"]
     for key in ("images", "faces", "errors", "gender_counts", "age_histogram", "age_groups", "folders"):
         assert in_memory[key] == from_file[key], key
+
+
+@pytest.mark.parametrize("depth", [1, 2])
+def test_many_folders_are_folded_to_the_reports_depth_with_the_same_groups(tmp_path, monkeypatch, depth):
+    """Memory follows the folders the report shows: past a limit, per-folder counts are folded to the
+    requested depth while reading, and the report's folder groups come out the same."""
+    from agebatch.reporting import tally as tallying
+
+    rows = [face(f"root/x{i % 4}/y{i}/z/{i}.jpg", 0, 20 + i % 50, ("male", "female")[i % 2]) for i in range(240)]
+    rows.append(face("elsewhere/top.jpg", 0, 33.0, "male"))  # moves the common root up late in the file
+    source = write_results(tmp_path / "r.csv", rows)
+    unfolded = build_report([source], ReportOptions(depth=depth))["overall"]["folders"]
+    monkeypatch.setattr(tallying, "FOLDER_LIMIT", 30)
+    monkeypatch.setattr(tallying, "CHUNK_ROWS", 50)
+    folded_tally = tallying.tally_file(source, ReportOptions(depth=depth))
+    assert len(folded_tally.folders) <= 30 + 50
+    assert build_report([source], ReportOptions(depth=depth))["overall"]["folders"] == unfolded

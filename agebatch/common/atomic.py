@@ -150,6 +150,24 @@ def atomic_path(target: str | os.PathLike) -> Iterator[Path]:
         folder.rmdir()
 
 
+def write_temporary(target: str | os.PathLike, text: str) -> Path:
+    """``text`` in a new temporary file beside ``target``, flushed to disk, for the caller to rename
+    over ``target`` when the moment comes (``ResultsWriter.commit`` moves two files in order)."""
+    target = Path(target)
+    handle, tmp = new_temp(target, False)
+    try:
+        with handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        with contextlib.suppress(OSError):
+            copy_mode(target, tmp)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return tmp
+
+
 def write_text(target: str | os.PathLike, text: str) -> Path:
     """Atomically replace ``target`` with ``text`` (UTF-8)."""
     with atomic_writer(target) as handle:

@@ -19,7 +19,7 @@ from agebatch.contract import AGE_BAND_LABELS, AGE_BANDS, age_band
 from agebatch.reporting import timeline
 from agebatch.reporting.estimates import error_rates, median_of_histogram, share_with_interval
 from agebatch.reporting.options import BREAKDOWNS, ReportOptions
-from agebatch.reporting.tally import MAX_AGE, FolderTally, ReportError, Tally, tally_file
+from agebatch.reporting.tally import MAX_AGE, FolderTally, ReportError, Tally, common_root, relative_parts, tally_file
 
 _DEFAULTS = ReportOptions()
 
@@ -28,25 +28,12 @@ TOP_LEVEL = "(top level)"
 
 
 # -- shaping ------------------------------------------------------------------------------------
-def _common_root(folders: Iterable[str]) -> str:
-    folders = [f for f in folders if f != "."]
-    if not folders:
-        return "."
-    try:
-        return os.path.commonpath(folders)
-    except ValueError:  # absolute and relative paths mixed
-        return ""
-
-
 def folder_groups(tally: Tally, depth: int = 1) -> dict[str, FolderTally]:
     """Per-folder tallies merged to ``depth`` levels below the common root of all folders."""
-    root = _common_root(tally.folders)
+    root = common_root(tally.folders)
     groups: dict[str, FolderTally] = {}
     for folder, stats in tally.folders.items():
-        relative = os.path.relpath(folder, root) if root not in ("", ".") or folder != "." else "."
-        if root == "":
-            relative = folder
-        parts = [p for p in relative.split("/") if p not in ("", ".")]
+        parts = relative_parts(folder, root)
         key = "/".join(parts[:depth]) if parts else TOP_LEVEL
         groups.setdefault(key, FolderTally()).merge(stats)
     return dict(sorted(groups.items()))
@@ -152,7 +139,7 @@ def build_report(
         raise ReportError("no results file given")
     options = options or ReportOptions()
     _check_breakdowns(options.by)
-    tallies = [tally_file(p, options.min_gender_prob, options.low_confidence) for p in paths]
+    tallies = [tally_file(p, options) for p in paths]
     return report_of(tallies, [str(p) for p in paths], options, model_card)
 
 

@@ -11,7 +11,7 @@ import copy
 import dataclasses
 import os
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -32,6 +32,8 @@ REQUIRED_COLUMNS = ("path", "face", "age", "gender", "gender_prob", "status", "e
 MAX_AGE = REPORT_MAX_AGE
 ERROR_LIST_CAP = 200
 CHUNK_ROWS = 200_000
+FOLDER_LIMIT = 10_000  # distinct folders counted apart before they are folded to the report's depth
+MAX_PLAUSIBLE_AGE = 150.0  # an age cell above this is damage, not a person (the histogram's last bin is 100+)
 
 
 def merge_counts(mine, theirs):
@@ -184,25 +186,16 @@ def _parent(paths: pd.Series) -> pd.Series:
     return parts[0].where(parts[1] == "/", ".")
 
 
-def tally_file(
-    path: str | os.PathLike,
-    min_gender_prob: float = _DEFAULTS.min_gender_prob,
-    low_confidence: float = _DEFAULTS.low_confidence,
-) -> Tally:
+def tally_file(path: str | os.PathLike, options: ReportOptions = _DEFAULTS) -> Tally:
     """Stream one results file into a ``Tally``."""
     path = Path(path)
     tally = Tally(name=path.name)
     for chunk in _read_chunks(path):
-        _add_chunk(tally, chunk, min_gender_prob, low_confidence)
+        _add_chunk(tally, chunk, options)
     return tally
 
 
-def tally_frame(
-    frame: pd.DataFrame,
-    name: str,
-    min_gender_prob: float = _DEFAULTS.min_gender_prob,
-    low_confidence: float = _DEFAULTS.low_confidence,
-) -> Tally:
+def tally_frame(frame: pd.DataFrame, name: str, options: ReportOptions = _DEFAULTS) -> Tally:
     """Tally rows already in memory (the web app's filtered rows) as if read from a results file:
     every cell as the text such a file holds, an empty cell for a missing value."""
     missing = [c for c in REQUIRED_COLUMNS if c not in frame.columns]
@@ -211,14 +204,78 @@ def tally_frame(
     tally = Tally(name=name)
     text = frame.astype(object).where(frame.notna(), "").astype(str)
     for start in range(0, max(len(text), 1), CHUNK_ROWS):
-        _add_chunk(tally, text.iloc[start : start + CHUNK_ROWS], min_gender_prob, low_confidence)
+        _add_chunk(tally, text.iloc[start : start + CHUNK_ROWS], options)
     return tally
 
 
-def _add_chunk(tally: Tally, chunk: pd.DataFrame, min_gender_prob: float, low_confidence: float) -> None:
+def common_root(folders: Iterable[str]) -> str:
+    """The folder every one of ``folders`` is in ("." when there are none; "" when absolute and
+    relative paths are mixed)."""
+    folders = [f for f in folders if f != "."]
+    if not folders:
+        return "."
+    try:
+        return os.path.commonpath(folders)
+    except ValueError:  # absolute and relative paths mixed
+        return ""
+
+
+def relative_parts(folder: str, root: str) -> list[str]:
+    """The names leading from ``root`` (``common_root``'s) down to ``folder``."""
+    relative = os.path.relpath(folder, root) if root not in ("", ".") or folder != "." else "."
+    if root == "":
+        relative = folder
+    return [p for p in relative.split("/") if p not in ("", ".")]
+
+
+def folded_key(folder: str, root: str, depth: int) -> str:
+    """The folder ``depth`` levels below ``root`` that ``folder`` lies in (``folder`` when it is less deep)."""
+    parts = relative_parts(folder, root)
+    if root in ("", ".") or folder == ".":
+        return folder if not parts else ("/" if folder.startswith("/") else "") + "/".join(parts[:depth])
+    return os.path.join(root, *parts[:depth])
+
+
+def fold_folders(folders: dict, depth: int, root: str | None = None) -> dict:
+    """The per-folder tallies merged into the folders ``depth`` levels below their common root, keyed by
+    those folders' paths (``root``: the common root, when the caller knows it already). Grouping the folded tallies later gives the same groups as grouping the
+    originals, whatever folders the rest of the rows add (the common root can only move up), so
+    memory follows the folders the report shows, not every folder a collection has."""
+    root = common_root(folders) if root is None else root
+    folded: dict = {}
+    for folder, stats in folders.items():
+        key = folded_key(folder, root, depth)
+        if key in folded:
+            folded[key].merge(stats)
+        else:
+            folded[key] = stats
+    return folded
+
+
+def _numbers(cells: pd.Series, low: float, high: float) -> pd.Series:
+    """The cells as numbers, each read back once and checked: text, infinities and values outside
+    ``low``..``high`` (a hand-edited or damaged file) become missing instead of breaking a sum."""
+    values = pd.to_numeric(cells, errors="coerce")
+    return values.where(np.isfinite(values) & (values >= low) & (values <= high))
+
+
+def _folder_keys(tally: Tally, parents: pd.Series, depth: int) -> pd.Series:
+    """The folder each row's counts go under: its own, or, once the tally would hold more than
+    ``FOLDER_LIMIT`` folders, the folder ``depth`` levels below the common root (``fold_folders``)."""
+    unique = parents.unique()
+    if len(tally.folders) + len(unique) <= FOLDER_LIMIT:
+        return parents
+    root = common_root([*tally.folders, *unique])
+    tally.folders = fold_folders(tally.folders, depth, root)
+    return parents.map({parent: folded_key(parent, root, depth) for parent in unique})
+
+
+def _add_chunk(tally: Tally, chunk: pd.DataFrame, options: ReportOptions) -> None:
     tally.rows += len(chunk)
     if chunk.empty:
         return
+    min_gender_prob, low_confidence = options.min_gender_prob, options.low_confidence
+    folder_of = _folder_keys(tally, _parent(_as_text(chunk["path"])), options.depth)
     status = _as_text(chunk["status"])
     face = _as_text(chunk["face"]).str.replace(".0", "", regex=False)
     first_row = face.isin(["", "0"])  # exactly one per image
@@ -234,21 +291,20 @@ def _add_chunk(tally: Tally, chunk: pd.DataFrame, min_gender_prob: float, low_co
             sample = chunk.loc[errors, ["path", "error"]].head(room)
             tally.error_examples += [(str(p), str(e)) for p, e in sample.itertuples(index=False)]
     if "faces" in chunk:
-        counts = pd.to_numeric(chunk.loc[first_row, "faces"], errors="coerce").fillna(0).astype(int)
-        tally.faces_per_image.update(counts.clip(upper=10).tolist())
+        counts = _numbers(chunk.loc[first_row, "faces"], 0, 10**9).fillna(0).clip(upper=10).astype(int)
+        tally.faces_per_image.update(counts.tolist())
 
     ok = chunk[status == "ok"]
-    parents_all = _parent(_as_text(chunk.loc[first_row, "path"]))
-    for parent, n in parents_all.value_counts().items():
+    for parent, n in folder_of[first_row].value_counts().items():
         tally.folders.setdefault(parent, FolderTally()).images += int(n)
     if ok.empty:
         return
-    ages = pd.to_numeric(ok["age"], errors="coerce")
-    probs = pd.to_numeric(ok["gender_prob"], errors="coerce").fillna(0.0)
+    ages = _numbers(ok["age"], 0.0, MAX_PLAUSIBLE_AGE)
+    probs = _numbers(ok["gender_prob"], 0.0, 1.0).fillna(0.0)
     genders = _as_text(ok["gender"])
     valid = ages.notna()
     ages, probs, genders = ages[valid].to_numpy(float), probs[valid].to_numpy(float), genders[valid].to_numpy()
-    parents = _parent(_as_text(ok.loc[valid, "path"])).to_numpy()
+    parents = folder_of[ok.index[valid.to_numpy()]].to_numpy()
     tally.faces += len(ages)
     tally.ages += _age_histogram(ages)
     tally.low_confidence += int((probs < low_confidence).sum())

@@ -169,12 +169,17 @@ def metadata_path(out: str | os.PathLike) -> Path:
     return out.with_name(out.name + METADATA_SUFFIX)
 
 
-def write_metadata(out: str | os.PathLike, info: dict) -> Path:
-    """Record what made ``out`` (tool version, model and its SHA-256, settings), written whole."""
+def metadata_text(out: str | os.PathLike, info: dict) -> str:
+    """The record of what made ``out`` (tool version, model and its SHA-256, settings), as JSON."""
     import datetime as dt
 
     record = {"results": Path(out).name, "written": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"), **info}
-    return atomic.write_text(metadata_path(out), json.dumps(record, indent=1) + "\n")
+    return json.dumps(record, indent=1) + "\n"
+
+
+def write_metadata(out: str | os.PathLike, info: dict) -> Path:
+    """Record what made ``out``, written whole (``ResultsWriter.commit`` writes it with the rows)."""
+    return atomic.write_text(metadata_path(out), metadata_text(out, info))
 
 
 def check_not_an_input(out: str | os.PathLike, inputs: Iterable[str | os.PathLike]) -> None:

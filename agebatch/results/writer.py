@@ -23,6 +23,8 @@ from agebatch.results.schema import (
     columns_of_header,
     encode_rows,
     header,
+    metadata_path,
+    metadata_text,
 )
 
 log = logging.getLogger(__name__)
@@ -182,9 +184,9 @@ class ResultsWriter:
         """Temporary files of earlier runs into this ``--out`` that were killed: with the lock held,
         nobody else owns them. Matched exactly (the name and mkstemp's random part), never by a glob
         built from the name, so another output's temporary file is never touched."""
-        pattern = atomic.temp_name_pattern(self.out)
+        patterns = [atomic.temp_name_pattern(self.out), atomic.temp_name_pattern(metadata_path(self.out))]
         for entry in os.scandir(self.out.parent):
-            if pattern.fullmatch(entry.name) and entry.is_file(follow_symlinks=False):
+            if any(p.fullmatch(entry.name) for p in patterns) and entry.is_file(follow_symlinks=False):
                 os.unlink(entry.path)
 
     def _create_with_header(self) -> None:
@@ -265,17 +267,33 @@ class ResultsWriter:
                 pass
             raise OutputError(f"cannot write {self.out}: {exc.strerror or exc}") from exc
 
-    def commit(self) -> None:
-        """The run completed: make the rows durable and, for a fresh run, move them into place."""
+    def commit(self, metadata: dict | None = None) -> None:
+        """The run completed: make the rows durable and, for a fresh run, move them into place, with
+        ``metadata`` (what made them) beside them.
+
+        The record is written in full first and the old one removed before the rows move, so a kill
+        at any point leaves either no record or the one describing these rows, never the previous
+        run's beside new rows; a temporary file it leaves is removed by the next run into ``--out``.
+        """
+        record = None
         try:
+            if metadata is not None:
+                record = atomic.write_temporary(metadata_path(self.out), metadata_text(self.out, metadata))
             os.fsync(self._fd)
             self._close()
+            metadata_path(self.out).unlink(missing_ok=True)
             if self._tmp is not None:
                 atomic.copy_mode(self.out, self._tmp)
                 os.replace(self._tmp, self.out)
                 self._tmp = None
+            if record is not None:
+                os.replace(record, metadata_path(self.out))
+                record = None
         except OSError as exc:
             raise OutputError(f"cannot write {self.out}: {exc.strerror or exc}") from exc
+        finally:
+            if record is not None:
+                record.unlink(missing_ok=True)
         self._committed = True
 
     def _close(self) -> None:

@@ -295,8 +295,7 @@ def write_to_file(
                     progress(summary)
             summary.seconds = time.monotonic() - started
             summary.changed = writer.changed
-            writer.commit()
-            results.write_metadata(out, provenance(predictor, options))
+            writer.commit(provenance(predictor, options))
         except KeyboardInterrupt as exc:
             summary.interrupted = True
             summary.seconds = time.monotonic() - started

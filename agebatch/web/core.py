@@ -142,7 +142,7 @@ def report_data(frame: pd.DataFrame, model_card: dict | None = None) -> dict:
     from agebatch.reporting.tally import tally_frame
 
     options = ReportOptions()
-    tally = tally_frame(frame[list(ALL_COLUMNS)], ROWS_NAME, options.min_gender_prob, options.low_confidence)
+    tally = tally_frame(frame[list(ALL_COLUMNS)], ROWS_NAME, options)
     return report_of([tally], [ROWS_NAME], options, model_card)
 
 
