@@ -123,6 +123,7 @@ def test_a_malformed_model_card_is_a_note_not_a_failure(tmp_path, run_cli):
     assert "could not be read" in (tmp_path / "report.html").read_text()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("signum, code", [(signal.SIGTERM, 143)])
 def test_sigterm_stops_like_ctrl_c_and_keeps_the_rows(tmp_path, tiny_model_path, signum, code):
     from tests.test_hostile import _env, _run_scan, _scan_command, _wait_for_rows, read_csv

@@ -141,6 +141,7 @@ def test_merge_on_a_full_disk_is_a_one_line_usage_error(part, tmp_path, monkeypa
     assert not (tmp_path / "out.csv").exists()
 
 
+@pytest.mark.slow
 def test_resume_keeps_a_photo_whose_name_starts_with_a_quote(tmp_path, run_cli):
     folder = tmp_path / "photos"
     folder.mkdir()

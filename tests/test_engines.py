@@ -22,6 +22,7 @@ def twin_models(tmp_path_factory, tiny_model_path):
     return keras_path
 
 
+@pytest.mark.slow
 def test_a_recorded_twin_runs_without_loading_keras_or_tensorflow(twin_models):
     import os
     import subprocess
@@ -159,6 +160,7 @@ def test_flip_averaged_feeds_the_mirror_image():
     assert list(averaged["pred_age"]) == [50, 50] and list(averaged["pred_female"]) == [0.5, 0.5]
 
 
+@pytest.mark.slow
 def test_evaluate_cli_flip_average(run_cli, tmp_path, twin_models):
     import json
 

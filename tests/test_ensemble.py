@@ -33,6 +33,7 @@ def _faces(count: int = 6) -> np.ndarray:
     return np.random.default_rng(3).random((count, 64, 64, 3), dtype=np.float32)
 
 
+@pytest.mark.slow
 def test_an_ensemble_averages_its_members_face_by_face(tmp_path):
     import keras
 
@@ -55,6 +56,7 @@ def test_an_ensemble_averages_its_members_face_by_face(tmp_path):
         combine([first])
 
 
+@pytest.mark.slow
 def test_half_precision_storage_halves_the_file_and_loads_computing_in_float32(tmp_path):
     from agebatch.modelfile.load import load_model
     from agebatch.modelfile.precision import half_precision_storage, stores_half_precision
@@ -94,6 +96,7 @@ def test_grad_cam_of_an_ensemble_averages_its_members_maps():
     assert grad_cam(ensemble, face, "age").shape == (64, 64)
 
 
+@pytest.mark.slow
 def test_combine_cli_writes_a_scored_ensemble_that_scan_and_evaluate_use(run_cli, tmp_path):
     from agebatch.training import sources, splits
 

@@ -43,6 +43,7 @@ def toy_model():
     return model, x[label == 1][0]
 
 
+@pytest.mark.slow
 def test_grad_cam_peaks_where_the_evidence_is(toy_model):
     from agebatch.scanning.explain import grad_cam
 
@@ -83,6 +84,7 @@ def test_heat_map_on_a_face_photo(tiny_predictor, toy_model):
     assert inside > 0.7 * heat.sum()
 
 
+@pytest.mark.slow
 def test_predict_cli_table_json_and_draw(run_cli, tmp_path):
     code, out, err = run_cli("predict", FACE_PHOTO, "--json")
     assert code == 0, err
@@ -104,6 +106,7 @@ def test_predict_cli_table_json_and_draw(run_cli, tmp_path):
     assert drawn.shape == original.shape and np.abs(drawn - original).sum() > 0
 
 
+@pytest.mark.slow
 def test_explain_cli(run_cli, tmp_path):
     code, _, err = run_cli("explain", FACE_PHOTO, "--out", tmp_path / "cam.png", "--head", "age")
     assert code == 0, err

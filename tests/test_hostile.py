@@ -36,6 +36,7 @@ def hostile_scan(tmp_path_factory, tiny_model_path):
     return root, kinds, read_csv(out), summary
 
 
+@pytest.mark.slow
 def test_at_least_25_kinds(hostile_scan):
     _, kinds, _, _ = hostile_scan
     assert len(kinds) >= 25
@@ -94,6 +95,7 @@ def test_file_deleted_between_discovery_and_reading(tmp_path, tiny_predictor, mo
 
 
 # -- subprocesses: real signals, real stderr ---------------------------------------------------
+@pytest.mark.slow
 def test_quiet_scan_of_the_hostile_folder_prints_nothing_but_its_summary(hostile_scan, tmp_path, tiny_model_path):
     """Cron mails whatever lands on stderr: no library warnings (corrupt EXIF, ...), no tracebacks."""
     root, _, _, _ = hostile_scan
@@ -159,6 +161,7 @@ def _wait_for_rows(out, minimum, process, timeout=60):
     return False
 
 
+@pytest.mark.slow
 def test_sigkill_during_resume_runs_loses_and_duplicates_nothing(tmp_path, many_images, tiny_model_path):
     out = tmp_path / "results.csv"
     rng = random.Random(7)
@@ -187,6 +190,7 @@ def test_sigkill_during_resume_runs_loses_and_duplicates_nothing(tmp_path, many_
     print(f"kill/resume: {kills} kills, {len(paths)} images, 0 duplicates, 0 losses")
 
 
+@pytest.mark.slow
 def test_sigint_stops_promptly_keeps_rows_and_exits_130(tmp_path, many_images, tiny_model_path):
     out = tmp_path / "results.csv"
     # A shell without job control starts background jobs with SIGINT ignored, and Python then keeps it
@@ -213,6 +217,7 @@ def test_sigint_stops_promptly_keeps_rows_and_exits_130(tmp_path, many_images, t
     assert len({r["path"] for r in read_csv(out)}) == len(read_csv(out)) == N_IMAGES
 
 
+@pytest.mark.slow
 def test_second_scan_on_the_same_output_is_refused_or_waits(tmp_path, many_images, tiny_model_path, run_cli):
     out = tmp_path / "results.csv"
     with results.ResultsWriter(out):
@@ -238,6 +243,7 @@ def test_second_scan_on_the_same_output_is_refused_or_waits(tmp_path, many_image
     assert [os.path.basename(r["path"]) for r in read_csv(out)] == ["img_0001.jpg"]
 
 
+@pytest.mark.slow
 def test_disk_full_keeps_earlier_results(tmp_path, many_images, run_cli, monkeypatch):
     out = tmp_path / "results.csv"
     assert run_cli("scan", many_images / "img_0000.jpg", "--out", out, "--detector", "none")[0] == 0

@@ -45,6 +45,7 @@ def test_colour_jitter_changes_training_inputs_only():
     )
 
 
+@pytest.mark.slow
 def test_pooled_features_of_all_faces_or_chosen_rows():
     from agebatch.training.network import build_model, pooled_features
 
@@ -173,6 +174,7 @@ def test_gender_smoothing_touches_only_the_training_targets():
         TrainConfig(data_dir="x", gender_smoothing=0.5, age_head="distribution")
 
 
+@pytest.mark.slow
 def test_several_teachers_are_averaged_face_by_face():
     from agebatch.training.evaluate import predict_arrays
     from agebatch.training.network import build_model
@@ -192,6 +194,7 @@ def test_several_teachers_are_averaged_face_by_face():
     np.testing.assert_allclose(averaged["pred_female"], (alone[0]["pred_female"] + alone[1]["pred_female"]) / 2)
 
 
+@pytest.mark.slow
 def test_smoke_training_on_two_sources_writes_a_loadable_model_card_and_twin(tmp_path, monkeypatch):
     """One smoke run (the distribution head on a names folder plus a band-labelled CSV source) checks
     the whole recipe: split per source, both phases, saving, card per source, curves, LiteRT twin."""
@@ -264,6 +267,7 @@ def test_smoke_training_on_two_sources_writes_a_loadable_model_card_and_twin(tmp
         assert (tmp_path / "out" / f"agebatch.curves.{suffix}").stat().st_size > 1000
 
 
+@pytest.mark.slow
 def test_train_and_evaluate_cli(run_cli, tmp_path, tiny_model_path):
     from agebatch.training import sources, splits
     from agebatch.training.network import build_model
@@ -341,6 +345,7 @@ def test_continuing_copies_every_weight_and_rejects_another_network():
         continue_from(build_model(64, None, alpha=0.5, augment=False), fresh, "saved.keras")
 
 
+@pytest.mark.slow
 def test_train_cli_rejects_a_missing_or_mismatched_teacher(run_cli, tmp_path):
     from agebatch.training.network import build_model
 
@@ -411,6 +416,7 @@ def test_shared_dataset_names_parse_with_known_malformed():
     assert len(skipped) == 5
 
 
+@pytest.mark.slow
 def test_a_run_continues_from_the_average_of_the_models_given(tmp_path, tiny_model_path, monkeypatch):
     """Also: a continued run never fetches ImageNet weights it would overwrite (no download at run time)."""
     import keras
@@ -442,6 +448,7 @@ def test_a_run_continues_from_the_average_of_the_models_given(tmp_path, tiny_mod
     assert json.loads(result.card_path.read_text())["recipe"]["average_with"] == [str(other)]
 
 
+@pytest.mark.slow
 def test_optional_final_phases_are_recorded_and_each_kept_only_if_validation_improves(tmp_path, tiny_model_path):
     """Continuing a saved model, weight averaging and the age-head refit share one smoke run: each
     training costs about a minute."""
@@ -477,6 +484,7 @@ class _CtrlCAfter:
         return self.checks < 0
 
 
+@pytest.mark.slow
 def test_age_head_refit_is_skipped_without_validation_faces_or_after_ctrl_c():
     from agebatch.training.config import TrainConfig
     from agebatch.training.laststeps import refit_age_head
@@ -496,6 +504,7 @@ def test_age_head_refit_is_skipped_without_validation_faces_or_after_ctrl_c():
         np.testing.assert_array_equal(model.get_layer("age_distribution").get_weights()[0], before)
 
 
+@pytest.mark.slow
 def test_weight_averaging_interrupted_keeps_the_trained_weights(tmp_path):
     from agebatch.training.batches import make_dataset
     from agebatch.training.config import TrainConfig
@@ -522,6 +531,7 @@ def test_weight_averaging_interrupted_keeps_the_trained_weights(tmp_path):
     assert final.count_params() == model.count_params()
 
 
+@pytest.mark.slow
 def test_an_aborted_run_keeps_its_checkpoint_and_a_new_run_only_continues_it(tmp_path, monkeypatch, caplog):
     """Training itself is replaced by saving the network as the checkpoint: what is tested is what
     happens around it when the run is aborted (a second Ctrl-C, SIGTERM) before the model is saved."""

@@ -37,6 +37,7 @@ def folder(tmp_path):
     return root
 
 
+@pytest.mark.slow
 def test_a_ray_scan_gives_the_rows_of_a_local_scan_and_resumes(ray_cluster, folder, tmp_path, tiny_predictor):
     from agebatch.scanning.distributed import RayOptions
 
@@ -74,6 +75,7 @@ def test_without_ray_the_option_is_a_one_line_error_naming_the_extra(run_cli, fo
     assert not (tmp_path / "r.csv").exists()
 
 
+@pytest.mark.slow
 def test_a_worker_that_dies_mid_run_still_gives_each_image_once(
     ray_cluster, folder, tmp_path, tiny_predictor, monkeypatch
 ):

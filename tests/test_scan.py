@@ -41,6 +41,7 @@ def crops(tmp_path):
     return root
 
 
+@pytest.mark.slow
 def test_detector_none_gives_one_ok_row_per_image(run_cli, crops, tmp_path):
     out = tmp_path / "r.csv"
     code, stdout, stderr = run_cli("scan", crops, "--out", out, "--detector", "none", "--batch-size", "4")
@@ -120,6 +121,7 @@ def test_jsonl_format(run_cli, crops, tmp_path):
     assert isinstance(records[0]["age"], float)
 
 
+@pytest.mark.slow
 def test_resume_scans_only_new_images(run_cli, crops, tmp_path):
     out = tmp_path / "r.csv"
     assert run_cli("scan", crops, "--out", out, "--detector", "none")[0] == 0
@@ -151,6 +153,7 @@ def test_resume_keeps_a_changed_file_once_and_says_so(run_cli, crops, tmp_path):
     assert out.read_bytes() == before  # each image once: the changed photo is not appended again
 
 
+@pytest.mark.slow
 def test_fresh_run_replaces_earlier_results_but_nothing_else(run_cli, crops, tmp_path):
     out = tmp_path / "r.csv"
     assert run_cli("scan", crops, "--out", out, "--detector", "none")[0] == 0
@@ -165,6 +168,7 @@ def test_fresh_run_replaces_earlier_results_but_nothing_else(run_cli, crops, tmp
     assert photo.read_bytes() == kept
 
 
+@pytest.mark.slow
 def test_excel_safe_option(run_cli, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     noise_image().save("=cmd.jpg")
@@ -239,6 +243,7 @@ def test_rgba_and_palette_crops(run_cli, tmp_path):
     assert [r["status"] for r in read_csv(out)] == ["ok", "ok", "ok"]
 
 
+@pytest.mark.slow
 def test_a_model_with_an_age_distribution_gives_an_interval_that_holds_the_estimate(run_cli, crops, tmp_path):
     from agebatch.training.network import build_model
 
@@ -257,6 +262,7 @@ def test_a_model_with_an_age_distribution_gives_an_interval_that_holds_the_estim
     assert {r["age_low"] for r in read_csv(plain)} == {""}
 
 
+@pytest.mark.slow
 def test_paths_from_stdin_rows_to_stdout_and_a_summary_for_scripts(run_cli, crops, tmp_path, monkeypatch):
     import io
     import json

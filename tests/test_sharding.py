@@ -90,6 +90,7 @@ def test_merge_refuses_overlaps_other_columns_torn_parts_and_its_own_inputs(fold
     assert not out.exists()
 
 
+@pytest.mark.slow
 def test_shard_and_merge_on_the_command_line(run_cli, folder, tmp_path, monkeypatch):
     parts = []
     for index in range(2):

@@ -76,6 +76,7 @@ def test_uploads_give_faces_or_the_results_files_words(monkeypatch):
     assert at.get("download_button")
 
 
+@pytest.mark.slow
 def test_the_results_page_filters_rows(monkeypatch, generated_results):
     at = _app(monkeypatch, generated_results).run()
     at.radio(key="page").set_value("Browse results").run()
