@@ -10,7 +10,7 @@ import pytest
 from PIL import Image
 
 from agebatch.common import vendored
-from agebatch.scanning import blazeface, detectors, faces, images, onet, scanner
+from agebatch.scanning import blazeface, detections, detectors, faces, images, onet, scanner
 from agebatch.scanning.facebox import Face
 from agebatch.scanning.options import ScanOptions
 from tests.conftest import UTKFACE, needs_utkface
@@ -61,10 +61,10 @@ def test_a_bigger_canvas_finds_the_face_a_tile_finds_in_the_same_place():
     photo = images.decode(FACE_PHOTO).image
     tile = blazeface.cut_tile(photo, 0, 0, max(photo.size), 128)
     network = blazeface.BlazeFaceNetwork()
-    (alone,) = blazeface._merged(blazeface._in_image(network.run(tile, 0.5), 0, 0, 128))
+    (alone,) = detections.merged(blazeface._in_image(network.run(tile, 0.5), 0, 0, 128))
     canvas = np.zeros((256, 256, 3), np.uint8)
     canvas[70:198, 40:168] = tile
-    (placed,) = blazeface._merged(blazeface._in_image(network.run(canvas, 0.5), 0, 0, 256))
+    (placed,) = detections.merged(blazeface._in_image(network.run(canvas, 0.5), 0, 0, 256))
     assert np.abs(placed[1] - (alone[1] + [40, 70, 40, 70])).max() < 3
     assert np.abs(placed[2] - (alone[2] + [40, 70])).max() < 3
     assert abs(placed[0] - alone[0]) < 0.1
@@ -211,16 +211,16 @@ def test_part_of_a_face_is_not_another_face_nor_is_a_face_with_its_surroundings(
     big = (0.9, np.array([100.0, 100.0, 300.0, 340.0]), np.zeros((6, 2)))
     chin = (0.75, np.array([170.0, 230.0, 240.0, 320.0]), np.zeros((6, 2)))
     beside = (0.8, np.array([400.0, 100.0, 480.0, 200.0]), np.zeros((6, 2)))
-    kept = blazeface._without_nested([big, beside, chin])
+    kept = detections.without_nested([big, beside, chin], blazeface.SURE_SCORE)
     assert [k[0] for k in kept] == [0.9, 0.8]
     # A face in a round frame (a cup, a porthole) seen at a coarser scale as a bigger, less sure face.
     face = (0.93, np.array([372.0, 286.0, 426.0, 340.0]), np.zeros((6, 2)))
     framed = (0.64, np.array([230.0, 155.0, 570.0, 500.0]), np.zeros((6, 2)))
-    assert [k[0] for k in blazeface._without_nested([face, beside, framed])] == [0.93, 0.8]
+    assert [k[0] for k in detections.without_nested([face, beside, framed], blazeface.SURE_SCORE)] == [0.93, 0.8]
     # But a face the network is sure of stays with a surer small face over its chin (a child in front).
     adult = (0.89, np.array([300.0, 200.0, 600.0, 500.0]), np.zeros((6, 2)))
     child = (0.93, np.array([400.0, 420.0, 500.0, 520.0]), np.zeros((6, 2)))
-    assert [k[0] for k in blazeface._without_nested([child, adult])] == [0.93, 0.89]
+    assert [k[0] for k in detections.without_nested([child, adult], blazeface.SURE_SCORE)] == [0.93, 0.89]
 
 
 @needs_utkface()

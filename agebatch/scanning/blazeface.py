@@ -30,12 +30,12 @@ from PIL import Image
 
 from agebatch.common.vendored import read_vendored
 from agebatch.scanning import images
+from agebatch.scanning.detections import NMS_IOU, Detection, best_overlapping, blended, merged, overlap, without_nested
 from agebatch.scanning.detectors import DETECT_SIDE
 from agebatch.scanning.facebox import MTCNN_MIN_FACE, Face
 from agebatch.scanning.onet import ONET_FILE, OnetVerifier
 
 SCORE_CLIP = 100.0  # raw logits are clipped before the sigmoid, as MediaPipe does
-NMS_IOU = 0.3  # boxes overlapping more than this are one face
 PROPOSAL_SCORE = 0.4  # first pass: permissive, every proposal gets a second look (scored by min_score)
 MIRROR_SCORE = 0.1  # the mirrored second look: anything weaker counts as nothing
 SECOND_LOOK_FACES = (0.3, 0.45)  # of a second look's tile side: where true and false faces part best
@@ -98,7 +98,6 @@ class TileDetection:
 
 
 # A face in image pixels: (score, box x0 y0 x1 y1, the six keypoints as a (6, 2) array).
-Detection = tuple[float, np.ndarray, np.ndarray]
 
 
 class BlazeFaceNetwork:
@@ -227,26 +226,6 @@ def cut_tile(image: Image.Image, left: float, top: float, side: float, size: int
     return tile
 
 
-def merge_overlapping(boxes: np.ndarray, scores: np.ndarray, iou: float = NMS_IOU) -> list[list[int]]:
-    """Groups of box indices that are one face: each group is led by its best box and holds every
-    box overlapping that one by more than ``iou`` (boxes are x0, y0, x1, y1). Best groups first."""
-    order = list(np.argsort(-scores))
-    areas = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
-    groups: list[list[int]] = []
-    while order:
-        best, rest = order[0], np.array(order)
-        x0 = np.maximum(boxes[best, 0], boxes[rest, 0])
-        y0 = np.maximum(boxes[best, 1], boxes[rest, 1])
-        x1 = np.minimum(boxes[best, 2], boxes[rest, 2])
-        y1 = np.minimum(boxes[best, 3], boxes[rest, 3])
-        inter = np.clip(x1 - x0, 0, None) * np.clip(y1 - y0, 0, None)
-        overlap = inter / np.maximum(areas[best] + areas[rest] - inter, 1e-9)
-        members = rest[overlap > iou]
-        groups.append([int(best)] + [int(i) for i in members if i != best])
-        order = [int(i) for i in rest[overlap <= iou]]
-    return groups
-
-
 class BlazeFaceDetector:
     """``--detector blazeface``: BlazeFace over a pyramid sized by ``min_face``, as ``faces.Face``
     objects in the same terms as MTCNN's (box, eye and mouth landmarks), so crops, rows and
@@ -300,7 +279,9 @@ class BlazeFaceDetector:
         levels = pyramid(image.width, image.height, self.smallest_face(image, scale) / MTCNN_SIDE_PER_BOX_SIDE)
         proposals = self._search(image, levels, PROPOSAL_SCORE)
         looks = [self._second_look(image, box) for _, box, _ in proposals]
-        return _without_nested(_merged([look for look in looks if look is not None and look[0] >= self.min_score]))
+        return without_nested(
+            merged([look for look in looks if look is not None and look[0] >= self.min_score]), SURE_SCORE
+        )
 
     def _search(self, image: Image.Image, levels: list[Level], threshold: float) -> list[Detection]:
         """Every detection on the canvases of ``levels`` (see ``pyramid``), merged. Each level is one
@@ -319,7 +300,7 @@ class BlazeFaceDetector:
                 ox, oy = round(x * scale), round(y * scale)
                 tile = _padded(pixels[oy : oy + canvas, ox : ox + canvas], canvas)
                 found += _in_image(net.run(tile, threshold), ox / scale, oy / scale, canvas / scale)
-        return _merged(found)
+        return merged(found)
 
     def _second_look(self, image: Image.Image, box: np.ndarray) -> Detection | None:
         """The best look at ``box`` on tiles centred on it at the network's best scales
@@ -334,8 +315,8 @@ class BlazeFaceDetector:
             return None
         score, sightings = max(looks, key=lambda look: look[0])
         anchor = sightings[0][1]  # the best look's plain detection: others count only where they agree with it
-        agreeing = [s for _, found in looks for s in found if _overlap(s[1], anchor) > NMS_IOU]
-        _, blended_box, blended_points = _merged_group(agreeing)
+        agreeing = [s for _, found in looks for s in found if overlap(s[1], anchor) > NMS_IOU]
+        _, blended_box, blended_points = blended(agreeing)
         return score, blended_box, blended_points
 
     def _look(self, image: Image.Image, box: np.ndarray, fraction: float):
@@ -346,10 +327,10 @@ class BlazeFaceDetector:
         side = math.sqrt(max(box[2] - box[0], 1.0) * max(box[3] - box[1], 1.0)) / fraction
         left, top = (box[0] + box[2]) / 2 - side / 2, (box[1] + box[3]) / 2 - side / 2
         tile = cut_tile(image, left, top, side, self.model.side)
-        plain = _best_overlapping(_in_image(self._net().run(tile, PROPOSAL_SCORE), left, top, side), box)
+        plain = best_overlapping(_in_image(self._net().run(tile, PROPOSAL_SCORE), left, top, side), box)
         if plain is None:
             return None
-        mirrored = _best_overlapping(
+        mirrored = best_overlapping(
             _in_image(self._net().run(np.ascontiguousarray(tile[:, ::-1]), MIRROR_SCORE), left, top, side, True), box
         )
         if mirrored is None:
@@ -386,75 +367,6 @@ def _in_image(
             (hit.score, np.array([x - half_w, y - half_h, x + half_w, y + half_h]), points * side + (left, top))
         )
     return found
-
-
-def _best_overlapping(found: list, box: np.ndarray):
-    best = [f for f in found if _overlap(f[1], box) > NMS_IOU]
-    return max(best, key=lambda f: f[0]) if best else None
-
-
-def _without_nested(found: list[Detection]) -> list[Detection]:
-    """``found`` (best first) less two kinds of detection that are not another face: part of a kept
-    face (a smaller detection centred inside it: mouth and chin seen at a finer scale), and a kept sure
-    face with its surroundings (a bigger detection, itself unsure, with the face's centre inside it: a
-    face in a round frame seen at a coarser scale). A bigger face the network is sure of stays even with
-    a surer small face over it (a child's head in front of an adult's chin)."""
-    kept: list[Detection] = []
-    for item in found:
-        if not any(_part_of(item, k) or _surrounds(item, k) for k in kept):
-            kept.append(item)
-    return kept
-
-
-def _part_of(item: Detection, face: Detection) -> bool:
-    """Whether ``item`` is smaller than ``face`` and centred inside its box."""
-    return _area(item[1]) < _area(face[1]) and _inside(_centre(item[1]), face[1])
-
-
-def _surrounds(item: Detection, face: Detection) -> bool:
-    """Whether ``item`` is an unsure detection bigger than the sure ``face`` and holds its centre."""
-    return item[0] < SURE_SCORE <= face[0] and _area(item[1]) > _area(face[1]) and _inside(_centre(face[1]), item[1])
-
-
-def _centre(box: np.ndarray) -> tuple[float, float]:
-    return (box[0] + box[2]) / 2, (box[1] + box[3]) / 2
-
-
-def _inside(point, box: np.ndarray) -> bool:
-    """Whether ``point`` (x, y) lies in ``box`` (x0, y0, x1, y1)."""
-    return bool(box[0] <= point[0] <= box[2] and box[1] <= point[1] <= box[3])
-
-
-def _area(box: np.ndarray) -> float:
-    """Area of a box (x0, y0, x1, y1)."""
-    return float((box[2] - box[0]) * (box[3] - box[1]))
-
-
-def _overlap(a: np.ndarray, b: np.ndarray) -> float:
-    """Intersection over union of two boxes (x0, y0, x1, y1)."""
-    width = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
-    height = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
-    inter = width * height
-    union = _area(a) + _area(b) - inter
-    return inter / union if union > 0 else 0.0
-
-
-def _merged(found: list[Detection]) -> list[Detection]:
-    """Overlapping detections of one face blended into one (score-weighted, as MediaPipe does:
-    steadier landmarks), best first."""
-    if not found:
-        return []
-    score = np.array([f[0] for f in found])
-    box = np.stack([f[1] for f in found])
-    return [_merged_group([found[i] for i in group]) for group in merge_overlapping(box, score)]
-
-
-def _merged_group(group: list[Detection]) -> Detection:
-    """Detections of one face blended by score: the first one's score, the weighted box and keypoints."""
-    score = np.array([f[0] for f in group])
-    weights = score / score.sum()
-    box = np.tensordot(weights, np.stack([f[1] for f in group]), axes=1)
-    return float(score[0]), box, np.tensordot(weights, np.stack([f[2] for f in group]), axes=1)
 
 
 def as_mtcnn_face(box: np.ndarray, points: np.ndarray, score: float) -> Face:
