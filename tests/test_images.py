@@ -120,3 +120,48 @@ def test_the_capture_time_comes_from_exif_and_a_bad_one_is_empty(tmp_path, writt
     Image.new("RGB", (40, 30), (200, 100, 50)).save(path, exif=exif)
     decoded = images.decode(path)  # never an error row because of a date
     assert decoded.taken_at == expected
+
+
+def test_decodes_running_at_once_share_one_memory_budget(monkeypatch):
+    """``--jobs`` threads never multiply the one-decode bound: what decodes hold together stays within it."""
+    import threading
+    import time
+
+    budget = images._ByteBudget(100)
+    held, most = [0], [0]
+    lock = threading.Lock()
+
+    def decode_like(size):
+        share = min(size, budget.total)  # one decode over the budget holds all of it (and runs alone)
+        with budget.held(size):
+            with lock:
+                held[0] += share
+                most[0] = max(most[0], held[0])
+            time.sleep(0.02)
+            with lock:
+                held[0] -= share
+
+    threads = [threading.Thread(target=decode_like, args=(60,)) for _ in range(4)]
+    threads += [threading.Thread(target=decode_like, args=(500,))]  # more than all: waits for all of it
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=10)
+    assert most[0] <= 100 and budget.free == 100
+
+
+def test_a_progressive_jpeg_counts_its_full_frame_coefficients(tmp_path):
+    from PIL import Image
+
+    path = tmp_path / "progressive.jpg"
+    Image.new("RGB", (2000, 1500), (90, 120, 150)).save(path, "JPEG", progressive=True)
+    with Image.open(path) as opened:
+        full = opened.size
+        opened.draft("RGB", (250, 190))
+        progressive = images._decode_bytes(opened, full)
+    baseline = tmp_path / "baseline.jpg"
+    Image.new("RGB", (2000, 1500), (90, 120, 150)).save(baseline, "JPEG")
+    with Image.open(baseline) as opened:
+        opened.draft("RGB", (250, 190))
+        plain = images._decode_bytes(opened, full)
+    assert progressive - plain == 2000 * 1500 * 3 * 2

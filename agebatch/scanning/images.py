@@ -9,7 +9,9 @@ from __future__ import annotations
 import datetime
 import os
 import re
+import threading
 import warnings
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -35,7 +37,8 @@ TOO_LARGE = "image too large (decompression bomb guard)"
 # Memory is bounded by bytes, not pixels alone: a 300 KB 16-bit PNG can declare 120 MP. Peak bytes per
 # decoded pixel of each mode on its way to 8-bit RGB (the mode itself, the conversion's intermediates
 # and the RGB result); a decode whose estimate passes MAX_DECODE_BYTES is an error row.
-MAX_DECODE_BYTES = 1 << 30
+MAX_DECODE_BYTES = 1 << 30  # for one decode, and for all the decodes a process runs at once
+_COEFFICIENT_BYTES = 2
 _PEAK_BYTES_PER_PIXEL = {"1": 4, "L": 4, "P": 8, "RGB": 3, "YCbCr": 6, "LAB": 6, "HSV": 6, "CMYK": 7}
 _PEAK_BYTES_PER_PIXEL.update(dict.fromkeys(("LA", "La", "PA", "RGBA", "RGBa"), 11))
 _PEAK_BYTES_PER_PIXEL.update(dict.fromkeys(("I;16", "I;16B", "I;16L", "I;16N"), 11))
@@ -87,15 +90,46 @@ def capture_time(opened: Image.Image) -> str | None:
     return moment.isoformat()
 
 
-def _check_decode_bytes(opened: Image.Image) -> None:
-    """Refuse a decode whose peak memory (see ``_PEAK_BYTES_PER_PIXEL``) would pass ``MAX_DECODE_BYTES``."""
+def _decode_bytes(opened: Image.Image, full_size: tuple[int, int]) -> int:
+    """The peak memory of decoding ``opened`` (see ``_PEAK_BYTES_PER_PIXEL``); ``ImageError`` when it
+    alone would pass ``MAX_DECODE_BYTES``. A progressive JPEG also holds every DCT coefficient of the
+    full frame while it decodes, whatever the draft scale (2 bytes per coefficient)."""
     width, height = opened.size  # after draft(): the reduced size actually decoded
     peak = width * height * _PEAK_BYTES_PER_PIXEL.get(opened.mode, _DEFAULT_PEAK_BYTES)
+    if opened.format == "JPEG" and opened.info.get("progressive"):
+        peak += full_size[0] * full_size[1] * len(opened.getbands()) * _COEFFICIENT_BYTES
     if peak > MAX_DECODE_BYTES:
         raise ImageError(
             f"{TOO_LARGE}: {width}x{height} {opened.mode} pixels need about {peak >> 20} MB to decode, "
             f"more than {MAX_DECODE_BYTES >> 20} MB"
         )
+    return peak
+
+
+class _ByteBudget:
+    """Bytes that decodes running at once may hold together: each waits until its share is free, so
+    ``--jobs`` threads never multiply the one-decode bound (one decode never needs more than all)."""
+
+    def __init__(self, total: int) -> None:
+        self.total = total
+        self.free = total
+        self._changed = threading.Condition()
+
+    @contextmanager
+    def held(self, size: int):
+        size = min(size, self.total)
+        with self._changed:
+            self._changed.wait_for(lambda: self.free >= size)
+            self.free -= size
+        try:
+            yield
+        finally:
+            with self._changed:
+                self.free += size
+                self._changed.notify_all()
+
+
+_DECODING = _ByteBudget(MAX_DECODE_BYTES)
 
 
 def _stretch_to_8_bits(image: Image.Image) -> Image.Image:
@@ -162,15 +196,16 @@ def decode(path: str | os.PathLike, max_side: int | None = None) -> DecodedImage
                 )
             if max_side and opened.format == "JPEG" and max(full_size) > max_side:
                 opened.draft("RGB", _draft_target(full_size, max_side))
-            _check_decode_bytes(opened)
+            peak = _decode_bytes(opened, full_size)
             taken_at = capture_time(opened)
-            opened.seek(0)  # first frame of animated GIF / multi-page TIFF
-            opened.load()
-            scale = full_size[0] / opened.size[0]
-            # Rotated in place: exif_transpose would otherwise copy every upright image. Leaving the
-            # ``with`` only closes the file; the loaded pixels stay valid.
-            ImageOps.exif_transpose(opened, in_place=True)
-            image = to_rgb(opened)
+            with _DECODING.held(peak):
+                opened.seek(0)  # first frame of animated GIF / multi-page TIFF
+                opened.load()
+                scale = full_size[0] / opened.size[0]
+                # Rotated in place: exif_transpose would otherwise copy every upright image. Leaving the
+                # ``with`` only closes the file; the loaded pixels stay valid.
+                ImageOps.exif_transpose(opened, in_place=True)
+                image = to_rgb(opened)
     except ImageError:
         raise
     except Image.DecompressionBombError as exc:
