@@ -68,7 +68,7 @@ def main() -> None:
     args = parser.parse_args()
 
     frame = splits.load_split(args.split)
-    faces = dataset.cached_images(args.data_dir, list(frame["file"]), 128, args.cache_dir)
+    frame, faces, _ = dataset.readable_faces(frame, "file", args.data_dir, 128, args.cache_dir)
     parts = {name: frame.index[frame["split"] == name].to_numpy() for name in ("val", "test")}
     truth = {name: frame.loc[index].reset_index(drop=True) for name, index in parts.items()}
     models = {str(path): load_model(path)[0] for path in args.model}

@@ -79,7 +79,7 @@ def main() -> None:
     args = parser.parse_args()
 
     frame = splits.load_split(args.split)
-    faces = dataset.cached_images(args.data_dir, list(frame["file"]), 128, args.cache_dir)
+    frame, faces, _ = dataset.readable_faces(frame, "file", args.data_dir, 128, args.cache_dir)
     model, _ = load_model(args.model or default_model_path())
     members = members_of(model)
     if members:  # sample weights shape one network's training: the first network of an ensemble stands for them

@@ -134,3 +134,36 @@ def test_balance_weights_even_out_strata_and_temper_source_size():
     # inside "big", the 10 faces of group b weigh more than the 80 of group a, by sqrt(80/10)
     assert weights[85] / weights[0] == pytest.approx(math.sqrt(80 / 10))
     assert np.all(weights > 0)
+
+
+def test_labels_stay_inside_their_folder_and_name_each_image_once(tmp_path, caplog):
+    """A labels CSV may not pull files from elsewhere into training (they would land in split.csv and the
+    card), and an image listed twice counts once."""
+    outside = tmp_path / "elsewhere.jpg"
+    save_jpeg(outside)
+    root = _csv_source(
+        tmp_path / "ff",
+        ["train/1.jpg,20-29,Male,White", "train/1.jpg,20-29,Male,White", "../elsewhere.jpg,30,female,White"],
+    )
+    with (root / "labels.csv").open("a") as handle:
+        handle.write(f"{outside},30,female,White\n/etc/passwd,30,male,White\n")
+    with caplog.at_level(logging.WARNING):
+        frame, skipped = sources.read_source(root)
+    assert list(frame["file"]) == ["train/1.jpg"] and skipped == 4
+    assert "outside the CSV's folder" in caplog.text and "lines 4, 5, 6" in caplog.text
+
+
+def test_an_undecodable_image_in_a_dataset_is_left_out_and_counted(tmp_path):
+    from agebatch.training import dataset
+
+    folder = utk_folder(tmp_path / "utk", 6)
+    broken = sorted(folder.iterdir())[2]
+    broken.write_bytes(b"\xff\xd8\xff not a picture")
+    frame = pd.DataFrame({"file": sorted(p.name for p in folder.iterdir())})
+    kept, faces, unreadable = dataset.readable_faces(frame, "file", folder, 32)
+    assert unreadable == 1 and broken.name not in set(kept["file"])
+    assert len(kept) == len(faces) == 5 and list(kept.index) == list(range(5))
+    cache = tmp_path / "cache"
+    again = dataset.readable_faces(frame, "file", folder, 32, cache)
+    from_cache = dataset.readable_faces(frame, "file", folder, 32, cache)
+    assert again[2] == from_cache[2] == 1 and (np.asarray(from_cache[1]) == faces).all()

@@ -81,38 +81,76 @@ def read_labels(data_dir: str | os.PathLike) -> tuple[pd.DataFrame, list[str]]:
 
 def load_images(
     data_dir: str | os.PathLike, files: Sequence[str], image_size: int, workers: int | None = None
-) -> np.ndarray:
-    """Decode and resize ``files`` into one uint8 array of shape (n, size, size, 3).
+) -> tuple[np.ndarray, list[int]]:
+    """Decode and resize ``files`` into one uint8 array of shape (n, size, size, 3), and the positions
+    of the files that could not be decoded (their faces are left black; ``readable_faces`` drops them).
 
     UTKFace is small enough (21k x 128x128x3 = 1 GB) to hold in memory, which makes every epoch after
     the first free of JPEG decoding: on a 2-core machine that is the difference between training and
     waiting. Decoding runs in threads because Pillow releases the GIL while it decodes.
     """
-    from agebatch.scanning.images import load_face_array  # local: keeps dataset importable without Pillow
+    from agebatch.scanning.images import ImageError, load_face_array  # local: dataset imports without Pillow
 
+    _check_memory(len(files), image_size)
     root = Path(data_dir)
-    out = np.empty((len(files), image_size, image_size, 3), dtype=np.uint8)
+    out = np.zeros((len(files), image_size, image_size, 3), dtype=np.uint8)
+    unreadable: list[int] = []
 
     def work(i: int) -> None:
-        out[i] = load_face_array(root / files[i], image_size)
+        try:
+            out[i] = load_face_array(root / files[i], image_size)
+        except ImageError as exc:
+            log.warning("%s: %s; left out", files[i], exc)
+            unreadable.append(i)
 
     with ThreadPoolExecutor(max_workers=workers or os.cpu_count() or 1) as pool:
         list(pool.map(work, range(len(files))))
-    return out
+    return out, sorted(unreadable)
+
+
+def _check_memory(count: int, image_size: int) -> None:
+    """A one-line ``ValueError`` instead of a ``MemoryError`` when the faces cannot be held in memory."""
+    need = count * image_size * image_size * 3
+    try:
+        physical = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        return
+    if need > physical:
+        raise ValueError(
+            f"{count:,} faces of {image_size}x{image_size} need {need / 2**30:.1f} GiB in memory and this machine "
+            f"has {physical / 2**30:.1f} GiB: train on fewer faces or a smaller --image-size"
+        )
 
 
 def cached_images(
     data_dir: str | os.PathLike, files: Sequence[str], image_size: int, cache_dir: str | os.PathLike | None
-) -> np.ndarray:
+) -> tuple[np.ndarray, list[int]]:
     """``load_images`` with an optional on-disk cache keyed by the folder, file list and size."""
     if cache_dir is None:
         return load_images(data_dir, files, image_size)
     key = hashlib.sha1(json.dumps([str(Path(data_dir).resolve()), list(files), image_size]).encode()).hexdigest()[:16]
     path = Path(cache_dir) / f"faces-{image_size}-{key}.npy"
+    record = path.with_suffix(".unreadable.json")  # written first: a cache without one predates it (all read)
     if path.exists():
-        return np.load(path, mmap_mode="r")
-    arrays = load_images(data_dir, files, image_size)
+        unreadable = json.loads(record.read_text()) if record.exists() else []
+        return np.load(path, mmap_mode="r"), unreadable
+    arrays, unreadable = load_images(data_dir, files, image_size)
     Path(cache_dir).mkdir(parents=True, exist_ok=True)
+    atomic.write_text(record, json.dumps(unreadable))
     with atomic.atomic_writer(path, binary=True) as handle:
         np.save(handle, arrays)
-    return arrays
+    return arrays, unreadable
+
+
+def readable_faces(
+    frame: pd.DataFrame, column: str, data_dir: str | os.PathLike, image_size: int, cache_dir=None
+) -> tuple[pd.DataFrame, np.ndarray, int]:
+    """The faces of ``frame``'s images (``column`` names them under ``data_dir``) and the frame without
+    the rows whose image could not be decoded, renumbered to match, and how many those were: a damaged
+    file in a dataset is a row left out and counted, not the end of a run."""
+    images, unreadable = cached_images(data_dir, list(frame[column]), image_size, cache_dir)
+    if not unreadable:
+        return frame, images, 0
+    keep = np.setdiff1d(np.arange(len(frame)), unreadable)
+    log.warning("left out %d labelled image(s) that could not be decoded", len(unreadable))
+    return frame.iloc[keep].reset_index(drop=True), np.asarray(images)[keep], len(unreadable)

@@ -72,7 +72,7 @@ def write_ensemble(
     if missing:
         raise FileNotFoundError(f"{len(missing)} files of {split_path} are not in {data_dir}, e.g. {missing[0]}")
     size = check_interface(model)
-    images = dataset.cached_images(data_dir, list(frame["file"]), size, cache_dir)
+    frame, images, _ = dataset.readable_faces(frame, "file", data_dir, size, cache_dir)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     model_path = out / model_name

@@ -188,8 +188,11 @@ def evaluate_folder(
         frame = frame.head(limit)
     if frame.empty:
         raise ValueError(f"no labelled images to evaluate in {', '.join(map(str, paths))}")
-    images = dataset.load_images("/", list(frame["path"]), image_size)
+    frame, images, unreadable = dataset.readable_faces(frame, "path", "/", image_size)
+    if frame.empty:
+        raise ValueError(f"none of the {unreadable} labelled images in {', '.join(map(str, paths))} could be decoded")
     result = score(frame, predict_arrays(model, images, batch_size, flip_average))
+    result["unreadable"] = unreadable
     result["flip_average"] = flip_average
     result["model"] = str(model_path)
     result["data"] = ", ".join(map(str, paths))

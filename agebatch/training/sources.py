@@ -156,26 +156,31 @@ def _read_csv(csv: Path, name: str) -> tuple[pd.DataFrame, int]:
         raise ValueError(f"{csv}: a labels CSV needs columns file (or path), age and gender; has {list(table.columns)}")
     group_column = columns.get("race") or columns.get("group")
     root = csv.parent.resolve()
-    rows, bad = [], []
+    rows, bad, outside, seen = [], [], [], set()
     for index, record in enumerate(table.to_dict("records"), start=2):  # line numbers as a spreadsheet shows them
         relative = str(record[file_column]).strip()
         age = parse_age(record[columns["age"]])
         gender = parse_gender(record[columns["gender"]])
         image = (root / relative).resolve() if relative else None
-        if image is None or age is None or gender is None or not image.is_file():
+        if image is not None and not image.is_relative_to(root):
+            outside.append(index)  # a label names its image inside the CSV's folder, never elsewhere
+            continue
+        if image is None or age is None or gender is None or str(image) in seen or not image.is_file():
             bad.append(index)
             continue
+        seen.add(str(image))
         group = normalise_group(record[group_column]) if group_column else ""
         rows.append((name, relative, str(image), age.age, age.low, age.high, gender, group))
-    if bad:
-        log.warning(
-            "%s: skipped %d row(s) with a missing image or an unreadable age or gender (lines %s)",
-            csv,
-            len(bad),
-            ", ".join(map(str, bad[:5])) + (" ..." if len(bad) > 5 else ""),
-        )
+    _warn_skipped(csv, bad, "with a missing or repeated image, or an unreadable age or gender")
+    _warn_skipped(csv, outside, "naming a file outside the CSV's folder")
     frame = pd.DataFrame(rows, columns=list(COLUMNS)).sort_values("file", kind="stable").reset_index(drop=True)
-    return frame, len(bad)
+    return frame, len(bad) + len(outside)
+
+
+def _warn_skipped(csv: Path, lines: list[int], why: str) -> None:
+    if lines:
+        shown = ", ".join(map(str, lines[:5])) + (" ..." if len(lines) > 5 else "")
+        log.warning("%s: skipped %d row(s) %s (lines %s)", csv, len(lines), why, shown)
 
 
 def band_of(frame: pd.DataFrame) -> pd.Series:

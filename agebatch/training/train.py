@@ -99,8 +99,9 @@ def train(config: TrainConfig) -> TrainResult:
     warm = load_checked(config.warm_start, config.image_size, "model to warm-start from") if config.warm_start else None
 
     frame, skipped = read_labelled(config)
+    frame, images, unreadable = dataset.readable_faces(frame, "path", "/", config.image_size, config.cache_dir)
+    skipped += unreadable
     splits.save_split(frame, out / "split.csv")
-    images = dataset.cached_images("/", list(frame["path"]), config.image_size, config.cache_dir)
     parts = {name: part_rows(frame, name) for name in PARTS}
     log.info("images: %s", {k: len(v) for k, v in parts.items()})
     teacher = None
