@@ -113,7 +113,8 @@ def test_only_the_cli_and_the_web_layer_touch_the_web_layer_and_streamlit():
         bad = {i for i in IMPORTS[module] if i.startswith("agebatch.web") or i.split(".")[0] == "streamlit"}
         assert not bad, f"{module} imports {sorted(bad)}"
     streamlit_users = sorted(m for m in MODULES if any(i.split(".")[0] == "streamlit" for i in IMPORTS[m]))
-    assert streamlit_users == ["agebatch.web.app", "agebatch.web.server"]  # the page, and the extra's check
+    # the page, its launcher, and the extra's check
+    assert streamlit_users == ["agebatch.web.app", "agebatch.web.launch", "agebatch.web.server"]
 
 
 def test_nothing_imports_the_cli():

@@ -3,6 +3,7 @@ checks, and (when Chromium is installed) one upload in a real browser."""
 
 from __future__ import annotations
 
+import io
 import os
 import shutil
 import socket
@@ -221,3 +222,67 @@ def test_a_loopback_server_answers_only_requests_naming_this_machine():
     assert "--server.allowedHosts=localhost" in streamlit_flags(ServeOptions())
     assert "--client.showErrorDetails=none" in streamlit_flags(ServeOptions())
     assert not [f for f in streamlit_flags(ServeOptions(host="0.0.0.0")) if "allowedHosts" in f]
+
+
+def test_streamlit_never_looks_up_this_machines_addresses_on_the_network(monkeypatch):
+    """A foreign-origin WebSocket made Streamlit connect to a public address and fetch a public URL
+    (synchronously: the server froze without DNS); its addresses are pinned to the one served."""
+    import socket as sockets
+
+    from streamlit import net_util
+    from streamlit.web.server import server_util
+
+    from agebatch.web.launch import pin_addresses
+
+    def no_network(*args, **kwargs):
+        raise AssertionError("Streamlit tried the network")
+
+    monkeypatch.setattr(net_util, "_make_blocking_http_get", no_network)
+    monkeypatch.setattr(sockets, "socket", no_network)
+    monkeypatch.setattr(net_util, "_internal_ip", None)
+    monkeypatch.setattr(net_util, "_external_ip", None)
+    pin_addresses("127.0.0.1")
+    assert not server_util.is_url_from_allowed_origins("https://evil.example")
+    assert server_util.is_url_from_allowed_origins("http://127.0.0.1:8501")
+    pin_addresses("0.0.0.0")
+    assert not server_util.is_url_from_allowed_origins("https://evil.example")
+
+
+def test_a_port_in_use_is_a_one_line_usage_error(run_cli):
+    import socket as sockets
+
+    with sockets.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        code, _, err = run_cli("serve", "--port", busy.getsockname()[1])
+    assert code == 2 and "cannot listen on 127.0.0.1 port" in err and len(err.strip().splitlines()) == 1
+
+
+def test_shared_predictor_answers_visitors_at_once():
+    """Two visitors at once shared one LiteRT interpreter without a lock, and some photos failed."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    import numpy as np
+
+    from agebatch.scanning.predictor import Predictor
+
+    shared = Predictor(Path(__file__).resolve().parent.parent / "models" / "agebatch.keras")
+    assert shared.engine == "tflite"
+    faces = np.random.default_rng(0).integers(0, 255, (8, shared.image_size, shared.image_size, 3), dtype=np.uint8)
+    expected = shared.estimate(faces).ages
+    with ThreadPoolExecutor(4) as pool:
+        answers = list(pool.map(lambda _: shared.estimate(faces).ages, range(32)))
+    assert all(np.allclose(a, expected, atol=1e-4) for a in answers)
+
+
+def test_kept_pictures_are_display_sized_and_the_faces_csv_is_spreadsheet_safe(tiny_predictor):
+    from PIL import Image
+
+    big = Image.open(FACE_PHOTO).convert("RGB").resize((4096, 4096))
+    data = io.BytesIO()
+    big.save(data, "PNG")
+    result = core.analyse_upload("=1+2.png", data.getvalue(), tiny_predictor, "none")
+    assert max(result.picture.size) <= core.DISPLAY_SIDE and max(result.photo.image.size) <= core.DISPLAY_SIDE
+    assert result.photo.scale == pytest.approx(2.0) and result.rows[0]["width"] == 4096
+    text = core.faces_csv(result.rows)
+    assert "\n'=1+2.png," in text and "\n=1+2.png" not in text

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -93,6 +94,7 @@ class Predictor:
             raise
         self.batch_size = max(1, int(batch_size))
         self.flip_average = flip_average
+        self._lock = threading.Lock()
         self._model = None
         self._run = None
         self.engine = "keras"
@@ -174,9 +176,12 @@ class Predictor:
         return np.stack(arrays)
 
     def estimate(self, faces: np.ndarray) -> Estimates:
-        """All raw outputs for uint8 faces (n, size, size, 3), the age interval included."""
-        run = flip_averaged(self._compiled()) if self.flip_average else self._compiled()
-        return run_in_batches(run, faces, self.batch_size)
+        """All raw outputs for uint8 faces (n, size, size, 3), the age interval included. Safe to call
+        from several threads (the web app's visitors share one predictor): one batch runs at a time,
+        as a LiteRT interpreter allows."""
+        with self._lock:
+            run = flip_averaged(self._compiled()) if self.flip_average else self._compiled()
+            return run_in_batches(run, faces, self.batch_size)
 
     def predict_array(self, faces: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Raw outputs for uint8 faces: ages (n,) and female probabilities (n,)."""

@@ -33,7 +33,7 @@ def predictor():
     return Predictor()
 
 
-@st.cache_data(show_spinner="Reading the results file…", max_entries=4)
+@st.cache_data(show_spinner="Reading the results file…", max_entries=1)  # one copy, the current one
 def startup_results(path: str, mtime: float):
     """The results file the server was started with, read again only when it changes."""
     return core.read_results(path)
@@ -49,6 +49,7 @@ def try_photos() -> None:
     if not uploads:
         st.info("Drop photos here: each is shown with its faces boxed, their ages and genders.")
         return
+    _forget_other_uploads(uploads, detector)
     rows = []
     for number, upload in enumerate(uploads):
         data = upload.getvalue()
@@ -69,19 +70,27 @@ def try_photos() -> None:
         rows += result.rows
         _grad_cam(number, result)
     if rows:
-        import pandas as pd
+        st.download_button("Download the faces as CSV", core.faces_csv(rows), "faces.csv", "text/csv")
 
-        st.download_button("Download the faces as CSV", pd.DataFrame(rows).to_csv(index=False), "faces.csv", "text/csv")
+
+def _upload_key(upload, detector: str) -> tuple:
+    return getattr(upload, "file_id", None) or upload.name, upload.size, detector
+
+
+def _forget_other_uploads(uploads, detector: str) -> None:
+    """A visitor's kept analyses are those of the photos on the page now, no others."""
+    cache = st.session_state.setdefault("analysed", {})
+    current = {_upload_key(upload, detector) for upload in uploads}
+    for key in [key for key in cache if key not in current]:
+        del cache[key]
 
 
 def _analysed(upload, data: bytes, detector: str) -> core.UploadResult:
-    """An upload's analysis, kept for this visitor until the upload or the detector changes (a click
-    on a Grad-CAM button reruns the page, not the detector)."""
+    """An upload's analysis, kept for this visitor while the upload stays on the page (a click on a
+    Grad-CAM button reruns the page, not the detector)."""
     cache = st.session_state.setdefault("analysed", {})
-    key = (getattr(upload, "file_id", None) or upload.name, len(data), detector)
+    key = _upload_key(upload, detector)
     if key not in cache:
-        if len(cache) > 64:
-            cache.clear()
         cache[key] = core.analyse_upload(upload.name, data, predictor(), detector)
     return cache[key]
 

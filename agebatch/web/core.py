@@ -8,6 +8,7 @@ in the results file the server was started with, through the same safe decoder a
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import math
 import os
@@ -23,13 +24,14 @@ from PIL import Image
 from agebatch.common.files import read_regular
 from agebatch.common.text import one_line
 from agebatch.results import ALL_COLUMNS
-from agebatch.results.schema import results_format
+from agebatch.results.schema import excel_safe, results_format
 
 RESULTS_READ_LIMIT = 1 << 30  # bytes of a results file the browser page loads at most
 NUMERIC = ("face", "x", "y", "width", "height", "face_score", "age", "gender_prob", "age_low", "age_high")
 STATUSES = ("ok", "no_face", "error")
 
 
+DISPLAY_SIDE = 2048  # pixels: the longest side of an upload's picture kept for the page
 ROWS_NAME = "rows.csv"  # what the report calls the rows shown in the page
 
 
@@ -65,10 +67,31 @@ def analyse_upload(name: str, data: bytes, predictor, detector: str) -> UploadRe
             return UploadResult(name, "error", str(exc))
         except Exception as exc:  # a detector failure on one odd image is that image's error, as in a scan
             return UploadResult(name, "error", f"face detection failed: {one_line(exc)}")
+    result = shown_at_most(result, DISPLAY_SIDE)
     if not result.faces:
         return UploadResult(name, "no_face", picture=result.image, photo=result)
     rows = [{"photo": name, **shown_columns(f.index, f.face, f.prediction)} for f in result.faces]
     return UploadResult(name, "ok", rows=rows, picture=drawn(result), photo=result)
+
+
+def shown_at_most(result, side: int):
+    """``result`` (a ``scanning.photo.PhotoResult``) with its picture no larger than ``side`` pixels: what
+    the page shows and Grad-CAM draws on, kept per visitor, so a huge upload is not kept at full size."""
+    from PIL import Image
+
+    factor = max(result.image.size) / side
+    if factor <= 1:
+        return result
+    size = (max(1, round(result.image.width / factor)), max(1, round(result.image.height / factor)))
+    shrunk = result.image.resize(size, Image.Resampling.BILINEAR)
+    return dataclasses.replace(result, image=shrunk, scale=result.scale * result.image.width / size[0])
+
+
+def faces_csv(rows: list[dict]) -> str:
+    """The faces of the uploads as CSV for a spreadsheet: a cell that would run as a formula (an upload
+    named ``=1+2.jpg``) starts with a quote, as ``scan --excel-safe`` writes it."""
+    safe = [{k: excel_safe(v) if isinstance(v, str) else v for k, v in row.items()} for row in rows]
+    return pd.DataFrame(safe).to_csv(index=False)
 
 
 def read_results(source: str | os.PathLike | bytes) -> pd.DataFrame:

@@ -9,11 +9,13 @@ no tracebacks to the browser, sends no usage statistics, and opens no browser by
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
 
 from agebatch.common.errors import SetupError
+from agebatch.web.launch import HOST_ENV
 from agebatch.web.options import WEB_EXTRA, ServeOptions
 
 APP = Path(__file__).resolve().parent / "app.py"
@@ -65,6 +67,18 @@ def streamlit_flags(options: ServeOptions) -> list[str]:
     return flags
 
 
+def check_port(options: ServeOptions) -> None:
+    """``SetupError`` (one line, exit 2) when the address and port cannot be listened on (in use, not
+    this machine's), before Streamlit starts and fails with a traceback."""
+    family = socket.AF_INET6 if ":" in options.host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((options.host.strip("[]"), options.port))
+        except OSError as exc:
+            raise SetupError(f"cannot listen on {options.host} port {options.port}: {exc.strerror or exc}") from exc
+
+
 def serve(
     options: ServeOptions, results: Path | None = None, model: Path | None = None, detector: str | None = None
 ) -> int:
@@ -81,7 +95,9 @@ def serve(
         env[RESULTS_ENV] = str(results.resolve())
     if model is not None:
         env["AGEBATCH_MODEL"] = str(model.resolve())
-    command = [sys.executable, "-m", "streamlit", "run", str(APP), *streamlit_flags(options)]
+    env[HOST_ENV] = options.host
+    check_port(options)
+    command = [sys.executable, "-m", "agebatch.web.launch", "run", str(APP), *streamlit_flags(options)]
     try:
         return subprocess.call(command, env=env)
     except KeyboardInterrupt:
