@@ -58,3 +58,13 @@ def test_calibration_error_on_a_hand_computed_case():
     error = calibration_error([0.9, 0.9, 0.3, 0.3], [1, 0, 0, 0], bins=10)
     assert error == pytest.approx((2 * abs(0.9 - 0.5) + 2 * abs(0.7 - 1.0)) / 4)
     assert calibration_error([1.0, 0.0], [1, 0]) == pytest.approx(0.0)
+
+
+def test_an_undecodable_image_is_counted_not_fatal(tmp_path, tiny_model_path):
+    from agebatch.training.evaluate import evaluate_folder
+    from tests.imagegen import utk_folder
+
+    folder = utk_folder(tmp_path / "utk", 6)
+    sorted(folder.iterdir())[0].write_bytes(b"\xff\xd8\xff truncated")
+    result = evaluate_folder(tiny_model_path, folder)
+    assert result["unreadable"] == 1 and result["overall"]["n"] == 5
