@@ -70,9 +70,13 @@ def test_file_argument_is_always_a_candidate(tmp_path):
     assert candidate.error is None
 
 
-def test_missing_argument_raises(tmp_path):
+def test_a_missing_argument_is_refused_up_front_and_an_error_row_once_walking(tmp_path):
+    from agebatch.scanning.discovery import check_paths
+
     with pytest.raises(FileNotFoundError, match="no such file or folder"):
-        list(discover([tmp_path / "nope"]))
+        check_paths([tmp_path / "nope"])
+    (candidate,) = discover([tmp_path / "nope"])  # vanished after the check, or listed on stdin
+    assert candidate.error == "no such file or folder"
 
 
 def test_folder_named_like_an_image_and_empty_folder(tmp_path):

@@ -56,7 +56,7 @@ def test_transparency_is_composited_on_white(tmp_path):
 @pytest.mark.parametrize(
     "name, data, reason",
     [
-        ("empty.jpg", b"", "not a recognised image"),
+        ("empty.jpg", b"", "empty file"),
         (
             "random.jpg",
             bytes(np.random.default_rng(0).integers(0, 256, 3000, dtype=np.uint8)),

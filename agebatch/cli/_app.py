@@ -2,7 +2,8 @@
 
 Exit codes: 0 the run completed (per-file problems are rows, not failures); 1 unexpected internal
 error; 2 usage or setup error (bad argument, missing path, unusable model, unwritable output);
-3 nothing to explain (``explain`` on an image without a face); 130 interrupted (Ctrl-C / SIGINT),
+3 nothing to explain (``explain`` on an image without a face); 4 ``scan`` found no image at all; 5 every
+image ``scan`` read was an error row (with ``--strict``: any was); 130 interrupted (Ctrl-C / SIGINT),
 143 on SIGTERM, 141 when the reader of stdout goes away.
 """
 
@@ -19,6 +20,8 @@ from agebatch.common import progress
 from agebatch.common.text import printable
 
 EXIT_OK, EXIT_UNEXPECTED, EXIT_USAGE, EXIT_NO_FACE = 0, 1, 2, 3  # interrupted: 128 + signal (130, 143)
+EXIT_NO_IMAGES = 4  # scan found no image at all (an empty folder, an unmounted share)
+EXIT_FAILED_FILES = 5  # scan: every image failed, or, with --strict, any did
 
 
 def _argument_type_hidden(self, ctx) -> None:
@@ -36,8 +39,8 @@ app = typer.Typer(
     add_completion=True,
     pretty_exceptions_enable=False,
     context_settings={"help_option_names": ["-h", "--help"]},
-    epilog="Exit codes: 0 done, 1 unexpected error, 2 usage or setup error, 3 no face to explain, 130 interrupted "
-    "(143 on SIGTERM, 141 when the reader of stdout goes away).",
+    epilog="Exit codes: 0 done, 1 unexpected error, 2 usage or setup error, 3 no face to explain, 4 no image found, "
+    "5 images failed, 130 interrupted (143 on SIGTERM, 141 when the reader of stdout goes away).",
 )
 
 

@@ -110,8 +110,8 @@ def predict(
 ) -> None:
     """Show the faces found in photos with box, age, gender and confidence.
 
-    A photo that cannot be read is reported on stderr (and in ``--json`` as a record with an
-    ``error``) and the others are still shown; the exit code is 2 only when none could be read.
+    A photo that cannot be read is reported on stderr (and in --json as a record with an error) and
+    the others are still shown; the exit code is 2 only when none could be read.
     """
     from agebatch.scanning.rows import face_record
 

@@ -8,7 +8,16 @@ from typing import Annotated
 
 import typer
 
-from agebatch.cli._app import Fail, app, interrupted_code, reader_gone, say
+from agebatch.cli._app import (
+    EXIT_FAILED_FILES,
+    EXIT_NO_IMAGES,
+    Fail,
+    app,
+    fail_message,
+    interrupted_code,
+    reader_gone,
+    say,
+)
 from agebatch.cli._params import (
     DEFAULT_DETECTOR,
     DetectorOption,
@@ -82,6 +91,9 @@ def scan(
         bool, typer.Option("--null", "-0", help="With PATH -, the paths on stdin end with NUL (find -print0).")
     ] = False,
     summary_json: Annotated[Path | None, _output("summary_json", metavar="FILE")] = None,
+    strict: Annotated[
+        bool, typer.Option(help="Exit 5 when any image is an error row (without it: only when every image is).")
+    ] = False,
     quiet: QuietOption = False,
 ) -> None:
     """Find faces in PATHS and write one row per face with estimated age and gender."""
@@ -93,7 +105,10 @@ def scan(
         values["shard"] = parse_shard(shard) if shard is not None else None
     except ValueError as exc:
         raise Fail(str(exc)) from exc
-    if [str(p) for p in paths] == ["-"]:
+    listed = [str(p) for p in paths] == ["-"]
+    if listed:
+        if sys.stdin.isatty() and not quiet:
+            say("agebatch: reading paths from stdin, one a line; end with Ctrl-D")
         paths = paths_from(sys.stdin.buffer, null)
     ray_options = None
     if ray or ray_address:
@@ -108,6 +123,7 @@ def scan(
             OutputOptions(**library_values(OutputOptions, values)),
             ray_options,
             progress.interactive(quiet),
+            listed,
         )
     except BrokenPipeError:  # --out - and the reader went away (``| head``)
         reader_gone()
@@ -118,7 +134,20 @@ def scan(
         say(f"agebatch: interrupted{done}; {hint}")
         raise typer.Exit(interrupted_code()) from None
     if not quiet:  # the one-line summary, also when stderr is a log file or a pipe
-        say(f"{printable(out)}: {summary.line()}")
+        say(f"{'stdout' if str(out) == '-' else printable(out)}: {summary.line()}")
+    raise typer.Exit(_exit_code(summary, strict, shard is not None))
+
+
+def _exit_code(summary, strict: bool, sharded: bool) -> int:
+    """4 when nothing was found to scan (not for a shard, which may hold no image of its own); 5 when
+    every image failed, or with ``strict`` any did; else 0. Said on stderr even with --quiet."""
+    if summary.images == 0 and summary.skipped == 0 and not sharded:
+        fail_message("no image found to scan")
+        return EXIT_NO_IMAGES
+    if summary.errors and (strict or summary.errors == summary.images):
+        fail_message(f"{count(summary.errors, 'image')} of {summary.images} could not be read (see the error rows)")
+        return EXIT_FAILED_FILES
+    return 0
 
 
 @app.command()

@@ -129,7 +129,8 @@ def discover(
     followed unless ``follow_symlinks``; followed or not, no folder is visited twice, so loops end.
     With several PATH arguments, an image reached twice (a folder and a file in it both given, or the
     same file under two names) is listed once, the first time; one folder alone needs no such memory.
-    Raises ``FileNotFoundError`` for an argument that does not exist.
+    An argument that does not exist is an error row too (it vanished after ``check_paths`` ran, or came
+    in a list on stdin, where one missing file must not end the run).
     """
     paths = list(paths)
     walker = _Walker(recursive, tuple(exclude), follow_symlinks)
@@ -151,8 +152,8 @@ def _candidates(paths: Iterable[str | os.PathLike], walker: _Walker) -> Iterator
     for raw in paths:
         path = os.fspath(raw)
         if not os.path.lexists(path):
-            raise FileNotFoundError(f"no such file or folder: {path}")
-        if os.path.isdir(path):
+            yield Candidate(path, "no such file or folder")
+        elif os.path.isdir(path):
             yield from walker.walk(path)
         elif not os.path.exists(path):
             yield Candidate(path, "broken symbolic link")

@@ -28,7 +28,7 @@ from agebatch.scanning.options import TENSORFLOW_DETECTORS, ScanOptions
 from agebatch.scanning.pipeline import Pipeline, Work, pending_work, rows_of
 from agebatch.scanning.predictor import Predictor
 
-RAY_HINT = "--ray needs Ray: pip install 'agebatch[ray]'"
+RAY_HINT = "--ray needs Ray: pip install 'agebatch[ray]' (from a clone: pip install '.[ray]')"
 ADDRESS_VARIABLE = "RAY_ADDRESS"  # Ray's own convention for the cluster to join
 
 

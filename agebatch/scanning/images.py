@@ -211,7 +211,7 @@ def decode(path: str | os.PathLike, max_side: int | None = None) -> DecodedImage
     except Image.DecompressionBombError as exc:
         raise ImageError(f"{TOO_LARGE}: {one_line(exc)}") from exc
     except UnidentifiedImageError as exc:
-        raise ImageError("not a recognised image") from exc
+        raise ImageError("empty file" if _is_empty(path) else "not a recognised image") from exc
     except FileNotFoundError as exc:
         raise ImageError("file vanished before it could be read") from exc
     except PermissionError as exc:
@@ -229,6 +229,13 @@ def decode(path: str | os.PathLike, max_side: int | None = None) -> DecodedImage
     width, height = image.size
     rotated_full = (round(width * scale), round(height * scale))
     return DecodedImage(image=image, size=rotated_full, scale=scale, taken_at=taken_at)
+
+
+def _is_empty(path: str | os.PathLike) -> bool:
+    try:
+        return os.stat(path).st_size == 0
+    except OSError:
+        return False
 
 
 def _draft_target(size: tuple[int, int], max_side: int) -> tuple[int, int]:

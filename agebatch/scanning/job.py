@@ -29,6 +29,8 @@ if TYPE_CHECKING:
 def paths_from(stream: IO[bytes], null: bool = False) -> list[Path]:
     """PATH ``-``: one path a line (or NUL-separated with ``null``) from ``stream``, like xargs."""
     data = stream.read()
+    if not null and b"\0" in data:
+        raise SetupError("the paths on stdin are separated by NUL bytes (find -print0): add --null (-0)")
     names = data.split(b"\0") if null else data.splitlines()
     paths = [Path(os.fsdecode(name)) for name in names if name.strip()]
     if not paths:
@@ -50,8 +52,12 @@ def run_scan(
     output: OutputOptions,
     ray: RayOptions | None = None,
     show_progress: bool = False,
+    listed: bool = False,
 ) -> ScanSummary:
     """Scan ``paths`` into ``output`` with the model ``model`` names, checking everything first.
+
+    ``listed``: the paths came as a list (``scan -``, from ``find``): one that does not exist is an
+    error row, not a refusal of the whole run (a file may vanish between ``find`` and the scan).
 
     Raises ``SetupError`` (one line) for anything that stops the run before it starts; on
     KeyboardInterrupt the exception carries the summary so far as ``exc.summary``.
@@ -64,7 +70,8 @@ def run_scan(
     if output.summary_json is not None:
         check_summary_out(output.summary_json, output, paths)
     fmt = output_format(output)
-    discovery.check_paths(paths)
+    if not listed:
+        discovery.check_paths(paths)
     detectors.check_detector(options.detector)
     if ray is not None:
         from agebatch.scanning.distributed import require_ray

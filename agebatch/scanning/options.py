@@ -41,7 +41,9 @@ class ScanOptions:
     batch_size: int = setting(DEFAULT_BATCH_SIZE, "Faces per model batch.")
     jobs: int | None = setting(None, "Decode/detect threads (default: one per core).")
     shard: Shard | None = setting(
-        None, "Scan only shard I of N (I/N, or auto/N from $JOB_COMPLETION_INDEX or $SLURM_ARRAY_TASK_ID)."
+        None,
+        "Scan only shard I of N (I/N, or auto/N from $JOB_COMPLETION_INDEX, $SLURM_ARRAY_TASK_ID or "
+        "$AWS_BATCH_JOB_ARRAY_INDEX).",
     )
 
     def score_threshold(self) -> float:

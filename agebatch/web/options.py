@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from agebatch.common.settings import setting
 
-WEB_EXTRA = "pip install 'agebatch[web]'"
+WEB_EXTRA = "pip install 'agebatch[web]' (from a clone: pip install '.[web]')"
 
 
 @dataclass(frozen=True)
