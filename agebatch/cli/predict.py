@@ -22,7 +22,7 @@ from agebatch.cli._params import (
     print_table,
     scan_default,
 )
-from agebatch.common import atomic
+from agebatch.common import atomic, quiet
 from agebatch.common.text import one_line, printable
 
 PREDICT_COLUMNS = ("image", "face", "box (x, y, w, h)", "age", "gender", "confidence")
@@ -169,5 +169,6 @@ def explain(
         raise typer.Exit(EXIT_NO_FACE)
     if face is not None and face >= len(result.faces):
         raise Fail(f"--face {face}: {image} has {len(result.faces)} face(s), numbered from 0")
+    quiet.load_tensorflow("agebatch explain")  # Grad-CAM runs the Keras model
     explanation = explain_photo(result, predictor.model, head.value, face, detector == Detector.none)
     _write_picture(explanation.picture, out)

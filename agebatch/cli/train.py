@@ -85,7 +85,7 @@ def train(
     except ValueError as exc:  # options that contradict one another
         raise Fail(str(exc)) from exc
     config.check_inputs()
-    quiet.load_tensorflow()
+    quiet.load_tensorflow("agebatch train")
     from agebatch.training.train import smoke_config
     from agebatch.training.train import train as run_training
 
@@ -121,7 +121,7 @@ def evaluate(
     flip_average: FlipAverageOption = False,
 ) -> None:
     """Score a model on labelled faces: age MAE, RMSE, gender accuracy, per age band, gender and race."""
-    quiet.load_tensorflow()
+    quiet.load_tensorflow("agebatch evaluate")
     from agebatch.modelfile.load import default_model_path
     from agebatch.training.evaluate import evaluate_folder, format_text, write_html
 
@@ -161,7 +161,7 @@ def combine(
     ] = None,
 ) -> None:
     """Average several trained models into one (an ensemble), scored on their validation and test faces."""
-    quiet.load_tensorflow()
+    quiet.load_tensorflow("agebatch combine")
     from agebatch.training.ensemble import write_ensemble
 
     if len(models) < 2:

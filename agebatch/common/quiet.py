@@ -12,6 +12,8 @@ import sys
 import threading
 from contextlib import contextmanager
 
+from agebatch.common.errors import SetupError
+
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 
@@ -43,13 +45,20 @@ def native_stderr_silenced():
 _loading = threading.Lock()
 
 
-def load_tensorflow() -> None:
-    """Import TensorFlow (and Keras) once, silently; later imports are free (locked: once)."""
-    if "keras" in sys.modules and "tensorflow" in sys.modules:
+TENSORFLOW_EXTRA = "pip install 'agebatch[train]' (from a clone: pip install '.[train]')"
+
+
+def load_tensorflow(purpose: str = "this") -> None:
+    """Import TensorFlow (and Keras) once, silently; later imports are free (locked: once). Without the
+    extra that brings them, a ``SetupError`` says what needed them (``purpose``) and how to add them."""
+    if sys.modules.get("keras") is not None and sys.modules.get("tensorflow") is not None:
         return
-    with _loading, native_stderr_silenced():
-        import keras  # noqa: F401
-        import tensorflow  # noqa: F401
+    try:
+        with _loading, native_stderr_silenced():
+            import keras  # noqa: F401
+            import tensorflow  # noqa: F401
+    except ImportError as exc:
+        raise SetupError(f"{purpose} needs TensorFlow: {TENSORFLOW_EXTRA}") from exc
     logging.getLogger("tensorflow").setLevel(logging.ERROR)
     try:
         import absl.logging

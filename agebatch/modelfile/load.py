@@ -83,7 +83,7 @@ def load_model(path: str | os.PathLike | None = None):
     check_model_file(path)
     from agebatch.common import quiet
 
-    quiet.load_tensorflow()  # before anything imports Keras, so its start-up notices stay quiet
+    quiet.load_tensorflow(f"loading {path.name} with Keras")  # first: Keras' start-up notices stay quiet
     import keras
 
     from agebatch.contract import ModelInterfaceError, check_interface

@@ -63,11 +63,17 @@ def make_detector(name: str, min_face: int = DEFAULT_MIN_FACE, min_score: float 
 
 
 def check_detector(name: str) -> None:
-    """Read the detector's model files now (each checked by SHA-256), so a missing or altered file is
-    one clear error before a run starts rather than an error row for every image."""
+    """Read the detector's model files now (each checked by SHA-256), and load TensorFlow if it needs
+    it, so a missing or altered file or extra is one clear error before a run starts rather than an
+    error row for every image."""
     from agebatch.common.vendored import read_vendored
 
-    for file in entry_for(name).load_class().vendored_files:
+    entry = entry_for(name)
+    if entry.needs_tensorflow:  # and TensorFlow is there: an extra, said once rather than once per image
+        from agebatch.common import quiet
+
+        quiet.load_tensorflow(f"--detector {name}")
+    for file in entry.load_class().vendored_files:
         read_vendored(file)
 
 

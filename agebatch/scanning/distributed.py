@@ -87,7 +87,7 @@ class ScanActor:
         if self.options.detector in TENSORFLOW_DETECTORS:
             from agebatch.common import quiet
 
-            quiet.load_tensorflow()
+            quiet.load_tensorflow(f"--detector {self.options.detector}")
         self.predictor = Predictor(model_path, self.options.batch_size, engine, flip_average)
         self.pipeline = Pipeline(self.options, self.predictor.image_size)
         # Decoding and detection release the GIL: a pool uses the worker's cores as a local scan does.

@@ -38,7 +38,7 @@ class MtcnnDetector:
         if self._mtcnn is None:
             from agebatch.common import quiet
 
-            quiet.load_tensorflow()  # mtcnn imports TensorFlow: keep its start-up notices quiet
+            quiet.load_tensorflow("--detector mtcnn")  # mtcnn imports TensorFlow: its notices kept quiet
             from mtcnn import MTCNN
 
             self._mtcnn = MTCNN(device="CPU:0")

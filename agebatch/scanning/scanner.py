@@ -104,7 +104,7 @@ def iter_scan(
     if options.detector in TENSORFLOW_DETECTORS:
         from agebatch.common import quiet
 
-        quiet.load_tensorflow()  # the detector needs it: import once here, not in every worker thread
+        quiet.load_tensorflow(f"--detector {options.detector}")  # once here, not in every worker thread
     pipeline = Pipeline(options, predictor.image_size)
     jobs = options.jobs or os.cpu_count() or 1
     window = max(2 * options.batch_size, 4 * jobs)
