@@ -101,3 +101,35 @@ def test_help_at_80_columns_names_every_option_in_full_and_no_python_types(name)
             if flag.startswith("--"):
                 assert flag in text, flag
     assert not re.search(r"<(list|int|float|path|text)\b|\[Path\]|\.\.\.\}", text), text
+
+
+@pytest.mark.slow
+def test_the_readme_demo_table_is_what_the_demo_prints(tmp_path):
+    """The README shows what the bundled demo really says with the shipped model, not an older one's."""
+    import contextlib
+    import io
+    import os
+    import subprocess
+    import sys
+
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    env.pop("AGEBATCH_MODEL", None)
+    results = tmp_path / "results.csv"
+    scanned = subprocess.run(
+        [sys.executable, "-m", "agebatch", "scan", "examples/photos", "--out", str(results), "-q"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert scanned.returncode == 0, scanned.stderr
+    sys.path.insert(0, str(ROOT / "examples"))
+    try:
+        import demo_table
+    finally:
+        sys.path.remove(str(ROOT / "examples"))
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        demo_table.main(str(results))
+    assert printed.getvalue().strip() in README.read_text(encoding="utf-8")
