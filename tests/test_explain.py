@@ -110,6 +110,7 @@ def test_predict_cli_table_json_and_draw(run_cli, tmp_path):
 def test_explain_cli(run_cli, tmp_path):
     code, _, err = run_cli("explain", FACE_PHOTO, "--out", tmp_path / "cam.png", "--head", "age")
     assert code == 0, err
+    assert err.strip() == f"{tmp_path / 'cam.png'}: what drove the age estimate, every face of 1"  # says where
     from PIL import Image
 
     picture = Image.open(tmp_path / "cam.png")

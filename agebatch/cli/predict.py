@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from agebatch.cli._app import EXIT_NO_FACE, EXIT_USAGE, Fail, app, fail_message
+from agebatch.cli._app import EXIT_NO_FACE, EXIT_USAGE, Fail, app, fail_message, say
 from agebatch.cli._params import (
     DEFAULT_DETECTOR,
     Detector,
@@ -172,3 +172,5 @@ def explain(
     quiet.load_tensorflow("agebatch explain")  # Grad-CAM runs the Keras model
     explanation = explain_photo(result, predictor.model, head.value, face, detector == Detector.none)
     _write_picture(explanation.picture, out)
+    shown = "every face" if face is None else f"face {face}"
+    say(f"{printable(out)}: what drove the {head.value} estimate, {shown} of {len(result.faces)}")
