@@ -205,3 +205,107 @@ def test_report_cells_that_are_not_numbers_are_left_out_not_fatal(tmp_path, run_
     overall = json.loads((tmp_path / "r.json").read_text())["overall"]
     assert overall["faces"] == 2 and sum(overall["age_histogram"]) == 2
     assert sum(overall["gender_prob_histogram"]["counts"]) == 2
+
+
+def test_the_summary_never_replaces_the_record_beside_the_results(crops, tmp_path):
+    out = tmp_path / "r.csv"
+    for summary in (tmp_path / "r.csv.meta.json", tmp_path / ".r.csv.lock", "-"):
+        done = _agebatch("scan", crops, "--detector", "none", "--out", out, "--summary-json", summary, "-q")
+        assert done.returncode == 2 and b"--summary-json" in done.stderr, (summary, done.stderr)
+    assert not out.exists()
+
+
+def test_reopened_standard_streams_reach_child_processes(tmp_path):
+    code = (
+        "import os, subprocess\n"
+        "from agebatch.common import stdio\n"
+        "stdio.reopen_closed_streams()\n"
+        f"subprocess.call(['sh', '-c', 'ls /proc/$$/fd > {tmp_path}/fds'])\n"
+    )
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    subprocess.run(["bash", "-c", f"'{sys.executable}' -c \"$CODE\" <&- >&- 2>&-"], env=dict(env, CODE=code))
+    assert {"0", "1", "2"} <= set((tmp_path / "fds").read_text().split())
+
+
+def test_images_at_the_top_of_a_relative_scan_are_the_top_level(tmp_path, monkeypatch):
+    from agebatch.reporting import tally as tallying
+    from agebatch.reporting.aggregate import build_report
+    from agebatch.reporting.options import ReportOptions
+    from tests.test_report import face, write_results
+
+    paths = ["img.jpg", "a/x1/i.jpg", "a/x2/i.jpg", "a/x3/i.jpg", "a/x1/d/e/i.jpg", "a/x4/k/i.jpg"]
+    source = write_results(tmp_path / "r.csv", [face(p, 0, 30.0, "male") for p in paths])
+    unfolded = {d: build_report([source], ReportOptions(depth=d))["overall"]["folders"] for d in (1, 2)}
+    assert [(f["folder"], f["images"]) for f in unfolded[1]] == [("(top level)", 1), ("a", 5)]
+    monkeypatch.setattr(tallying, "FOLDER_LIMIT", 1)
+    monkeypatch.setattr(tallying, "CHUNK_ROWS", 2)
+    for depth in (1, 2):
+        assert build_report([source], ReportOptions(depth=depth))["overall"]["folders"] == unfolded[depth]
+
+
+def test_resume_with_excel_safe_keeps_every_quoted_name_once(tmp_path, run_cli):
+    folder = tmp_path / "q"
+    folder.mkdir()
+    names = ("'-x.jpg", "'=y.jpg", "=z.jpg", "-w.jpg", "''=t.jpg", "'a.jpg", "normal.jpg")
+    for name in names:
+        noise_image((64, 64)).save(folder / name)
+    out = tmp_path / "r.csv"
+    for _ in range(3):
+        code, _, err = run_cli("scan", folder, "--detector", "none", "--out", out, "--resume", "--excel-safe", "-q")
+        assert code == 0, err
+    assert len(_rows(out)) == len(names)
+
+
+def test_no_record_of_an_earlier_run_stays_beside_other_rows(part, tmp_path):
+    from agebatch import results
+
+    out = tmp_path / "r.csv"
+    with results.ResultsWriter(out) as writer:
+        writer.write_image([{"path": "a.jpg", "status": "no_face", "faces": 0}])
+        writer.commit({"run": "first"})
+    out.unlink()
+    with pytest.raises(KeyboardInterrupt), results.ResultsWriter(out) as writer:
+        writer.write_image([{"path": "b.jpg", "status": "no_face", "faces": 0}])
+        raise KeyboardInterrupt  # stopped before commit: the partial rows stay for --resume
+    assert "b.jpg" in out.read_text() and not results.metadata_path(out).exists()
+    merged = tmp_path / "m.csv"
+    results.merge([part], merged)
+    results.write_metadata(merged, {"run": "scan"})
+    results.merge([part], merged)
+    assert not results.metadata_path(merged).exists()
+
+
+def test_a_setup_failure_leaves_no_temporary_file(tmp_path, monkeypatch):
+    from agebatch.results import writer as writing
+
+    def full(self, data):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(writing.ResultsWriter, "_write_all", full)
+    with pytest.raises(writing.OutputError, match="No space left"), writing.ResultsWriter(tmp_path / "r.csv"):
+        pass
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_rows_to_a_full_stdout_are_a_one_line_usage_error(crops):
+    done = _agebatch("scan", crops, "--detector", "none", "--out", "-", shell_redirect="> /dev/full")
+    assert done.returncode == 2 and b"cannot write standard output" in done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1
+
+
+def test_merge_refuses_a_part_repeating_its_last_image(part, tmp_path):
+    from agebatch import results
+
+    lines = part.read_bytes().splitlines(keepends=True)
+    doubled = tmp_path / "doubled.csv"
+    doubled.write_bytes(b"".join([*lines, lines[-1]]))
+    with pytest.raises(results.OutputError, match="listed twice"):
+        results.merge([doubled], tmp_path / "out.csv")
+
+
+def test_predict_and_models_refuse_a_closed_stdout_and_models_a_photo(crops):
+    for args in (["predict", crops / "face0.jpg", "--detector", "none"], ["models"]):
+        done = _agebatch(*args, shell_redirect=">&-")
+        assert done.returncode == 2 and b"standard output is closed" in done.stderr, args
+    done = _agebatch("models", "--model", crops / "face0.jpg")
+    assert done.returncode == 2 and b"not a Keras model file" in done.stderr

@@ -16,7 +16,11 @@ import sys
 
 import typer
 
-from agebatch.cli import _app, models, predict, report, scan, serve, train  # noqa: F401 - each registers its commands
+# isort: off
+# Each module registers its commands, in the order --help lists them.
+from agebatch.cli import _app, scan, report, predict, serve, train, models  # noqa: F401
+
+# isort: on
 from agebatch.cli._app import (
     EXIT_NO_FACE,
     EXIT_OK,

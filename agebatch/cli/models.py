@@ -9,6 +9,7 @@ import typer
 
 from agebatch.cli._app import app
 from agebatch.cli._params import JsonOption, ModelOption
+from agebatch.common import stdio
 from agebatch.common.text import printable
 
 
@@ -18,6 +19,7 @@ def models(model: ModelOption = None, as_json: JsonOption = False) -> None:
     from agebatch.modelfile.card import describe_model
     from agebatch.modelfile.load import MODEL_ENV, default_model_path
 
+    stdio.require_stdout()
     source = "--model" if model else f"${MODEL_ENV}" if os.environ.get(MODEL_ENV) else "shipped with agebatch"
     info = describe_model(model or default_model_path(), source)
     if as_json:

@@ -22,7 +22,7 @@ from agebatch.cli._params import (
     print_table,
     scan_default,
 )
-from agebatch.common import atomic, quiet
+from agebatch.common import atomic, quiet, stdio
 from agebatch.common.text import one_line, printable
 
 PREDICT_COLUMNS = ("image", "face", "box (x, y, w, h)", "age", "gender", "confidence")
@@ -115,6 +115,7 @@ def predict(
     """
     from agebatch.scanning.rows import face_record
 
+    stdio.require_stdout()  # the table (or JSON) is all predict says
     if draw is not None and len(images) != 1:
         raise Fail("--draw takes exactly one image")
     if draw is not None:

@@ -27,6 +27,7 @@ def reopen_closed_streams() -> None:
             if null != fd:  # the lowest free number: fd itself when the ones below it are open
                 os.dup2(null, fd)
                 os.close(null)
+            os.set_inheritable(fd, True)  # a child process (serve's Streamlit) gets it too, as a stream
             _closed.add(fd)
         if getattr(sys, name) is None:
             setattr(sys, name, open(fd, mode, closefd=False, encoding="utf-8", errors="backslashreplace"))

@@ -59,10 +59,10 @@ def headline_figures(card: dict) -> dict[str, dict]:
 def describe_model(path: Path, source: str) -> dict:
     """What ``agebatch models`` prints: the file, where it was chosen from (``source``), its SHA-256 and
     size, its LiteRT twin and whether the twin's record binds it, and the card's test figures."""
+    from agebatch.modelfile.load import check_model_file
     from agebatch.modelfile.twin import checked_twin, file_sha256, tflite_path_for
 
-    if not path.is_file():
-        raise SetupError(f"model file not found: {path}")
+    check_model_file(path)  # a photo or any other file given by mistake is not described as a model
     lite = tflite_path_for(path)
     card = card_for_model(path) or {}
     return {

@@ -209,9 +209,11 @@ def tally_frame(frame: pd.DataFrame, name: str, options: ReportOptions = _DEFAUL
 
 
 def common_root(folders: Iterable[str]) -> str:
-    """The folder every one of ``folders`` is in ("." when there are none; "" when absolute and
-    relative paths are mixed)."""
-    folders = [f for f in folders if f != "."]
+    """The folder every one of ``folders`` is in ("." when there are none or "." is one of them; "" when
+    absolute and relative paths are mixed)."""
+    folders = list(folders)
+    if "." in folders:  # images at the top of a relative scan: the root is "." itself
+        return "." if not any(os.path.isabs(f) for f in folders) else ""
     if not folders:
         return "."
     try:

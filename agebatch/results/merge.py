@@ -10,7 +10,7 @@ from typing import BinaryIO
 from agebatch.common import atomic
 from agebatch.common.text import printable
 from agebatch.results.resume import index_results
-from agebatch.results.schema import EXTENSIONS, OutputError, check_existing, is_results_file
+from agebatch.results.schema import EXTENSIONS, OutputError, check_existing, is_results_file, metadata_path
 from agebatch.results.writer import OutputLock
 
 
@@ -84,6 +84,7 @@ def _write_file(parts: list[Path], header_line: bytes, out: Path, fmt: str) -> i
     with OutputLock(out):
         if out.exists():
             check_existing(out, fmt, replacing=True)
+        metadata_path(out).unlink(missing_ok=True)  # it described the scan whose rows this replaces
         with atomic.atomic_writer(out, binary=True) as handle:
             return _copy(parts, header_line, handle)
 

@@ -126,6 +126,8 @@ def index_results(path: str | os.PathLike, fmt: str, raw: BinaryIO | None = None
                     "guess which rows to keep: fix or remove that line, or scan into a new file"
                 )
             image = _unprotected(str(record["path"])) if excel else str(record["path"])
+            if group is not None and image == group.path and group.rows >= group.expected:
+                index.repeated.append(image)  # more rows than the image has faces: listed again
             if group is None or image != group.path:
                 if image in index.done:
                     index.repeated.append(image)
@@ -145,8 +147,9 @@ def index_results(path: str | os.PathLike, fmt: str, raw: BinaryIO | None = None
 
 
 def _unprotected(path: str) -> str:
-    """A path as scanned, without the quote ``--excel-safe`` put before a formula-like start."""
-    return path[1:] if path.startswith("'") and path[1:2] in _FORMULA_START and path[1:2] != "" else path
+    """A path as scanned, without the quote ``--excel-safe`` put before a formula-like or quoted start."""
+    protected = path.startswith("'") and path[1:2] != "" and (path[1:2] in _FORMULA_START or path[1:2] == "'")
+    return path[1:] if protected else path
 
 
 def repair_tail(path: str | os.PathLike, fmt: str) -> int:

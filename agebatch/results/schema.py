@@ -79,8 +79,9 @@ def display_path(path: str) -> str:
 
 
 def excel_safe(value: str) -> str:
-    """Prefix a quote to cells a spreadsheet would run as a formula (CSV injection)."""
-    return "'" + value if value.startswith(_FORMULA_START) else value
+    """Prefix a quote to cells a spreadsheet would run as a formula (CSV injection), and to cells that
+    start with a quote already, so reading one quote back off is never ambiguous (``--resume``)."""
+    return "'" + value if value.startswith((*_FORMULA_START, "'")) else value
 
 
 def file_key(path: str) -> FileKey | None:
@@ -161,6 +162,12 @@ def results_format(first_line: bytes) -> str | None:
 
 
 METADATA_SUFFIX = ".meta.json"
+
+
+def lock_path(out: str | os.PathLike) -> Path:
+    """The hidden file a writer of ``out`` locks (``OutputLock``)."""
+    out = Path(out)
+    return out.with_name(f".{out.name}.lock")
 
 
 def metadata_path(out: str | os.PathLike) -> Path:

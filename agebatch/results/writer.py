@@ -23,6 +23,7 @@ from agebatch.results.schema import (
     columns_of_header,
     encode_rows,
     header,
+    lock_path,
     metadata_path,
     metadata_text,
 )
@@ -40,7 +41,7 @@ class OutputLock:
     """
 
     def __init__(self, out: Path, wait: bool = False) -> None:
-        self.path = out.with_name(f".{out.name}.lock")
+        self.path = lock_path(out)
         self.out = out
         self.wait = wait
         self._file = None
@@ -141,6 +142,9 @@ class ResultsWriter:
             if self.existed and not self.resume:
                 check_existing(self.out, self.fmt, replacing=True)
             self._remove_stale_temporaries()
+            # The record of what made the rows is the previous run's from here on: gone until commit()
+            # writes this run's, so a run stopped halfway never leaves it beside rows it did not make.
+            metadata_path(self.out).unlink(missing_ok=True)
             if self.resume:
                 if not self.out.exists():
                     self._create_with_header()
@@ -148,12 +152,20 @@ class ResultsWriter:
             else:
                 self._open_temporary()
         except OSError as exc:
-            self._release_lock()
+            self._abandon()
             raise OutputError(f"cannot write {self.out}: {exc.strerror or exc}") from exc
         except BaseException:
-            self._release_lock()
+            self._abandon()
             raise
         return self
+
+    def _abandon(self) -> None:
+        """Setup failed: nothing of this run stays (its temporary file, if made) and the lock is free."""
+        self._close()
+        if self._tmp is not None:
+            self._tmp.unlink(missing_ok=True)
+            self._tmp = None
+        self._release_lock()
 
     def _check_target(self) -> None:
         """``--out`` must be absent or a regular file (not a link, folder, FIFO or device)."""
@@ -275,6 +287,11 @@ class ResultsWriter:
         at any point leaves either no record or the one describing these rows, never the previous
         run's beside new rows; a temporary file it leaves is removed by the next run into ``--out``.
         """
+        with _signals_deferred():  # a Ctrl-C or SIGTERM now must not cost a complete run its rows
+            self._commit(metadata)
+        self._committed = True
+
+    def _commit(self, metadata: dict | None) -> None:
         record = None
         try:
             if metadata is not None:
@@ -294,7 +311,6 @@ class ResultsWriter:
         finally:
             if record is not None:
                 record.unlink(missing_ok=True)
-        self._committed = True
 
     def _close(self) -> None:
         if self._fd is not None:

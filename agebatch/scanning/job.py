@@ -97,8 +97,12 @@ def is_summary(head: bytes) -> bool:
 def check_summary_out(path: str | os.PathLike, output: OutputOptions, paths: list) -> None:
     """The summary may go to ``path``: not the results file, not an input, not a link, and not a file
     other than an earlier summary (it would be lost to a slip of the name)."""
-    if not output.to_stdout and atomic.same_file(path, output.out):
-        raise SetupError(f"--summary-json {path} is also --out: name another file for the summary")
+    if str(path) == "-":
+        raise SetupError("--summary-json takes a file name (the rows or the summary line may be on stdout)")
+    if not output.to_stdout:
+        beside = (output.out, results.metadata_path(output.out), results.lock_path(output.out))
+        if any(atomic.same_file(path, taken) for taken in beside):
+            raise SetupError(f"--summary-json {path} is --out or a file kept beside it: name another file")
     atomic.check_output(path, paths, is_summary, "an agebatch summary")
 
 

@@ -227,13 +227,18 @@ def write_to_stream(
     """``scan_to_stream`` once the inputs are checked."""
     summary = ScanSummary()
     started = time.monotonic()
-    stream.write(results.header(fmt))
-    for rows in iter_scan(paths, predictor, options):
-        stream.write(results.encode_rows(rows, fmt, excel))
-        stream.flush()
-        summary.add(rows)
-        if progress:
-            progress(summary)
+    try:
+        stream.write(results.header(fmt))
+        for rows in iter_scan(paths, predictor, options):
+            stream.write(results.encode_rows(rows, fmt, excel))
+            stream.flush()
+            summary.add(rows)
+            if progress:
+                progress(summary)
+    except BrokenPipeError:
+        raise  # the reader went away (``| head``): the command line stops quietly
+    except OSError as exc:  # a full disk behind ``> file``, an output device that fails
+        raise results.OutputError(f"cannot write standard output: {exc.strerror or exc}") from exc
     summary.seconds = time.monotonic() - started
     return summary
 
