@@ -244,6 +244,8 @@ def test_streamlit_never_looks_up_this_machines_addresses_on_the_network(monkeyp
     pin_addresses("127.0.0.1")
     assert not server_util.is_url_from_allowed_origins("https://evil.example")
     assert server_util.is_url_from_allowed_origins("http://127.0.0.1:8501")
+    pin_addresses("::1")  # the page's own origin on IPv6 loopback passes (the page never loaded there)
+    assert server_util.is_url_from_allowed_origins("http://[::1]:8501")
     pin_addresses("0.0.0.0")
     assert not server_util.is_url_from_allowed_origins("https://evil.example")
 
