@@ -37,7 +37,9 @@ class TrainConfig:
     seed: int = setting(42, "Seeds the split and the training (weights, shuffling, augmentation).")
     split_from: str | None = setting(None, "Reuse an earlier run's split.csv (then --seed only seeds the training).")
     backbone_weights: str | None = setting(
-        "imagenet", "imagenet (downloads), none, or a .weights.h5 path; unused with --init-from."
+        "imagenet",
+        "imagenet (Keras fetches them once into ~/.keras when they are not there: training only), none, or a "
+        ".weights.h5 path; unused with --init-from.",
     )
     alpha: float = setting(1.0, "MobileNetV2 width multiplier.")
     head_learning_rate: float = setting(1e-3, "Learning rate of the heads phase.")
