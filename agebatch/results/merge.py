@@ -7,10 +7,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
+from agebatch import __version__
 from agebatch.common import atomic
 from agebatch.common.text import printable
 from agebatch.results.resume import index_results
-from agebatch.results.schema import EXTENSIONS, OutputError, check_existing, is_results_file, metadata_path
+from agebatch.results.schema import (
+    EXTENSIONS,
+    OutputError,
+    check_existing,
+    is_results_file,
+    metadata_path,
+    write_metadata,
+)
 from agebatch.results.writer import OutputLock
 
 
@@ -86,7 +94,9 @@ def _write_file(parts: list[Path], header_line: bytes, out: Path, fmt: str) -> i
             check_existing(out, fmt, replacing=True)
         metadata_path(out).unlink(missing_ok=True)  # it described the scan whose rows this replaces
         with atomic.atomic_writer(out, binary=True) as handle:
-            return _copy(parts, header_line, handle)
+            written = _copy(parts, header_line, handle)
+        write_metadata(out, {"agebatch": __version__, "merged_from": [str(part) for part in parts]})
+        return written
 
 
 def _copy(parts: list[Path], header_line: bytes, handle: BinaryIO) -> int:
