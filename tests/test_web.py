@@ -16,7 +16,7 @@ import pytest
 
 from agebatch import results
 from agebatch.web import core
-from agebatch.web.server import APP, DETECTOR_ENV, RESULTS_ENV
+from agebatch.web.server import APP, DETECTOR_ENV, RESULTS_ENV, THUMBNAILS_ENV
 from tests.imagegen import FACE_PHOTO, NO_FACE_PHOTOS
 from tests.test_report import face, write_results
 
@@ -79,10 +79,12 @@ def test_uploads_give_faces_or_the_results_files_words(monkeypatch):
 
 @pytest.mark.slow
 def test_the_results_page_filters_rows(monkeypatch, generated_results):
+    monkeypatch.setenv(THUMBNAILS_ENV, "2")  # three faces, two thumbnails: the page says so
     at = _app(monkeypatch, generated_results).run()
     at.radio(key="page").set_value("Browse results").run()
     assert not at.exception
     assert any(t.value.startswith("rows: 5 of 5 (faces: 3)") for t in at.text)
+    assert any(c.value.startswith("the first 2 of 3 faces") for c in at.caption)
     at.multiselect(key="genders").set_value(["male"]).run()
     assert any(t.value.startswith("rows: 2 of 5 (faces: 2)") for t in at.text)
     at.multiselect(key="genders").set_value([]).run()

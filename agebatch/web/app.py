@@ -173,6 +173,8 @@ def _charts(filtered) -> None:
 def _thumbnail_grid(faces, thumbnails: core.Thumbnails) -> None:
     limit = int(os.environ.get(THUMBNAILS_ENV, ServeOptions().thumbnails))
     st.subheader("Faces")
+    if len(faces) > limit:
+        st.caption(f"the first {limit} of {len(faces)} faces (serve --thumbnails N shows more)")
     columns = st.columns(6)
     shown = 0
     for row in faces.head(limit).to_dict("records"):
