@@ -76,13 +76,17 @@ def test_each_option_of_the_command_is_in_its_readme_table_and_nothing_else(name
     assert not undocumented and not unknown, f"not in the README: {undocumented}; not an option: {unknown}"
 
 
-@pytest.mark.parametrize("name", sorted(TABLES))
+NUMBER = r"-?\d+(\.\d+)?(e-?\d+)?"
+WITH_NUMBERS = sorted(name for name, rows in TABLES.items() if any(re.fullmatch(NUMBER, d) for _, d in rows))
+
+
+@pytest.mark.parametrize("name", WITH_NUMBERS)
 def test_numeric_defaults_in_the_readme_are_the_commands_defaults(name):
     params = {o: p for p in _command(name).params for o in p.opts}
     checked = 0
     for cell, default in TABLES[name]:
         flag = re.search(r"--[a-z][a-z0-9-]*", cell)
-        if flag and re.fullmatch(r"-?\d+(\.\d+)?(e-?\d+)?", default):
+        if flag and re.fullmatch(NUMBER, default):
             actual = params[flag.group()].default
             assert float(getattr(actual, "value", actual)) == float(default), flag.group()
             checked += 1
