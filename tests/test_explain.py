@@ -162,3 +162,21 @@ def test_a_bad_picture_path_fails_before_any_model_loads(tmp_path):
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, cwd=repo)
     assert result.stdout.split() == ["2", "False", "False"], result.stderr
     assert "output folder does not exist" in result.stderr
+
+
+def test_predicts_table_at_80_columns_keeps_whole_names_and_boxes():
+    """Names fold onto more lines instead of being cut (rows of different photos looked the same)."""
+    import io
+
+    from rich.console import Console
+
+    from agebatch.cli._params import print_table
+    from agebatch.cli.predict import PREDICT_COLUMNS
+
+    name = "myphotos/family-reunion-2019/grandparents-and-cousins-on-the-porch.jpg"
+    rows = [[name, "0", "1204, 388, 212, 212", "31.4 (25-38)", "female", "97%"]]
+    screen = io.StringIO()
+    print_table(PREDICT_COLUMNS, rows, Console(file=screen, width=80, force_terminal=False))
+    text = screen.getvalue()
+    assert "".join(line.split("│")[1].strip() for line in text.splitlines() if line.count("│") > 2).startswith(name)
+    assert "1204, 388, 212, 212" in text and max(len(line) for line in text.splitlines()) <= 80

@@ -125,17 +125,21 @@ QuietOption = Annotated[bool, typer.Option("--quiet", "-q", help="Print nothing 
 JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON instead of text.")]
 
 
-def print_table(columns: tuple[str, ...], rows: list[list[str]]) -> None:
-    """A table on a terminal; tab-separated lines (header first) for a pipe or a file."""
-    if not sys.stdout.isatty():
+def print_table(columns: tuple[str, ...], rows: list[list[str]], console=None) -> None:
+    """A table on a terminal; tab-separated lines (header first) for a pipe or a file.
+
+    On a narrow terminal the first column (a file name) folds onto more lines rather than being cut
+    to ``myphotos/fami...`` (rows of different photos would look the same); the others never wrap."""
+    if console is None and not sys.stdout.isatty():
         for row in (list(columns), *rows):
             typer.echo("\t".join(cell.replace("\t", " ") for cell in row))
         return
     from rich.console import Console
-    from rich.table import Table
+    from rich.table import Column, Table
     from rich.text import Text
 
-    table = Table(*columns)
+    first, *others = columns
+    table = Table(Column(first, overflow="fold"), *(Column(name, no_wrap=True) for name in others))
     for row in rows:
         table.add_row(*(Text(cell) for cell in row))  # Text cells: a file name is never read as markup
-    Console().print(table)
+    (console or Console()).print(table)
