@@ -106,17 +106,29 @@ def new_temp(target: str | os.PathLike, binary: bool = True) -> tuple[IO, Path]:
 
 
 @contextlib.contextmanager
-def atomic_writer(target: str | os.PathLike, binary: bool = False) -> Iterator[IO]:
-    """Write ``target`` through a temporary file that replaces it only when the block completes."""
-    target = Path(target)
+def _durable_temporary(target: Path, binary: bool) -> Iterator[tuple[IO, Path]]:
+    """A new temporary file beside ``target`` to write in the block; flushed to disk with ``target``'s
+    permissions when the block completes, removed when it fails."""
     handle, tmp = new_temp(target, binary)
     try:
         with handle:
-            yield handle
+            yield handle, tmp
             handle.flush()
             os.fsync(handle.fileno())
         with contextlib.suppress(OSError):
             copy_mode(target, tmp)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+@contextlib.contextmanager
+def atomic_writer(target: str | os.PathLike, binary: bool = False) -> Iterator[IO]:
+    """Write ``target`` through a temporary file that replaces it only when the block completes."""
+    target = Path(target)
+    with _durable_temporary(target, binary) as (handle, tmp):
+        yield handle
+    try:
         os.replace(tmp, target)
     except BaseException:
         tmp.unlink(missing_ok=True)
@@ -153,18 +165,8 @@ def atomic_path(target: str | os.PathLike) -> Iterator[Path]:
 def write_temporary(target: str | os.PathLike, text: str) -> Path:
     """``text`` in a new temporary file beside ``target``, flushed to disk, for the caller to rename
     over ``target`` when the moment comes (``ResultsWriter.commit`` moves two files in order)."""
-    target = Path(target)
-    handle, tmp = new_temp(target, False)
-    try:
-        with handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        with contextlib.suppress(OSError):
-            copy_mode(target, tmp)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    with _durable_temporary(Path(target), False) as (handle, tmp):
+        handle.write(text)
     return tmp
 
 

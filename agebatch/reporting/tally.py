@@ -224,9 +224,9 @@ def common_root(folders: Iterable[str]) -> str:
 
 def relative_parts(folder: str, root: str) -> list[str]:
     """The names leading from ``root`` (``common_root``'s) down to ``folder``."""
-    relative = os.path.relpath(folder, root) if root not in ("", ".") or folder != "." else "."
-    if root == "":
-        relative = folder
+    if folder == ".":  # the top of a relative scan ("." is then the root, see common_root)
+        return []
+    relative = folder if root == "" else os.path.relpath(folder, root)
     return [p for p in relative.split("/") if p not in ("", ".")]
 
 
@@ -240,9 +240,11 @@ def folded_key(folder: str, root: str, depth: int) -> str:
 
 def fold_folders(folders: dict, depth: int, root: str | None = None) -> dict:
     """The per-folder tallies merged into the folders ``depth`` levels below their common root, keyed by
-    those folders' paths (``root``: the common root, when the caller knows it already). Grouping the folded tallies later gives the same groups as grouping the
-    originals, whatever folders the rest of the rows add (the common root can only move up), so
-    memory follows the folders the report shows, not every folder a collection has."""
+    those folders' paths (``root``: the common root, when the caller knows it already).
+
+    Grouping the folded tallies later gives the same groups as grouping the originals, whatever folders
+    the rest of the rows add (the common root can only move up), so memory follows the folders the
+    report shows, not every folder a collection has."""
     root = common_root(folders) if root is None else root
     folded: dict = {}
     for folder, stats in folders.items():

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from typing import BinaryIO
 
 from agebatch.common.text import one_line
-from agebatch.results.schema import _FORMULA_START, OutputError
+from agebatch.results.schema import QUOTED_STARTS, OutputError
 
 FIELD_LIMIT = 64 << 20  # the longest cell a results file may hold (csv's own default is 128 KB)
 TORN_RECORD_LINES = 3  # a torn last record spanning more lines than this is damage, not a torn write
@@ -31,7 +31,7 @@ class ResumeIndex:
     size: int = 0
     done: dict = field(default_factory=dict)
     cut_rows: int = 0  # complete rows of an incomplete last image, beyond ``keep``
-    repeated: list = field(default_factory=list)  # images whose rows come twice, apart (a merge refuses them)
+    repeated: list = field(default_factory=list)  # images listed again after their rows (a merge refuses them)
 
 
 class _Group:
@@ -148,8 +148,7 @@ def index_results(path: str | os.PathLike, fmt: str, raw: BinaryIO | None = None
 
 def _unprotected(path: str) -> str:
     """A path as scanned, without the quote ``--excel-safe`` put before a formula-like or quoted start."""
-    protected = path.startswith("'") and path[1:2] != "" and (path[1:2] in _FORMULA_START or path[1:2] == "'")
-    return path[1:] if protected else path
+    return path[1:] if path.startswith("'") and path[1:2] in QUOTED_STARTS else path
 
 
 def repair_tail(path: str | os.PathLike, fmt: str) -> int:

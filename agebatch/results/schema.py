@@ -40,6 +40,7 @@ ALL_COLUMNS = COLUMNS + EXTRA_COLUMNS
 FORMATS = ("csv", "jsonl")
 EXTENSIONS = {".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl"}  # the output's name decides its format
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+QUOTED_STARTS = (*_FORMULA_START, "'")  # what ``--excel-safe`` puts a quote before
 _TEXT_COLUMNS = ("path", "error")
 
 
@@ -81,7 +82,7 @@ def display_path(path: str) -> str:
 def excel_safe(value: str) -> str:
     """Prefix a quote to cells a spreadsheet would run as a formula (CSV injection), and to cells that
     start with a quote already, so reading one quote back off is never ambiguous (``--resume``)."""
-    return "'" + value if value.startswith((*_FORMULA_START, "'")) else value
+    return "'" + value if value.startswith(QUOTED_STARTS) else value
 
 
 def file_key(path: str) -> FileKey | None:

@@ -283,9 +283,9 @@ class ResultsWriter:
         """The run completed: make the rows durable and, for a fresh run, move them into place, with
         ``metadata`` (what made them) beside them.
 
-        The record is written in full first and the old one removed before the rows move, so a kill
-        at any point leaves either no record or the one describing these rows, never the previous
-        run's beside new rows; a temporary file it leaves is removed by the next run into ``--out``.
+        The previous run's record was removed when this run began (``__enter__``) and this one is
+        written in full before the rows move, so a kill at any point leaves either no record or the
+        one describing these rows; a temporary file it leaves is removed by the next run into ``--out``.
         """
         with _signals_deferred():  # a Ctrl-C or SIGTERM now must not cost a complete run its rows
             self._commit(metadata)
@@ -298,7 +298,6 @@ class ResultsWriter:
                 record = atomic.write_temporary(metadata_path(self.out), metadata_text(self.out, metadata))
             os.fsync(self._fd)
             self._close()
-            metadata_path(self.out).unlink(missing_ok=True)
             if self._tmp is not None:
                 atomic.copy_mode(self.out, self._tmp)
                 os.replace(self._tmp, self.out)

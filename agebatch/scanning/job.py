@@ -17,10 +17,9 @@ from typing import IO, TYPE_CHECKING
 from agebatch import results
 from agebatch.common import atomic, progress, stdio
 from agebatch.common.errors import SetupError
-from agebatch.scanning import detectors, discovery
 from agebatch.scanning.options import ModelOptions, OutputOptions, ScanOptions
 from agebatch.scanning.predictor import Predictor
-from agebatch.scanning.scanner import ScanSummary, write_to_file, write_to_stream
+from agebatch.scanning.scanner import ScanSummary, check_inputs, write_to_file, write_to_stream
 
 if TYPE_CHECKING:
     from agebatch.scanning.distributed import RayOptions
@@ -70,9 +69,7 @@ def run_scan(
     if output.summary_json is not None:
         check_summary_out(output.summary_json, output, paths)
     fmt = output_format(output)
-    if not listed:
-        discovery.check_paths(paths)
-    detectors.check_detector(options.detector)
+    check_inputs(paths, options, listed)
     if ray is not None:
         from agebatch.scanning.distributed import require_ray
 

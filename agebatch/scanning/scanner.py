@@ -192,10 +192,12 @@ def provenance(predictor: Predictor, options: ScanOptions | None) -> dict:
     }
 
 
-def check_inputs(paths: list, options: ScanOptions) -> None:
+def check_inputs(paths: list, options: ScanOptions, listed: bool = False) -> None:
     """Before any work: every path exists and the detector's model files are the shipped ones, so a
-    typo or a damaged install is one clear error, not an error row for every image."""
-    discovery.check_paths(paths)
+    typo or a damaged install is one clear error, not an error row for every image. Paths ``listed``
+    on stdin are not checked: one that vanished is an error row (``scanning.job.run_scan``)."""
+    if not listed:
+        discovery.check_paths(paths)
     detectors.check_detector(options.detector)
 
 
