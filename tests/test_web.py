@@ -123,7 +123,7 @@ def test_serve_checks_before_starting(run_cli, tmp_path, monkeypatch):
     code, _, err = run_cli("serve", "--results", bad)
     assert code == 2 and "not an agebatch results file" in err and len(err.strip().splitlines()) == 1
     code, _, err = run_cli("serve", "--results", tmp_path / "missing.csv")
-    assert code == 2 and "cannot read" in err
+    assert code == 2 and "cannot read" in err and err.count("missing.csv") == 1  # the file named once
     monkeypatch.setitem(sys.modules, "streamlit", None)  # as if the extra were not installed
     code, _, err = run_cli("serve")
     assert code == 2 and "pip install 'agebatch[web]'" in err

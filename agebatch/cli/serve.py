@@ -53,8 +53,8 @@ def serve(
 
         try:
             read_results(results)
-        except ResultsFileError as exc:  # its words name the file when it could not be read at all
-            raise Fail(str(exc) if str(exc).startswith("cannot read") else f"{results}: {exc}") from exc
+        except ResultsFileError as exc:  # its words name the file
+            raise Fail(str(exc)) from exc
     if model is not None:
         from agebatch.scanning.predictor import Predictor
 

@@ -96,21 +96,24 @@ def faces_csv(rows: list[dict]) -> str:
 
 def read_results(source: str | os.PathLike | bytes) -> pd.DataFrame:
     """A results file (a path, or the bytes of an upload) as a frame: text columns as text, numbers as
-    numbers, plus ``folder`` (each image's parent folder). Raises ``ResultsFileError``."""
+    numbers, plus ``folder`` (each image's parent folder). Raises ``ResultsFileError``, whose words
+    name the file when it is a path."""
+    named = "" if isinstance(source, bytes) else f"{source}: "
     try:
         data = source if isinstance(source, bytes) else read_regular(source, RESULTS_READ_LIMIT)
-    except (OSError, ValueError) as exc:
-        raise ResultsFileError(f"cannot read {source}: {one_line(exc)}") from exc
+    except (OSError, ValueError) as exc:  # strerror: the file is named once, not again in the OS's words
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else one_line(exc)
+        raise ResultsFileError(f"cannot read {source}: {reason}") from exc
     fmt = results_format(data.split(b"\n", 1)[0])
     if fmt is None:
-        raise ResultsFileError("not an agebatch results file (it does not start with the results header)")
+        raise ResultsFileError(f"{named}not an agebatch results file (it does not start with the results header)")
     try:
         if fmt == "csv":
             frame = pd.read_csv(io.BytesIO(data), dtype=str, keep_default_na=False)
         else:
             frame = pd.read_json(io.BytesIO(data), lines=True, dtype=False)
     except (ValueError, TypeError, pd.errors.ParserError) as exc:  # TypeError: a JSON line that is no object
-        raise ResultsFileError(f"unreadable results file: {one_line(exc)}") from exc
+        raise ResultsFileError(f"{named}unreadable results file: {one_line(exc)}") from exc
     for column in ALL_COLUMNS:
         if column not in frame:
             frame[column] = "" if column in ("path", "gender", "status", "error", "taken_at") else np.nan
