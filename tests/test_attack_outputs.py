@@ -310,3 +310,17 @@ def test_predict_and_models_refuse_a_closed_stdout_and_models_a_photo(crops):
         assert done.returncode == 2 and b"standard output is closed" in done.stderr, args
     done = _agebatch("models", "--model", crops / "face0.jpg")
     assert done.returncode == 2 and b"not a Keras model file" in done.stderr
+
+
+def test_a_stopped_fresh_run_keeps_the_earlier_results_with_their_record(tmp_path):
+    from agebatch import results
+
+    out = tmp_path / "r.csv"
+    with results.ResultsWriter(out) as writer:
+        writer.write_image([{"path": "a.jpg", "status": "no_face", "faces": 0}])
+        writer.commit({"run": "first"})
+    with pytest.raises(KeyboardInterrupt), results.ResultsWriter(out) as writer:
+        writer.write_image([{"path": "b.jpg", "status": "no_face", "faces": 0}])
+        raise KeyboardInterrupt
+    assert "b.jpg" not in out.read_text()
+    assert json.loads(results.metadata_path(out).read_text())["run"] == "first"

@@ -72,3 +72,15 @@ def test_nul_separated_paths_without_null_get_a_hint(run_cli, folder, tmp_path, 
 def test_the_summary_of_rows_on_stdout_says_stdout(run_cli, folder):
     code, out, err = run_cli("scan", folder, "--detector", "none", "--out", "-")
     assert code == 0 and err.startswith("stdout: 2 images") and out.startswith("path,")
+
+
+def test_a_scan_that_finds_nothing_keeps_the_results_an_earlier_scan_wrote(run_cli, folder, tmp_path):
+    from agebatch.results import metadata_path
+
+    out = tmp_path / "r.csv"
+    assert run_cli("scan", folder, "--detector", "none", "--out", out, "-q")[0] == 0
+    rows, record = out.read_text(), metadata_path(out).read_text()
+    empty = tmp_path / "unmounted"
+    empty.mkdir()
+    assert run_cli("scan", empty, "--detector", "none", "--out", out, "-q")[0] == 4
+    assert out.read_text() == rows and metadata_path(out).read_text() == record

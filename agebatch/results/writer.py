@@ -142,10 +142,8 @@ class ResultsWriter:
             if self.existed and not self.resume:
                 check_existing(self.out, self.fmt, replacing=True)
             self._remove_stale_temporaries()
-            # The record of what made the rows is the previous run's from here on: gone until commit()
-            # writes this run's, so a run stopped halfway never leaves it beside rows it did not make.
-            metadata_path(self.out).unlink(missing_ok=True)
-            if self.resume:
+            if self.resume:  # the rows change in place from here on: the old record no longer describes them
+                metadata_path(self.out).unlink(missing_ok=True)
                 if not self.out.exists():
                     self._create_with_header()
                 self._open_append()
@@ -283,9 +281,9 @@ class ResultsWriter:
         """The run completed: make the rows durable and, for a fresh run, move them into place, with
         ``metadata`` (what made them) beside them.
 
-        The previous run's record was removed when this run began (``__enter__``) and this one is
-        written in full before the rows move, so a kill at any point leaves either no record or the
-        one describing these rows; a temporary file it leaves is removed by the next run into ``--out``.
+        This run's record is written in full first, and the old one removed before the rows move (a
+        resumed run removed it when it began appending), so a kill at any point leaves either no record
+        or the one describing the rows beside it; a temporary file it leaves is removed by the next run.
         """
         with _signals_deferred():  # a Ctrl-C or SIGTERM now must not cost a complete run its rows
             self._commit(metadata)
@@ -298,6 +296,7 @@ class ResultsWriter:
                 record = atomic.write_temporary(metadata_path(self.out), metadata_text(self.out, metadata))
             os.fsync(self._fd)
             self._close()
+            metadata_path(self.out).unlink(missing_ok=True)  # never the old record beside the new rows
             if self._tmp is not None:
                 atomic.copy_mode(self.out, self._tmp)
                 os.replace(self._tmp, self.out)
@@ -335,6 +334,7 @@ class ResultsWriter:
         if self._tmp is None:
             return
         if not self.existed and self._tmp.stat().st_size > len(header(self.fmt)):
+            metadata_path(self.out).unlink(missing_ok=True)  # a record left alone there is not these rows'
             atomic.copy_mode(self.out, self._tmp)
             os.replace(self._tmp, self.out)  # nothing to lose: keep partial rows for --resume
         else:

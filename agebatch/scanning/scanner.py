@@ -302,7 +302,9 @@ def write_to_file(
                     progress(summary)
             summary.seconds = time.monotonic() - started
             summary.changed = writer.changed
-            writer.commit(provenance(predictor, options))
+            if summary.images or summary.skipped or not writer.existed:
+                writer.commit(provenance(predictor, options))
+            # else: a fresh run that found nothing (an unmounted share) leaves an earlier FILE as it was
         except KeyboardInterrupt as exc:
             summary.interrupted = True
             summary.seconds = time.monotonic() - started
