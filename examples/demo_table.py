@@ -3,7 +3,8 @@
     agebatch scan examples/photos --out results.csv && python examples/demo_table.py results.csv
 
 Prints the Markdown table (one row per face, no-face or error row), true labels taken from
-``sources/fairface/labels.csv`` by the FairFace number that starts each example's file name.
+``sources/fairface/labels.csv`` by the FairFace number that starts each example's file name, and then
+the README's sentence about the portrait that ``explain`` is shown on.
 """
 
 from __future__ import annotations
@@ -34,6 +35,20 @@ def said(row: dict) -> str:
     return f"{row['gender']} ({100 * float(row['gender_prob']):.0f}%), {age:.0f}{span}"
 
 
+EXPLAINED = "2332 female 60-69"
+
+
+def explain_sentence(rows: list[dict]) -> str:
+    """What the README says under the Grad-CAM picture, from the explained portrait's row."""
+    (row,) = [r for r in rows if Path(r["path"]).stem == EXPLAINED]
+    age, low, high = (round(float(row[k])) for k in ("age", "age_low", "age_high"))
+    band = EXPLAINED.split(" ")[-1]
+    first, last = (int(n) for n in band.split("-"))
+    where = "below" if age < first else "above" if age > last else "within"
+    reach = ", its range reaching into it" if where != "within" and low <= last and high >= first else ""
+    return f"the age estimate ({age}, with an 80% range of {low}-{high}) sits {where} this woman's labelled band of {band}{reach}."
+
+
 def main(results: str) -> None:
     labels = true_labels()
     with open(results, newline="", encoding="utf-8") as handle:
@@ -49,6 +64,8 @@ def main(results: str) -> None:
         else:
             truth, face = labels.get(number, "-"), ""
         print(f"| `{relative}` | {truth} | {face}{said(row)} |")
+    print()
+    print(explain_sentence(rows))
 
 
 if __name__ == "__main__":

@@ -105,6 +105,7 @@ def test_help_at_80_columns_names_every_option_in_full_and_no_python_types(name)
             if flag.startswith("--"):
                 assert flag in text, flag
     assert not re.search(r"<(list|int|float|path|text)\b|\[Path\]|\.\.\.\}", text), text
+    assert max(len(line) for line in text.splitlines()) <= 80, "examples and help fit an 80-column terminal"
 
 
 @pytest.mark.slow
@@ -136,4 +137,7 @@ def test_the_readme_demo_table_is_what_the_demo_prints(tmp_path):
     printed = io.StringIO()
     with contextlib.redirect_stdout(printed):
         demo_table.main(str(results))
-    assert printed.getvalue().strip() in README.read_text(encoding="utf-8")
+    readme = README.read_text(encoding="utf-8")
+    table, sentence = printed.getvalue().strip().split("\n\n")
+    assert table in readme
+    assert sentence in " ".join(readme.split()), "the sentence under the Grad-CAM picture"

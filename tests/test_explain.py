@@ -84,6 +84,23 @@ def test_heat_map_on_a_face_photo(tiny_predictor, toy_model):
     assert inside > 0.7 * heat.sum()
 
 
+def test_explained_picture_marks_the_face_and_shows_the_colour_scale(tiny_predictor):
+    from agebatch.scanning.explain import explain_photo
+    from agebatch.scanning.photo import analyse, face_in_image
+
+    result = analyse(FACE_PHOTO, tiny_predictor)
+    picture = np.asarray(explain_photo(result, tiny_predictor.model, head="age").picture.convert("RGB")).astype(int)
+    box = face_in_image(result.faces[0], result.scale)
+    left = max(0, int(box.x))
+    edge = picture[int(box.y + box.height / 2), left]
+    assert (edge >= 250).all(), "the face is outlined in white"
+    panel = picture[:, result.image.width :]
+    blue = panel[..., 2] - panel[..., 0] > 60
+    red = panel[..., 0] - panel[..., 2] > 60
+    assert blue.any() and red.any(), "the caption panel has the heat map's colour scale"
+    assert np.nonzero(blue)[1].mean() < np.nonzero(red)[1].mean(), "little weight on the left, most on the right"
+
+
 @pytest.mark.slow
 def test_predict_cli_table_json_and_draw(run_cli, tmp_path):
     code, out, err = run_cli("predict", FACE_PHOTO, "--json")

@@ -146,11 +146,15 @@ def explain_photo(
     if not chosen:
         raise ValueError(f"no face {face_index} in {result.path} (it has {len(result.faces)})")
     heat = np.zeros((result.image.height, result.image.width), np.float32)
+    boxes = []
     for item in chosen:
         cam = grad_cam(model, item.crop, head)
         local = face_in_image(item, result.scale)
+        boxes.append((local.x, local.y, local.width, local.height))
         heat = np.maximum(heat, place_in_image(cam, local, result.image.size, whole_image))
     picture = drawing.heat_overlay(result.image, heat)
+    if not whole_image:
+        picture = drawing.mark_faces(picture, boxes, [f.index for f in chosen])
     lines = [f"Grad-CAM of the {head} head"]
     lines += [f"face {f.index}: {drawing.label(f.prediction)}" for f in chosen]
-    return Explanation(heat, drawing.with_caption(picture, lines))
+    return Explanation(heat, drawing.with_caption(picture, lines, heat_scale=True))
