@@ -112,7 +112,21 @@ def test_several_files_are_compared(known, tmp_path):
     assert data["overall"]["faces"] == 8
     assert [f["name"] for f in data["files"]] == ["r.csv", "second.csv"]
     write_report(data, tmp_path / "c.html")
-    assert "Results files compared" in (tmp_path / "c.html").read_text()
+    page = (tmp_path / "c.html").read_text()
+    assert "All 2 results files together" in page
+    assert page.index("Results files compared") < page.index("How to read this") < page.index("<h2>Age</h2>")
+
+
+def test_files_of_different_sizes_compare_by_shares_and_absolute_folders_keep_their_path(tmp_path):
+    from agebatch.reporting.charts import age_figure
+
+    figure = age_figure({"small": [0, 2, 2], "large": [0, 30, 10]}, "t", 1, shares=True)
+    small, large = (list(bar.y) for bar in figure.data[:2])
+    assert small[:3] == [0, 50, 50] and large[:3] == [0, 75, 25] and sum(small) == sum(large) == 100
+    relative = write_results(tmp_path / "rel.csv", [face("photos/a/1.jpg", 0, 30, "male")])
+    absolute = write_results(tmp_path / "abs.csv", [face("/tmp/x7/shots/2.jpg", 0, 40, "female")])
+    folders = [f["folder"] for f in build_report([relative, absolute])["overall"]["folders"]]
+    assert "tmp" not in folders and "/tmp/x7/shots" in folders, folders
 
 
 def test_empty_and_error_only_inputs(tmp_path):

@@ -99,6 +99,8 @@ def test_the_results_page_filters_rows(monkeypatch, generated_results):
     assert not at.exception
     thumbnails = [t.value for t in at.text if "\n" in t.value]
     assert any("30 y, female" in t for t in thumbnails)  # cut from the listed image
+    (table,) = at.dataframe
+    assert table.proto.placeholder == ""  # an error row's empty age shows empty, not "None"
 
 
 def test_core_filters_and_thumbnails_read_only_listed_images(generated_results, tmp_path):

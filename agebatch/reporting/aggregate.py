@@ -29,12 +29,22 @@ TOP_LEVEL = "(top level)"
 
 # -- shaping ------------------------------------------------------------------------------------
 def folder_groups(tally: Tally, depth: int = 1) -> dict[str, FolderTally]:
-    """Per-folder tallies merged to ``depth`` levels below the common root of all folders."""
-    root = common_root(tally.folders)
+    """Per-folder tallies merged to ``depth`` levels below the common root of all folders.
+
+    Where results mix relative and absolute paths (files scanned from different places), the absolute
+    folders keep their full path below their own common root, so ``/tmp/x/photos`` is not shown as a
+    folder called "tmp" beside the relative ones."""
+    absolute = [folder for folder in tally.folders if os.path.isabs(folder)]
+    mixed = bool(absolute) and len(absolute) < len(tally.folders)
+    root = common_root([f for f in tally.folders if not os.path.isabs(f)] if mixed else tally.folders)
+    absolute_root = common_root(absolute) if mixed else ""
     groups: dict[str, FolderTally] = {}
     for folder, stats in tally.folders.items():
-        parts = relative_parts(folder, root)
-        key = "/".join(parts[:depth]) if parts else TOP_LEVEL
+        if mixed and os.path.isabs(folder):
+            key = os.path.join(absolute_root, *relative_parts(folder, absolute_root)[:depth])
+        else:
+            parts = relative_parts(folder, root)
+            key = "/".join(parts[:depth]) if parts else TOP_LEVEL
         groups.setdefault(key, FolderTally()).merge(stats)
     return dict(sorted(groups.items()))
 

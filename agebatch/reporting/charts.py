@@ -64,7 +64,7 @@ def count_axis(most: int, title: str = "faces") -> dict:
     return axis
 
 
-def pyramid_figure(summary: dict) -> go.Figure:
+def pyramid_figure(summary: dict, title: str = "Population pyramid (estimated age group and gender)") -> go.Figure:
     """Age groups x gender as a population pyramid: men to the left, women to the right."""
     groups = summary["age_groups"]
     labels = [g["group"] for g in groups]
@@ -90,7 +90,7 @@ def pyramid_figure(summary: dict) -> go.Figure:
     step = max(1, round(most / 4)) if most else 1
     ticks = [t for t in range(-4 * step, 4 * step + 1, step)]
     figure.update_layout(
-        title=dict(text="Population pyramid (estimated age group and gender)", x=0.5),
+        title=dict(text=title, x=0.5),
         barmode="relative",
         bargap=0.1,
         xaxis=dict(title="faces", tickvals=ticks, ticktext=[str(abs(t)) for t in ticks]),
@@ -99,17 +99,21 @@ def pyramid_figure(summary: dict) -> go.Figure:
     return figure
 
 
-def age_figure(series: dict[str, list[int]], title: str, default_bins: int) -> go.Figure:
-    """Histograms with a 1-year / 5-year toggle (both sets of bars are in the figure)."""
+def age_figure(series: dict[str, list[int]], title: str, default_bins: int, shares: bool = False) -> go.Figure:
+    """Histograms with a 1-year / 5-year toggle (both sets of bars are in the figure).
+
+    With ``shares`` each series is drawn as percentages of its own faces, so collections of different
+    sizes compare by shape."""
     figure = go.Figure()
     widths = (1, 5)
     top = last_age(series)  # trimmed to the range that holds data
     for width in widths:
         for name, hist in series.items():
             labels, counts = binned(hist, width, top)
+            total = sum(counts)
             figure.add_bar(
                 x=labels,
-                y=counts,
+                y=[100 * c / total for c in counts] if shares and total else counts,
                 name=html.escape(name, quote=True),
                 visible=(width == default_bins),
                 marker_color=COLOURS.get(name),
@@ -125,7 +129,11 @@ def age_figure(series: dict[str, list[int]], title: str, default_bins: int) -> g
         barmode="group" if n > 1 else "relative",
         bargap=0.05,
         xaxis_title="estimated age (years)",
-        yaxis=count_axis(max((max(h) for h in series.values() if len(h)), default=0)),
+        yaxis=(
+            {"title": "share of the file's faces (%)", "rangemode": "tozero", "ticksuffix": "%"}
+            if shares
+            else count_axis(max((max(h) for h in series.values() if len(h)), default=0))
+        ),
         updatemenus=[
             dict(
                 type="buttons",

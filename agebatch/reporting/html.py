@@ -71,7 +71,8 @@ def _num(x, digits=1) -> str:
     return "–" if x is None else f"{x:.{digits}f}"
 
 
-def _cards(summary: dict) -> str:
+def _cards(summary: dict, files: int = 0) -> str:
+    """The headline figures; for several results files, said to be all of them together."""
     items = [
         ("images scanned", summary["images"]),
         ("faces found", summary["faces"]),
@@ -80,8 +81,12 @@ def _cards(summary: dict) -> str:
         ("median age", summary["median_age"] if summary["median_age"] is not None else "–"),
         ("female share (95% interval)", _share_text(summary.get("female_share"))),
     ]
+    pooled = f"<p class='meta'>All {files} results files together:</p>" if files > 1 else ""
     return (
-        '<div class="cards">' + "".join(f'<div class="card"><b>{_e(v)}</b>{_e(k)}</div>' for k, v in items) + "</div>"
+        pooled
+        + '<div class="cards">'
+        + "".join(f'<div class="card"><b>{_e(v)}</b>{_e(k)}</div>' for k, v in items)
+        + "</div>"
     )
 
 
@@ -337,9 +342,10 @@ def _compare_section(files: list[dict], charts: Charts, bins: int) -> str:
     ]
     table = _table(["file", "images", "faces", "no face", "errors", "median age", "female share"], rows, sortable=True)
     series = {f["name"]: f["age_histogram"] for f in files}
-    figure = age_figure(series, "Age distribution by results file", bins)
+    figure = age_figure(series, "Age distribution by results file (share of each file's faces)", bins, shares=True)
     figure.update_layout(barmode="group")
-    return f"<h2>Results files compared</h2>{table}{charts.add(figure)}"
+    pooled = f"<p>The figures above and below this section pool all {len(files)} files.</p>"
+    return f"<h2>Results files compared</h2>{table}{charts.add(figure)}{pooled}"
 
 
 def _how_to_read(data: dict) -> str:
@@ -399,7 +405,9 @@ def render(data: dict, bins: int = ReportOptions.bins) -> str:
     summary = data["overall"]
     charts = Charts()
     depth = data["settings"]["depth"]
-    sections = [_cards(summary), _how_to_read(data)]  # the caveats next to the numbers they qualify
+    files = data.get("files") or []
+    # the caveats next to the numbers they qualify; files side by side before their pooled figures
+    sections = [_cards(summary, len(files)), _compare_section(files, charts, bins), _how_to_read(data)]
     if summary["faces"]:
         sections.append(
             "<h2>Age</h2>"
@@ -417,7 +425,6 @@ def render(data: dict, bins: int = ReportOptions.bins) -> str:
         sections.append(
             "<h2>Age</h2><p>No faces were found in these results, so there are no age or gender figures.</p>"
         )
-    sections.append(_compare_section(data.get("files") or [], charts, bins))
     sections.append(_errors_section(summary))
     inputs = ", ".join(_e(p) for p in data["inputs"])
     model = _e((data.get("model_card") or {}).get("name") or "unknown")

@@ -66,7 +66,7 @@ def try_photos() -> None:
             st.image(result.picture, width=360)
             continue
         st.image(result.picture)
-        st.dataframe(result.rows, hide_index=True)
+        st.dataframe(result.rows, hide_index=True, placeholder="")
         rows += result.rows
         _grad_cam(number, result)
     if rows:
@@ -137,7 +137,7 @@ def browse_results() -> None:
     st.download_button("Download the filtered rows as CSV", core.as_csv(filtered), "filtered.csv", "text/csv")
     if len(faces):
         _charts(filtered)
-    st.dataframe(filtered.drop(columns="folder").head(TABLE_ROWS), hide_index=True)
+    st.dataframe(filtered.drop(columns="folder").head(TABLE_ROWS), hide_index=True, placeholder="")  # no "None"
     if thumbnails is None:
         st.caption("Face thumbnails are shown for the results file the server was started with (--results).")
     else:
@@ -166,7 +166,7 @@ def _charts(filtered) -> None:
 
     summary = core.report_data(filtered)["overall"]
     left, right = st.columns(2)
-    left.plotly_chart(pyramid_figure(summary), width="stretch")
+    left.plotly_chart(pyramid_figure(summary, title="Age group and gender"), width="stretch")  # half width
     right.plotly_chart(age_figure(summary["age_histogram_by_gender"], "Estimated age by gender", 5), width="stretch")
 
 
