@@ -47,7 +47,7 @@ Examples:
 
 \b
   agebatch scan ./photos --out results.csv
-  agebatch scan ./photos --out results.csv --resume --quiet    # nightly cron job
+  agebatch scan ./photos --out results.csv --resume --quiet   # nightly
   agebatch scan faces/ --detector none --out crops.jsonl --format jsonl
 """
 

@@ -22,9 +22,9 @@ EXAMPLES_SERVE = """
 Examples:
 
 \b
-  agebatch serve                                   # then open http://127.0.0.1:8501
-  agebatch serve --results results.csv             # browse a scan, with face thumbnails
-  agebatch serve --host 0.0.0.0 --port 8080        # let other machines in (think first)
+  agebatch serve                              # open http://127.0.0.1:8501
+  agebatch serve --results results.csv        # browse a scan, with faces
+  agebatch serve --host 0.0.0.0 --port 8080   # other machines (think first)
 """
 
 
