@@ -36,7 +36,9 @@ def test_colour_jitter_changes_training_inputs_only():
     faces = np.full((8, 64, 64, 3), 0.5, dtype="float32")
     trained = np.asarray(model(faces, training=True)[AGE_OUTPUT])
     assert np.ptp(trained) > 0  # identical flat faces: only the jitter can make outputs differ
-    clean = inference_copy(model, TrainConfig(data_dir=".", image_size=64, alpha=0.35, dropout=0.0))
+    clean = inference_copy(
+        model, TrainConfig(data_dir=".", image_size=64, alpha=0.35, dropout=0.0, age_head="regression")
+    )
     assert not any(layer.name.startswith("aug_") for layer in clean.layers)
     np.testing.assert_allclose(
         np.asarray(clean(faces, training=False)[AGE_OUTPUT]),
@@ -127,7 +129,7 @@ def test_oversampling_draws_rare_strata_more_often_with_unit_loss_weights():
         with pytest.raises(ValueError, match="finite with a positive total"):
             drawn_batches(np.array(bad), config)
     with pytest.raises(ValueError, match="distribution age head"):
-        TrainConfig(data_dir="x", sampling="oversample")
+        TrainConfig(data_dir="x", sampling="oversample", age_head="regression")
     with pytest.raises(ValueError, match="unknown sampling"):
         TrainConfig(data_dir="x", age_head="distribution", sampling="often")
 
@@ -288,6 +290,8 @@ def test_train_and_evaluate_cli(run_cli, tmp_path, tiny_model_path):
         "--smoke",
         "--schedule",
         "cosine",
+        "--age-head",
+        "regression",
         "--teacher",
         tiny_model_path,
         "--teacher",
@@ -350,12 +354,24 @@ def test_train_cli_rejects_a_missing_or_mismatched_teacher(run_cli, tmp_path):
     from agebatch.training.network import build_model
 
     data = utk_folder(tmp_path / "utk", count=40)
-    code, _, err = run_cli("train", data, "--smoke", "--teacher", tmp_path / "missing.keras")
+    code, _, err = run_cli(
+        "train", data, "--smoke", "--age-head", "regression", "--teacher", tmp_path / "missing.keras"
+    )
     assert code == 2 and "teacher model not found" in err
     code, _, err = run_cli("train", data, "--smoke", "--split", tmp_path / "missing.csv")
     assert code == 2 and "split file not found" in err
     build_model(48, None, alpha=0.35, augment=False).save(tmp_path / "small.keras")
-    code, _, err = run_cli("train", data, "--out", tmp_path / "n", "--smoke", "--teacher", tmp_path / "small.keras")
+    code, _, err = run_cli(
+        "train",
+        data,
+        "--out",
+        tmp_path / "n",
+        "--smoke",
+        "--age-head",
+        "regression",
+        "--teacher",
+        tmp_path / "small.keras",
+    )
     assert code == 2 and "takes 48x48 faces, this run uses 64x64" in err
     code, _, err = run_cli("train", data, "--smoke", "--init-from", tmp_path / "missing.keras")
     assert code == 2 and "model to continue from not found" in err
@@ -367,7 +383,7 @@ def test_train_cli_rejects_a_missing_or_mismatched_teacher(run_cli, tmp_path):
         "train", data, "--smoke", "--init-from", tmp_path / "small.keras", "--average-with", tmp_path / "small.keras"
     )
     assert code == 2 and "the same model is given twice" in err
-    code, _, err = run_cli("train", data, "--smoke", "--gender-smoothing", "0.1")
+    code, _, err = run_cli("train", data, "--smoke", "--age-head", "regression", "--gender-smoothing", "0.1")
     assert code == 2 and "gender smoothing needs the distribution age head" in err
     code, _, err = run_cli(
         "train", data, "--smoke", "--init-from", tmp_path / "small.keras", "--average-with", tmp_path / "gone.keras"
@@ -432,7 +448,12 @@ def test_a_run_continues_from_the_average_of_the_models_given(tmp_path, tiny_mod
         for p in (tiny_model_path, other)
     ]
     config = smoke_config(
-        TrainConfig(data_dir=str(utk_folder(tmp_path / "utk", count=40)), out_dir=str(tmp_path / "out"), verbose=0)
+        TrainConfig(
+            data_dir=str(utk_folder(tmp_path / "utk", count=40)),
+            out_dir=str(tmp_path / "out"),
+            verbose=0,
+            age_head="regression",  # the tiny models have the regression head
+        )
     )
     config.init_from, config.average_with, config.epochs = str(tiny_model_path), (str(other),), 0
     config.backbone_weights = "imagenet"
@@ -456,7 +477,9 @@ def test_optional_final_phases_are_recorded_and_each_kept_only_if_validation_imp
     from agebatch.training.train import TrainConfig, smoke_config, train
 
     data = utk_folder(tmp_path / "utk", count=40)
-    config = smoke_config(TrainConfig(data_dir=str(data), out_dir=str(tmp_path / "out"), verbose=0))
+    config = smoke_config(
+        TrainConfig(data_dir=str(data), out_dir=str(tmp_path / "out"), verbose=0, age_head="regression")
+    )
     config.init_from = str(tiny_model_path)
     config.average_epochs = 2
     config.refit_age_head = True
@@ -518,7 +541,14 @@ def test_weight_averaging_interrupted_keeps_the_trained_weights(tmp_path):
     )
     faces = np.random.default_rng(1).integers(0, 255, (8, 64, 64, 3), np.uint8)
     config = TrainConfig(
-        data_dir="x", image_size=64, alpha=0.35, batch_size=4, average_epochs=2, out_dir=str(tmp_path), verbose=0
+        data_dir="x",
+        image_size=64,
+        alpha=0.35,
+        batch_size=4,
+        average_epochs=2,
+        out_dir=str(tmp_path),
+        verbose=0,
+        age_head="regression",
     )
     data = {part: make_dataset(faces, frame, config, training=part == "train") for part in ("train", "val")}
     record = average_weights(model, data, config, _CtrlCAfter(0), tmp_path / "checkpoint.keras", [], 0)

@@ -49,7 +49,8 @@ class TrainConfig:
     )
     fine_tune_fraction: float = setting(1.0, "Share of the backbone's layers (from the top) fine-tuned.")
     age_head: str = setting(
-        "regression", "Age head: one regression output, or a distribution over years (exact ages and bands)."
+        "distribution",
+        "Age head: a distribution over years (exact ages and bands; the shipped model's), or one regression output.",
     )
     age_sigma: float = setting(2.5, "Distribution head: width in years of an exact age's soft label.")
     age_loss_weight: float = setting(
