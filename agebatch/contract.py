@@ -49,11 +49,12 @@ def check_interface(model: Any) -> int:
     return int(shape[1])
 
 
-def age_interval(probs: Any, share: float = AGE_INTERVAL) -> tuple[Any, Any]:
+def age_interval(probs: Any, share: Any = AGE_INTERVAL) -> tuple[Any, Any]:
     """The central ``share`` of each age distribution (rows of ``probs``): arrays (low, high) in years.
 
     Year ``i``'s bin spans ``i - 0.5 .. i + 0.5`` (soft labels centre on ``i``), and each quantile is
-    interpolated linearly inside its bin.
+    interpolated linearly inside its bin. ``share`` is one share for all rows or one per row (a model's
+    calibrated shares, ``modelfile.intervals``).
     """
     import numpy as np
 
@@ -68,7 +69,8 @@ def _quantile(cumulative: Any, q: float) -> Any:
     import numpy as np
 
     rows = np.arange(len(cumulative))
-    index = np.argmax(cumulative >= q, axis=1)
+    q = np.asarray(q, float)
+    index = np.argmax(cumulative >= (q.reshape(-1, 1) if q.ndim else q), axis=1)
     before = np.where(index > 0, cumulative[rows, np.maximum(index - 1, 0)], 0.0)
     inside = cumulative[rows, index] - before
     fraction = np.where(inside > 0, (q - before) / np.maximum(inside, 1e-12), 0.5)

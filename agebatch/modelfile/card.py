@@ -33,6 +33,20 @@ def card_for_model(model_path: str | os.PathLike) -> dict | None:
     return card if isinstance(card, dict) else None
 
 
+def interval_shares_for(model_path: str | os.PathLike) -> dict | None:
+    """The calibrated interval shares in the card beside a model (``modelfile.intervals``), or None
+    when it has none or they are not shares: a damaged card means the plain central 80 %, not a crash."""
+    card = card_for_model(model_path) or {}
+    shares = (
+        (card.get("calibration") or {}).get("interval_shares") if isinstance(card.get("calibration"), dict) else None
+    )
+    if not isinstance(shares, dict) or not shares:
+        return None
+    if not all(isinstance(v, (int, float)) and not isinstance(v, bool) and 0 < v < 1 for v in shares.values()):
+        return None
+    return {str(k): float(v) for k, v in shares.items()}
+
+
 def read_card(path: str | os.PathLike | None = None) -> dict | None:
     """The card a user named (``--model-card``; ``SetupError`` when it cannot be read), else the card of
     the model scans use by default, or None when that has none."""

@@ -18,7 +18,9 @@ import numpy as np
 from PIL import Image
 
 from agebatch.common.text import one_line
-from agebatch.contract import AGE_DISTRIBUTION, AGE_OUTPUT, GENDER_OUTPUT, age_interval, has_distribution
+from agebatch.contract import AGE_DISTRIBUTION, AGE_OUTPUT, GENDER_OUTPUT, has_distribution
+from agebatch.modelfile import intervals
+from agebatch.modelfile.card import interval_shares_for
 from agebatch.modelfile.load import MODEL_ENV, ModelLoadError, check_model_file, default_model_path, load_model
 from agebatch.scanning.images import resize_face
 from agebatch.scanning.options import DEFAULT_BATCH_SIZE, ModelOptions
@@ -94,6 +96,7 @@ class Predictor:
             raise
         self.batch_size = max(1, int(batch_size))
         self.flip_average = flip_average
+        self.interval_shares = interval_shares_for(self.model_path)  # the card's calibration, if any
         self._lock = threading.Lock()
         self._model = None
         self._run = None
@@ -181,7 +184,7 @@ class Predictor:
         as a LiteRT interpreter allows."""
         with self._lock:
             run = flip_averaged(self._compiled()) if self.flip_average else self._compiled()
-            return run_in_batches(run, faces, self.batch_size)
+            return run_in_batches(run, faces, self.batch_size, self.interval_shares)
 
     def predict_array(self, faces: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Raw outputs for uint8 faces: ages (n,) and female probabilities (n,)."""
@@ -193,10 +196,11 @@ class Predictor:
         return [estimates.prediction(i) for i in range(len(estimates))]
 
 
-def run_in_batches(run, faces, batch_size: int) -> Estimates:
+def run_in_batches(run, faces, batch_size: int, interval_shares: dict | None = None) -> Estimates:
     """Feed uint8 ``faces`` to ``run`` in chunks of ``batch_size``, so memory stays bounded (``faces``
     may be a memory-mapped array). ``run`` takes a float batch in [0, 1] and returns ages and female
-    probabilities, and the age distribution when the model has one."""
+    probabilities, and the age distribution when the model has one; its interval is the central share
+    ``interval_shares`` gives (``modelfile.intervals``; the plain central 80 % without)."""
     parts: list[list[np.ndarray]] = [[], [], []]
     for start in range(0, len(faces), batch_size):
         outputs = run(np.asarray(faces[start : start + batch_size], dtype=np.float32) / 255.0)
@@ -207,7 +211,7 @@ def run_in_batches(run, faces, batch_size: int) -> Estimates:
     ages, females = (np.concatenate(p).reshape(-1) for p in parts[:2])
     if not parts[2]:
         return Estimates(ages, females)
-    low, high = age_interval(np.concatenate(parts[2]))
+    low, high = intervals.interval(np.concatenate(parts[2]), ages, interval_shares)
     return Estimates(ages, females, low, high)
 
 

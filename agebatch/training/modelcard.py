@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from agebatch import contract
 from agebatch.common import atomic
 from agebatch.common.text import percent
 from agebatch.modelfile.card import CARD_SUFFIX
@@ -160,6 +161,7 @@ def to_markdown(card: dict) -> str:
         f"{card['training']['seconds_per_epoch_mean']} s per epoch on average.",
         "",
     ]
+    lines += _adaptation_section(card.get("adaptation"))
     lines += _test_section(card)
     lines += ["## Recipe", "", "```json", json.dumps(card["recipe"], indent=2), "```", ""]
     lines += _history_table(card["history"])
@@ -267,17 +269,97 @@ def _test_section(card: dict) -> list[str]:
             f"gender {percent(tb['gender_accuracy'])}"
         )
     lite = card.get("tflite")
-    if lite:
+    if lite and lite.get("test_metrics"):
         t = lite["test_metrics"]
         lines.append(
             f"- `{lite['file']}` (the engine scan uses): age MAE {_years(t.get('age_mae'))}, gender {percent(t['gender_accuracy'])} on the same test faces"
         )
     lines.append("")
+    lines += _interval_lines(cal or {})
     for source, scored in (m.get("by_source") or {}).items():
         lines += [f"### Source: {source}", "", *_overall_lines(scored), "", *_group_tables(scored, "####")]
     if not m.get("by_source"):
         lines += _group_tables(m)
     return lines
+
+
+def _adapted_only_markdown(card: dict) -> str:
+    """The card of a model adapted from one without a card: what the adaptation measured, no more."""
+    return "\n".join(
+        [
+            f"# Model card: {card['name']}",
+            "",
+            f"Created {card['created']}.",
+            "",
+            *_adaptation_section(card.get("adaptation")),
+        ]
+    )
+
+
+def _adaptation_section(adaptation: dict | None) -> list[str]:
+    """For a model made by ``agebatch adapt``: from what, on how many faces, and the k-fold figures.
+    The rest of the card (data, training, test split) describes the model it was adapted from."""
+    if not adaptation:
+        return []
+    before, after = adaptation["cross_validated_before"], adaptation["cross_validated_after"]
+    rows = [
+        ("age error, exact ages (years)", "age_mae", _years),
+        ("age bias, exact ages (years)", "age_bias", lambda v: "-" if v is None else f"{v:+.2f}"),
+        ("right age band, banded labels", "age_band_accuracy", percent),
+        ("age-band distribution off by (total variation)", "band_distance", percent),
+        ("gender right, known genders", "gender_accuracy", percent),
+        ("80% interval holds the truth", "interval_coverage", percent),
+    ]
+    lines = [
+        "## Adaptation",
+        "",
+        f"Adapted from `{adaptation['adapted_from']}` (created {adaptation.get('base_created')}) on "
+        f"{adaptation['faces']} labelled faces ({adaptation['exact_ages']} with exact ages, "
+        f"{adaptation['with_gender']} with a gender; detector {adaptation['detector']}). Age head "
+        f"{adaptation['age_head']}; gender head {adaptation['gender_head']}. Figures from "
+        f"{adaptation['folds']}-fold cross-validation on those faces (each face estimated by a read-out fitted "
+        "without it). Everything below this section describes the model it was adapted from.",
+        "",
+        "| on the labelled faces | before | after |",
+        "|---|---:|---:|",
+    ]
+    for label, key, shown in rows:
+        if before.get(key) is not None:
+            lines.append(f"| {label} | {shown(before[key])} | {shown(after[key])} |")
+    return [*lines, ""]
+
+
+def _interval_lines(calibration: dict) -> list[str]:
+    """The age interval's calibration and how often it holds the truth, per source and true age band."""
+    coverage = calibration.get("interval_coverage")
+    if not coverage:
+        return []
+    shares = ", ".join(f"{band} {share:.2f}" for band, share in calibration.get("interval_shares", {}).items())
+    lines = [
+        "### The 80% age interval",
+        "",
+        f"`age_low`..`age_high` is the central share of the age distribution given per band of the estimated age "
+        f"(calibrated on {coverage['calibrated_on']}): {shares}. How often it holds the true age (UTKFace) or meets "
+        "the labelled band (FairFace), on test faces, calibrated and (in brackets) as the plain central 80%:",
+        "",
+        "| source | all | " + " | ".join(contract.AGE_BAND_LABELS) + " | mean width |",
+        "|---|---:|" + "---:|" * len(contract.AGE_BAND_LABELS) + "---:|",
+    ]
+    for source, table in coverage["test"].items():
+        plain = coverage.get("test_central_80", {}).get(source, {})
+        width = table["overall"]["width"]
+        before_width = plain.get("overall", {}).get("width")
+        widths = f"{width:.1f} y" + (f" ({before_width:.1f} y)" if before_width is not None else "")
+        bands = " | ".join(_coverage_cell(table, plain, band) for band in contract.AGE_BAND_LABELS)
+        lines.append(f"| {source} | {_coverage_cell(table, plain, 'overall')} | {bands} | {widths} |")
+    return [*lines, ""]
+
+
+def _coverage_cell(table: dict, plain: dict, band: str) -> str:
+    if band not in table:
+        return "-"
+    before = plain.get(band, {}).get("coverage")
+    return percent(table[band]["coverage"]) + (f" ({percent(before)})" if before is not None else "")
 
 
 def _history_table(history: list[dict]) -> list[str]:
@@ -309,7 +391,8 @@ def write_card(card: dict, out_dir: str | os.PathLike, stem: str) -> Path:
     out = Path(out_dir)
     path = out / f"{stem}{CARD_SUFFIX}"
     atomic.write_text(path, json.dumps(card, indent=2))
-    atomic.write_text(out / f"{stem}.card.md", to_markdown(card))
+    text = to_markdown(card) if "recipe" in card else _adapted_only_markdown(card)
+    atomic.write_text(out / f"{stem}.card.md", text)
     return path
 
 
