@@ -18,7 +18,7 @@ import typer
 
 # isort: off
 # Each module registers its commands, in the order --help lists them.
-from agebatch.cli import _app, scan, report, predict, serve, train, models  # noqa: F401
+from agebatch.cli import _app, scan, report, predict, serve, train, adapt, models  # noqa: F401
 
 # isort: on
 from agebatch.cli._app import (

@@ -103,16 +103,24 @@ def source_name(path: str | os.PathLike) -> str:
     return path.name
 
 
-def read_source(path: str | os.PathLike, name: str | None = None) -> tuple[pd.DataFrame, int]:
-    """One source as a frame with ``COLUMNS``, sorted by file, and the number of rows skipped."""
+UNKNOWN_GENDER = -1  # a labels CSV row without a gender, where one may be missing (``adapt``)
+
+
+def read_source(
+    path: str | os.PathLike, name: str | None = None, gender_optional: bool = False
+) -> tuple[pd.DataFrame, int]:
+    """One source as a frame with ``COLUMNS``, sorted by file, and the number of rows skipped.
+
+    With ``gender_optional`` a labels CSV may lack the gender column or leave cells empty: those rows
+    get ``UNKNOWN_GENDER`` instead of being skipped."""
     name = name or source_name(path)
     if kind_of(path) == "names":
         return _read_names(Path(path).resolve(), name)
     csv = Path(path) if Path(path).is_file() else Path(path) / LABELS_FILE
-    return _read_csv(csv, name)
+    return _read_csv(csv, name, gender_optional)
 
 
-def read_sources(paths: list[str | os.PathLike]) -> tuple[pd.DataFrame, int]:
+def read_sources(paths: list[str | os.PathLike], gender_optional: bool = False) -> tuple[pd.DataFrame, int]:
     """Every source in ``paths`` in one frame (sources keep their order), and the rows skipped in all."""
     frames, skipped, names = [], 0, set()
     for path in paths:
@@ -120,7 +128,7 @@ def read_sources(paths: list[str | os.PathLike]) -> tuple[pd.DataFrame, int]:
         while name in names:  # two folders with one name: keep them apart
             name += "+"
         names.add(name)
-        frame, bad = read_source(path, name)
+        frame, bad = read_source(path, name, gender_optional)
         frames.append(frame)
         skipped += bad
     frame = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=list(COLUMNS))
@@ -145,22 +153,24 @@ def _read_names(root: Path, name: str) -> tuple[pd.DataFrame, int]:
     return frame, len(skipped)
 
 
-def _read_csv(csv: Path, name: str) -> tuple[pd.DataFrame, int]:
+def _read_csv(csv: Path, name: str, gender_optional: bool = False) -> tuple[pd.DataFrame, int]:
     try:
         table = pd.read_csv(csv, dtype=str, keep_default_na=False)
     except (OSError, ValueError, pd.errors.ParserError) as exc:
         raise ValueError(f"{csv}: not a readable labels CSV ({exc})") from exc
     columns = {c.strip().lower(): c for c in table.columns}
     file_column = columns.get("file") or columns.get("path")
-    if file_column is None or "age" not in columns or "gender" not in columns:
-        raise ValueError(f"{csv}: a labels CSV needs columns file (or path), age and gender; has {list(table.columns)}")
+    if file_column is None or "age" not in columns or ("gender" not in columns and not gender_optional):
+        needed = "age and gender" if not gender_optional else "and age (gender optional)"
+        raise ValueError(f"{csv}: a labels CSV needs columns file (or path), {needed}; has {list(table.columns)}")
     group_column = columns.get("race") or columns.get("group")
     root = csv.parent.resolve()
     rows, bad, outside, seen = [], [], [], set()
     for index, record in enumerate(table.to_dict("records"), start=2):  # line numbers as a spreadsheet shows them
         relative = str(record[file_column]).strip()
         age = parse_age(record[columns["age"]])
-        gender = parse_gender(record[columns["gender"]])
+        written = str(record[columns["gender"]]).strip() if "gender" in columns else ""
+        gender = UNKNOWN_GENDER if gender_optional and not written else parse_gender(written)
         image = (root / relative).resolve() if relative else None
         if image is not None and not image.is_relative_to(root):
             outside.append(index)  # a label names its image inside the CSV's folder, never elsewhere
