@@ -23,4 +23,5 @@ def test_predict_and_the_web_page_show_the_same_columns_less_the_results_only_on
     assert set(shown) == set(columns) - set(RESULTS_ONLY)
     record = face_record("a.jpg", 2, FACE, PREDICTION)
     assert list(record)[:3] == ["path", "face", "box"] and record["box"] == [10, 21, 30, 40]
-    assert set(record) == {"path", "box"} | set(shown) - {"x", "y", "width", "height"}
+    assert set(record) == {"path", "box", "age_interval"} | set(shown) - {"x", "y", "width", "height"}
+    assert record["age_interval"] == 0.8  # says what age_low..age_high is meant to hold

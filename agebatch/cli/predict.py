@@ -110,6 +110,10 @@ def predict(
 ) -> None:
     """Show the faces found in photos with box, age, gender and confidence.
 
+    Ages and genders are estimates of apparent age and gender from appearance. Each age comes with an
+    80% interval: the range the true age is in for about 8 faces in 10 like the model's test faces
+    (less often, and ages may be biased, on a population unlike them: see agebatch adapt).
+
     A photo that cannot be read is reported on stderr (and in --json as a record with an error) and
     the others are still shown; the exit code is 2 only when none could be read.
     """

@@ -163,7 +163,7 @@ def _check_breakdowns(by: Iterable[str]) -> None:
 def report_of(tallies: list[Tally], inputs: list[str], options: ReportOptions, model_card: dict | None) -> dict:
     """The report's data from tallies already made (of files, or of rows in memory: ``tally_frame``)."""
     overall = tallies[0] if len(tallies) == 1 else combine(tallies)
-    card = _card_summary(model_card)
+    card = card_summary(model_card)
     depth = options.depth
     summaries = [summarise(overall, depth)] + ([summarise(t, depth) for t in tallies] if len(tallies) > 1 else [])
     for summary in summaries:
@@ -200,7 +200,7 @@ def _number(value) -> float | None:
     return number if math.isfinite(number) else None
 
 
-def _card_summary(card: dict | None) -> dict | None:
+def card_summary(card: dict | None) -> dict | None:
     """The figures the report quotes from a model card. A card is optional data: one that does not
     have the expected shape gives ``{"unreadable": True}`` (the page says so) rather than an error."""
     if not card:
@@ -217,7 +217,14 @@ def _card_summary(card: dict | None) -> dict | None:
             "age_mae": _number(overall.get("age_mae")),
             "gender_accuracy": _number(overall.get("gender_accuracy")),
             "test_faces": _number(overall.get("n")),
+            "exact_age_faces": _number(overall.get("n_exact_age", overall.get("n"))),
+            "age_bias": _number(overall.get("age_bias")),
             "by_age_band": {str(k): _number(v.get("age_mae")) for k, v in (metrics.get("by_age_band") or {}).items()},
+            "bias_by_age_band": {
+                str(k): _number(v.get("age_bias")) for k, v in (metrics.get("by_age_band") or {}).items()
+            },
+            "interval_coverage": _interval_coverage(card),
+            "adaptation": _adaptation(card),
             "gender_accuracy_by_age_band": {
                 str(k): _number(v.get("gender_accuracy")) for k, v in (metrics.get("by_age_band") or {}).items()
             },
@@ -249,6 +256,27 @@ def _card_summary(card: dict | None) -> dict | None:
         }
     except (AttributeError, TypeError, ValueError, OverflowError):
         return {"unreadable": True}
+
+
+def _interval_coverage(card: dict) -> dict:
+    """source -> how often the card's calibrated 80 % interval held on that source's test faces."""
+    calibration = card.get("calibration") or {}
+    tested = (calibration.get("interval_coverage") or {}).get("test") or {}
+    return {str(source): _number((table.get("overall") or {}).get("coverage")) for source, table in tested.items()}
+
+
+def _adaptation(card: dict) -> dict | None:
+    """For an adapted model: on how many of the user's faces, and its cross-validated figures."""
+    record = card.get("adaptation")
+    if not isinstance(record, dict):
+        return None
+    before, after = record.get("cross_validated_before") or {}, record.get("cross_validated_after") or {}
+    return {
+        "faces": _number(record.get("faces")),
+        "adapted_from": str(record.get("adapted_from") or ""),
+        **{f"{key}_before": _number(before.get(key)) for key in ("age_mae", "band_distance", "interval_coverage")},
+        **{f"{key}_after": _number(after.get(key)) for key in ("age_mae", "band_distance", "interval_coverage")},
+    }
 
 
 def is_report(head: bytes) -> bool:

@@ -15,7 +15,7 @@ import plotly.graph_objects as go
 from agebatch.common.htmlpage import page
 from agebatch.common.text import percent
 from agebatch.common.vendored import read_vendored
-from agebatch.contract import AGE_BAND_LABELS
+from agebatch.reporting.caveats import how_to_read
 from agebatch.reporting.charts import (
     COLOURS,
     Charts,
@@ -348,58 +348,6 @@ def _compare_section(files: list[dict], charts: Charts, bins: int) -> str:
     return f"<h2>Results files compared</h2>{table}{charts.add(figure)}{pooled}"
 
 
-def _how_to_read(data: dict) -> str:
-    card = data.get("model_card")
-    text = (
-        "<p>Ages and genders here are <em>estimates of apparent age and gender from appearance</em>, made by a "
-        "model from a face crop. They are not identities, not self-reported genders, and individual estimates can be "
-        "far off; use the report for patterns across many faces.</p>"
-    )
-    if card and card.get("unreadable"):
-        text += "<p class='meta'>The model card could not be read, so the model's error figures are not shown.</p>"
-    elif card and card.get("age_mae") is not None:
-        gap = card.get("race_gender_gap") or {}
-        bands = ", ".join(f"{_e(k)}: {v:.1f}" for k, v in (card.get("by_age_band") or {}).items() if v is not None)
-        text += (
-            f"<p>On its held-out test set of {_e(_num(card.get('test_faces'), 0))} faces the model ({_e(card.get('name'))}) is off by "
-            f"<b>{card['age_mae']:.2f} years</b> on average and names the gender correctly for "
-            f"<b>{_pct(card.get('gender_accuracy'))}</b> of faces."
-        )
-        if gap:
-            text += (
-                f" Gender accuracy differs by group: {_num(100 * gap['gap'] if gap.get('gap') is not None else None)}"
-                " points between the best "
-                f"({_e(gap.get('best'))}) and worst ({_e(gap.get('worst'))}) group."
-            )
-        text += "</p>"
-        if bands:
-            text += f"<p class='meta'>Mean age error by true age band (years): {bands}.</p>"
-        children = (card.get("gender_accuracy_by_age_band") or {}).get(AGE_BAND_LABELS[0])
-        if children is not None:
-            text += (
-                f"<p><b>Children:</b> for faces aged {AGE_BAND_LABELS[0]} the gender call is right for only "
-                f"{_pct(children)} of test faces, so every gender figure on this page that includes children "
-                "is less certain than the overall accuracy suggests.</p>"
-            )
-        text += _per_source(card.get("by_source") or {})
-    else:
-        text += "<p class='meta'>No model card was found, so the model's error figures are not shown.</p>"
-    return f"<h2>How to read this</h2><div class='note'>{text}</div>"
-
-
-def _per_source(sources: dict) -> str:
-    """One line per collection the model was tested on (its card's ``by_source``)."""
-    lines = []
-    for name, figures in sources.items():
-        parts = [f"{_pct(figures.get('gender_accuracy'))} gender right"]
-        if figures.get("age_mae") is not None:
-            parts.append(f"age off by {figures['age_mae']:.2f} years on average")
-        if figures.get("age_band_accuracy") is not None:
-            parts.append(f"age band right for {_pct(figures['age_band_accuracy'])}")
-        lines.append(f"<li>{_e(name)} ({_e(_num(figures.get('faces'), 0))} test faces): {', '.join(parts)}</li>")
-    return f"<p class='meta'>By test collection:</p><ul class='meta'>{''.join(lines)}</ul>" if lines else ""
-
-
 def render(data: dict, bins: int = ReportOptions.bins) -> str:
     """The whole report as one HTML document."""
     summary = data["overall"]
@@ -407,7 +355,7 @@ def render(data: dict, bins: int = ReportOptions.bins) -> str:
     depth = data["settings"]["depth"]
     files = data.get("files") or []
     # the caveats next to the numbers they qualify; files side by side before their pooled figures
-    sections = [_cards(summary, len(files)), _compare_section(files, charts, bins), _how_to_read(data)]
+    sections = [_cards(summary, len(files)), _compare_section(files, charts, bins), how_to_read(data.get("model_card"))]
     if summary["faces"]:
         sections.append(
             "<h2>Age</h2>"

@@ -7,6 +7,7 @@ here and in the schema, and every output has it.
 
 from __future__ import annotations
 
+from agebatch.contract import AGE_INTERVAL
 from agebatch.scanning.facebox import Face
 from agebatch.scanning.predictor import Prediction
 
@@ -41,7 +42,8 @@ def shown_columns(index: int, face: Face, prediction: Prediction) -> dict:
 
 def face_record(path: str, index: int, face: Face, prediction: Prediction) -> dict:
     """A face as ``predict --json`` prints it: its path, then ``shown_columns`` with the box as one
-    ``[x, y, width, height]`` list in the place of its four columns."""
+    ``[x, y, width, height]`` list in the place of its four columns, and ``age_interval``: how often
+    ``age_low``..``age_high`` is meant to hold the true age (0.8), so a script need not guess."""
     columns = shown_columns(index, face, prediction)
     record: dict = {"path": path}
     for key, value in columns.items():
@@ -49,4 +51,6 @@ def face_record(path: str, index: int, face: Face, prediction: Prediction) -> di
             record["box"] = [columns[name] for name in BOX_COLUMNS]
         elif key not in BOX_COLUMNS:
             record[key] = value
+    if record.get("age_low") is not None:
+        record["age_interval"] = AGE_INTERVAL
     return record

@@ -195,6 +195,7 @@ def main() -> None:
         try_photos()
     else:
         browse_results()
+    st.caption(core.caveat())  # under the numbers on both pages
 
 
 main()

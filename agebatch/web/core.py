@@ -161,6 +161,15 @@ def as_csv(frame: pd.DataFrame) -> bytes:
     return frame[list(ALL_COLUMNS)].to_csv(index=False).encode("utf-8")
 
 
+def caveat() -> str:
+    """The caveats every page shows under its numbers, with the served model's figures (its card)."""
+    from agebatch.modelfile.card import read_card
+    from agebatch.reporting.aggregate import card_summary
+    from agebatch.reporting.caveats import plain_caveat
+
+    return plain_caveat(card_summary(read_card()))
+
+
 def report_data(frame: pd.DataFrame, model_card: dict | None = None) -> dict:
     """The report's aggregates for these rows (the same numbers ``agebatch report`` would give)."""
     from agebatch.reporting.aggregate import report_of
