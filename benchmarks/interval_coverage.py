@@ -9,7 +9,8 @@ source and per true age band of: the plain central 80 %; shares calibrated on ea
 validation faces, checked on both sources' test faces (leave one source out: UTKFace's exact ages
 against FairFace's bands, where "covered" means the interval meets the band). ``--write-card`` stores
 the shares calibrated on ``--calibrate-on``'s validation faces, and their test coverage, in the model
-card's ``calibration`` (and rewrites the card's Markdown). Needs the ``train`` extra.
+card's ``calibration``, and the test faces' age-band confusion (true band x estimated band, exact ages)
+in its ``test_metrics``, and rewrites the card's Markdown. Needs the ``train`` extra.
 """
 
 from __future__ import annotations
@@ -95,11 +96,15 @@ def main() -> None:
         for source, table in by_source.items():
             print(_line(source + " test", table))
     if args.write_card:
+        from agebatch.training.evaluate import band_confusion
+
         shares, by_source = results[f"calibrated on {args.calibrate_on} val"]
-        _write_card(args.model, shares, by_source, results["central 80%"][1], args.calibrate_on)
+        test = (frame["split"] == "test").to_numpy() & (low == high)  # faces with exact ages
+        confusion = band_confusion(low[test], out.ages[test])
+        _write_card(args.model, shares, by_source, results["central 80%"][1], args.calibrate_on, confusion)
 
 
-def _write_card(model: Path, shares: dict, calibrated: dict, plain: dict, source: str) -> None:
+def _write_card(model: Path, shares: dict, calibrated: dict, plain: dict, source: str, confusion: dict) -> None:
     from agebatch.common import atomic
     from agebatch.training.modelcard import to_markdown
 
@@ -111,6 +116,7 @@ def _write_card(model: Path, shares: dict, calibrated: dict, plain: dict, source
         "test": calibrated,
         "test_central_80": plain,
     }
+    card["test_metrics"]["age_band_confusion"] = confusion  # what the report's corrected band shares undo
     atomic.write_text(path, json.dumps(card, indent=2))
     atomic.write_text(path.with_name(path.name.replace(".json", ".md")), to_markdown(card))
     print(f"wrote the shares and their coverage into {path}")

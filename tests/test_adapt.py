@@ -67,6 +67,8 @@ def test_an_adapted_model_loads_scans_with_its_bound_twin_and_says_what_it_measu
     assert record["cross_validated_before"]["faces"] == 60 and "interval_shares" in card["calibration"]
     assert "cross-validated" in printed and str(model) in printed
     assert "## Adaptation" in (out / "adapted.card.md").read_text()
+    code, described, _ = run_cli("models", "--model", model)
+    assert code == 0 and "adapted: from base.keras on 60 labelled faces" in described
     code, _, err = run_cli(
         "scan", labels.parent, "--detector", "none", "--model", model, "--out", tmp_path / "r.csv", "-q"
     )

@@ -10,6 +10,7 @@ CARD = {
     "test_metrics": {
         "overall": {"n": 8264, "n_exact_age": 4264, "age_mae": 4.82, "age_bias": 0.21, "gender_accuracy": 0.932},
         "by_age_band": {"0-12": {"age_mae": 2.0, "age_bias": 0.4, "gender_accuracy": 0.78}},
+        "by_race": {"asian": {"age_bias": -1.25, "gender_accuracy": 0.92}},
     },
     "calibration": {"interval_coverage": {"test": {"utkface": {"overall": {"coverage": 0.804}}}}},
 }
@@ -18,7 +19,7 @@ CARD = {
 def test_the_age_error_is_quoted_for_the_faces_with_exact_ages_and_the_interval_for_what_it_held():
     page = how_to_read(card_summary(CARD))
     assert "On 4,264 held-out faces with exact ages" in page and "on all 8,264 held-out faces" in page
-    assert "bias +0.21 years" in page and "0-12: 2.0 (+0.4)" in page
+    assert "bias +0.21 years" in page and "0-12: 2.0 (+0.4)" in page and "asian -1.2" in page
     assert "80% interval" in page and "80.4% (utkface)" in page
     assert "agebatch adapt" in page  # what to do about a population unlike the training faces
 

@@ -20,6 +20,11 @@ def test_score_on_hand_computed_example():
     assert result["race_gender_gap"] == {"best": "white", "worst": "black", "gap": 0.5}
     assert result["by_age_band"]["65+"]["age_mae"] == 0
     assert result["by_gender"]["female"]["n"] == 2
+    counts = result["age_band_confusion"]["counts"]  # true band x estimated band, for the report's correction
+    bands = result["age_band_confusion"]["bands"]
+    assert counts[bands.index("0-12")][bands.index("0-12")] == 1  # 10 read as 12
+    assert counts[bands.index("45-54")][bands.index("35-44")] == 1  # 50 read as 44
+    assert sum(map(sum, counts)) == 4
 
 
 def test_confusion_counts():

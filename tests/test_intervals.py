@@ -47,6 +47,12 @@ def test_a_calibrated_share_per_face_equals_the_plain_interval_at_that_share():
     np.testing.assert_allclose(intervals.interval(probs, ages, few)[0], plain_low)
 
 
+def test_the_vectorised_band_of_an_age_is_the_contracts():
+    ages = np.array([0, 12, 12.5, 12.99, 13, 17.5, 18, 64.9, 65, 130, -1.0])
+    labels = np.array(contract.AGE_BAND_LABELS)[intervals.band_index(ages)]
+    assert labels.tolist() == [contract.age_band(a) for a in ages]
+
+
 def test_bands_overlap_and_exact_years_are_covered_as_the_bins_are():
     low, high = np.array([18.0, 31.0, 29.6]), np.array([24.0, 38.0, 35.0])
     hit = intervals.covered(low, high, np.array([20, 20, 30]), np.array([29, 29, 30]))

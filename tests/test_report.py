@@ -62,6 +62,8 @@ def test_numbers(known):
     assert o["faces_per_image"] == {"0": 3, "1": 2, "2": 1}
     assert o["low_confidence_faces"] == 1
     assert o["errors_by_reason"] == {"not a recognised image": 1, "truncated image": 1}
+    bands = {b["band"]: b for b in o["age_bands"]}  # 5.0, 30.2, 40.9, 70.0
+    assert bands["0-12"]["faces"] == bands["65+"]["faces"] == 1 and bands["25-34"]["share"] == 0.25
     folders = {f["folder"]: f for f in o["folders"]}
     assert set(folders) == {"a", "b", TOP_LEVEL()}
     assert folders["a"]["faces"] == 2 and folders["a"]["images"] == 2
@@ -101,7 +103,7 @@ def test_html_is_self_contained_and_escaped(run_cli, known, tmp_path):
     assert page.count("plotly.js (basic - minified) v") == 1  # library embedded once
     assert "cdn." not in page.split("<body>")[1] and 'src="http' not in page
     assert page.count('class="chart"') >= 6
-    assert "How to read this" in page
+    assert "How to read this" in page and "Age bands" in page
     assert out.stat().st_size < 6_000_000
 
 

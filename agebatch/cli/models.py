@@ -26,7 +26,7 @@ def models(model: ModelOption = None, as_json: JsonOption = False) -> None:
         typer.echo(json.dumps(info, indent=2))
         return
     for key, value in info.items():
-        if key != "test_figures":
+        if key != "test_figures" and not (key == "adapted" and value is None):
             typer.echo(f"{key:>13}: {printable(value)}")
     for name, scored in info["test_figures"].items():
         parts = [f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in scored.items()]

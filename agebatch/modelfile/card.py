@@ -88,5 +88,16 @@ def describe_model(path: Path, source: str) -> dict:
         "twin_verified": bool(lite.is_file() and checked_twin(path, lite)),
         "card": card.get("name"),
         "created": card.get("created"),
+        "adapted": _adapted_words(card.get("adaptation")),
         "test_figures": headline_figures(card),
     }
+
+
+def _adapted_words(record) -> str | None:
+    """For a model made by ``agebatch adapt``: from what, on how many faces; its test figures are its base's."""
+    if not isinstance(record, dict):
+        return None
+    return (
+        f"from {record.get('adapted_from')} on {record.get('faces')} labelled faces (age head {record.get('age_head')}, "
+        f"gender head {record.get('gender_head')}); the test figures are the base model's"
+    )

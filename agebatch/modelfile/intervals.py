@@ -34,8 +34,15 @@ def share_per_face(ages: np.ndarray, shares: dict | None) -> np.ndarray | float:
     if not shares:
         return contract.AGE_INTERVAL
     default = float(shares.get(DEFAULT_KEY, contract.AGE_INTERVAL))
-    bands = [contract.age_band(float(age)) for age in np.asarray(ages, float).reshape(-1)]
-    return np.array([float(shares.get(band, default)) for band in bands])
+    per_band = np.array([float(shares.get(band, default)) for band in contract.AGE_BAND_LABELS])
+    return per_band[band_index(ages)]
+
+
+def band_index(ages: np.ndarray) -> np.ndarray:
+    """Each age's position in ``contract.AGE_BANDS`` (as ``contract.age_band`` places it), vectorised:
+    this runs for every face a scan estimates."""
+    upper = np.array([high + 1 for _, high in contract.AGE_BANDS[:-1]], float)
+    return np.searchsorted(upper, np.asarray(ages, float).reshape(-1), side="right")
 
 
 def covered(low: np.ndarray, high: np.ndarray, age_low: np.ndarray, age_high: np.ndarray) -> np.ndarray:
@@ -56,8 +63,7 @@ def calibrate(
     ``distributions`` and ``ages`` must come from faces the model (or read-out) was not fitted on: a
     held-out part, or out-of-fold predictions. Returns ``{"all": share, band: share, ...}``.
     """
-    ages = np.asarray(ages, float)
-    bands = np.array([contract.age_band(float(age)) for age in ages])
+    bands = np.array(contract.AGE_BAND_LABELS)[band_index(ages)]
     result = {DEFAULT_KEY: _smallest_share(distributions, age_low, age_high, target)}
     for band in contract.AGE_BAND_LABELS:
         inside = bands == band

@@ -14,9 +14,12 @@ import os
 from collections.abc import Iterable
 from pathlib import Path
 
+import numpy as np
+
 from agebatch.common import atomic
 from agebatch.contract import AGE_BAND_LABELS, AGE_BANDS, age_band
 from agebatch.reporting import timeline
+from agebatch.reporting.bandshares import band_shares
 from agebatch.reporting.estimates import error_rates, median_of_histogram, share_with_interval
 from agebatch.reporting.options import BREAKDOWNS, ReportOptions
 from agebatch.reporting.tally import MAX_AGE, FolderTally, ReportError, Tally, common_root, relative_parts, tally_file
@@ -125,6 +128,7 @@ def add_estimates(summary: dict, card: dict | None) -> None:
         folder["female_share_estimate"] = share_with_interval(
             folder["female"], folder["female"] + folder["male"], *overall
         )
+    summary["age_bands"] = band_shares(np.asarray(summary["age_histogram"]), card.get("age_band_confusion"))
     summary["time"] = timeline.summarise(summary.pop("_days"), summary.pop("_has_dates"), summary["faces"], overall)
 
 
@@ -224,6 +228,7 @@ def card_summary(card: dict | None) -> dict | None:
                 str(k): _number(v.get("age_bias")) for k, v in (metrics.get("by_age_band") or {}).items()
             },
             "interval_coverage": _interval_coverage(card),
+            "age_band_confusion": (metrics.get("age_band_confusion") or {}).get("counts"),
             "adaptation": _adaptation(card),
             "gender_accuracy_by_age_band": {
                 str(k): _number(v.get("gender_accuracy")) for k, v in (metrics.get("by_age_band") or {}).items()
@@ -234,6 +239,7 @@ def card_summary(card: dict | None) -> dict | None:
                 for k, v in (metrics.get("by_age_band") or {}).items()
                 if _number(v.get("female_recall")) is not None and _number(v.get("male_recall")) is not None
             },
+            "bias_by_race": {str(k): _number(v.get("age_bias")) for k, v in (metrics.get("by_race") or {}).items()},
             "gender_accuracy_by_race": {
                 str(k): _number(v.get("gender_accuracy")) for k, v in (metrics.get("by_race") or {}).items()
             },

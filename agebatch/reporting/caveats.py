@@ -102,6 +102,9 @@ def _error_paragraphs(card: dict) -> str:
     )
     if bands:
         text += f"<p class='meta'>Mean age error (and bias: + reads older) by true age band, in years: {bands}.</p>"
+    groups = ", ".join(f"{_e(k)} {v:+.1f}" for k, v in (card.get("bias_by_race") or {}).items() if v is not None)
+    if groups:
+        text += f"<p class='meta'>Age bias by group (years, faces with exact ages): {groups}.</p>"
     children = (card.get("gender_accuracy_by_age_band") or {}).get(AGE_BAND_LABELS[0])
     if children is not None:
         text += (

@@ -127,6 +127,26 @@ def _table(headers: list[str], rows: list[list], sortable: bool = False, values:
     return f"<table{cls}><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
 
 
+BANDS_EXPLAINED = (
+    "<p class='meta'><b>Reading the age bands.</b> <em>Counted</em> is the share of faces whose estimated age "
+    "falls in the band, with a 95% interval for sampling error (Wilson). <em>Corrected</em> undoes the model's "
+    "measured band errors (which true bands it reads as which, on held-out faces with exact ages, from its card): "
+    "it estimates the shares of the people pictured. Its interval also covers the uncertainty of those error "
+    "rates (bootstrap), and it assumes the photos are like the test faces; on another population, "
+    "<code>agebatch adapt</code> first.</p>"
+)
+
+
+def _band_section(summary: dict) -> str:
+    """Age-band shares: counted and corrected for the model's band confusion, each with its interval."""
+    rows = [
+        [band["band"], band["faces"], _share_text(band), _share_text(band, corrected=True)]
+        for band in summary.get("age_bands") or []
+    ]
+    table = _table(["age band", "faces", "counted share (95%)", "corrected for the model's errors (95%)"], rows)
+    return f"<h3>Age bands</h3>{table}{BANDS_EXPLAINED}"
+
+
 def _gender_section(summary: dict, charts: Charts) -> str:
     counts, shares = summary["gender_counts"], summary["gender_shares"]
     figure = go.Figure(
@@ -363,6 +383,7 @@ def render(data: dict, bins: int = ReportOptions.bins) -> str:
             + charts.add(age_figure({"all": summary["age_histogram"]}, "Estimated age, all faces", bins))
         )
         sections.append(charts.add(age_figure(summary["age_histogram_by_gender"], "Estimated age by gender", bins)))
+        sections.append(_band_section(summary))
         sections.append(_gender_section(summary, charts))
         for breakdown in data["settings"].get("by") or BREAKDOWNS:  # the order the user asked for
             sections.append(

@@ -138,6 +138,15 @@ def score(truth: pd.DataFrame, predictions: pd.DataFrame) -> dict:
     return result
 
 
+def band_confusion(true_ages, predicted_ages) -> dict:
+    """Faces per (true report age band, estimated band): what the report's corrected band shares undo."""
+    index = {band: i for i, band in enumerate(contract.AGE_BAND_LABELS)}
+    counts = np.zeros((len(index), len(index)), int)
+    for true, predicted in zip(true_ages, predicted_ages):
+        counts[index[contract.age_band(float(true))], index[contract.age_band(float(predicted))]] += 1
+    return {"bands": list(contract.AGE_BAND_LABELS), "counts": counts.tolist()}
+
+
 def _score_frame(data: pd.DataFrame) -> dict:
     pred_gender = (data["pred_female"].to_numpy() >= 0.5).astype(int)
     result = {"overall": _metrics(data), "confusion": confusion(data["gender"], pred_gender)}
@@ -146,6 +155,8 @@ def _score_frame(data: pd.DataFrame) -> dict:
     band_order = [contract.age_band(low) for low, _ in contract.AGE_BANDS]
     bands = exact["age"].map(contract.age_band)
     result["by_age_band"] = {b: _metrics(exact[bands == b]) for b in band_order if (bands == b).any()}
+    if len(exact):
+        result["age_band_confusion"] = band_confusion(exact["age"], exact["pred_age"])
     banded = data[data["age"].isna()]
     if len(banded):
         labels = banded["age_low"].astype(str) + "-" + banded["age_high"].astype(str)

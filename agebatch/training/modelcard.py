@@ -130,13 +130,15 @@ def _group_table(title: str, groups: dict) -> list[str]:
     lines = [
         f"### {title}",
         "",
-        "| group | n | age MAE | within 5 y | age band right | gender accuracy | gender ECE |",
-        "|---|---:|---:|---:|---:|---:|---:|",
+        "| group | n | age MAE | age bias | within 5 y | age band right | gender accuracy | gender ECE |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for name, m in groups.items():
         if m.get("n"):
+            bias = m.get("age_bias")
             lines.append(
-                f"| {name} | {m['n']} | {_years(m.get('age_mae'))} | {percent(m.get('age_within_5'))} "
+                f"| {name} | {m['n']} | {_years(m.get('age_mae'))} | {'-' if bias is None else f'{bias:+.2f}'} "
+                f"| {percent(m.get('age_within_5'))} "
                 f"| {percent(m.get('age_band_accuracy'))} | {percent(m.get('gender_accuracy'))} | {percent(m.get('gender_ece'))} |"
             )
     return lines + [""]
