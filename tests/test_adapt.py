@@ -46,6 +46,10 @@ def test_too_few_labelled_faces_are_refused_in_one_line(run_cli, tmp_path, tiny_
     assert not (tmp_path / "o").exists()
     code, _, err = run_cli("adapt", tmp_path / "nowhere.csv", "--out", tmp_path / "o")
     assert code == 2 and "labelled data not found" in err
+    for name in ("../escape", "a/b", "", ".hidden"):
+        code, _, err = run_cli("adapt", labels, "--out", tmp_path / "o", "--name", name)
+        assert code == 2 and "--name is a file name" in err
+    assert not (tmp_path / "escape.keras").exists()
 
 
 @pytest.mark.slow

@@ -70,6 +70,8 @@ def adapt(options: AdaptOptions) -> AdaptResult:
 
     started = time.time()
     base_path = Path(options.model) if options.model else default_model_path()
+    if not options.name or options.name != Path(options.name).name or options.name.startswith("."):
+        raise AdaptError(f"--name is a file name without a folder or suffix, such as 'mine', not {options.name!r}")
     out_path = Path(options.out_dir) / f"{options.name}.keras"
     if out_path.exists():
         raise AdaptError(f"{out_path} already exists; choose another --out or --name (nothing was changed)")
