@@ -74,10 +74,11 @@ def describe_model(path: Path, source: str) -> dict:
     """What ``agebatch models`` prints: the file, where it was chosen from (``source``), its SHA-256 and
     size, its LiteRT twin and whether the twin's record binds it, and the card's test figures."""
     from agebatch.modelfile.load import check_model_file
-    from agebatch.modelfile.twin import checked_twin, file_sha256, tflite_path_for
+    from agebatch.modelfile.twin import checked_twin, file_sha256, int8_approved, tflite_path_for
 
     check_model_file(path)  # a photo or any other file given by mistake is not described as a model
     lite = tflite_path_for(path)
+    small = tflite_path_for(path, "int8")
     card = card_for_model(path) or {}
     return {
         "model": str(path),
@@ -86,6 +87,9 @@ def describe_model(path: Path, source: str) -> dict:
         "size_mb": round(path.stat().st_size / 1e6, 1),
         "litert_twin": str(lite) if lite.is_file() else None,
         "twin_verified": bool(lite.is_file() and checked_twin(path, lite)),
+        "int8_twin": str(small) if small.is_file() else None,
+        "int8_verified": bool(small.is_file() and checked_twin(path, small)),
+        "int8_by_default": bool(small.is_file() and int8_approved(card)),
         "card": card.get("name"),
         "created": card.get("created"),
         "adapted": _adapted_words(card.get("adaptation")),

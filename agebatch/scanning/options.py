@@ -20,7 +20,7 @@ DEFAULT_DETECTOR = "blazeface"
 DETECTOR_MIN_SCORE = {name: entry.min_score for name, entry in REGISTRY.items()}
 TENSORFLOW_DETECTORS = tuple(name for name, entry in REGISTRY.items() if entry.needs_tensorflow)
 DEFAULT_BATCH_SIZE = 64
-ENGINES = ("auto", "keras", "tflite")  # auto: the .tflite twin beside the .keras file when there is one
+ENGINES = ("auto", "keras", "tflite", "int8")  # auto: the best twin beside the .keras file its card vouches for
 EXPLAIN_HEADS = ("age", "gender")  # the estimates Grad-CAM can explain
 
 
@@ -57,7 +57,9 @@ class ModelOptions:
 
     model: str | None = setting(None, "Model file (.keras); default: the shipped model or $AGEBATCH_MODEL.")
     engine: str = setting(
-        ENGINES[0], "Inference engine: tflite (fast, used when the model has a .tflite twin) or keras."
+        ENGINES[0],
+        "Inference engine: tflite (float32 twin), int8 (8-bit twin, fastest), keras; auto: int8 where the "
+        "card shows it as accurate as float32, else tflite, else keras.",
     )
     flip_average: bool = setting(
         False, "Also run each face mirrored and average the two: slightly more accurate, half the speed."

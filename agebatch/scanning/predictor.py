@@ -20,7 +20,7 @@ from PIL import Image
 from agebatch.common.text import one_line
 from agebatch.contract import AGE_DISTRIBUTION, AGE_OUTPUT, GENDER_OUTPUT, has_distribution
 from agebatch.modelfile import intervals
-from agebatch.modelfile.card import interval_shares_for
+from agebatch.modelfile.card import card_for_model, interval_shares_for
 from agebatch.modelfile.load import MODEL_ENV, ModelLoadError, check_model_file, default_model_path, load_model
 from agebatch.scanning.images import resize_face
 from agebatch.scanning.options import DEFAULT_BATCH_SIZE, ModelOptions
@@ -101,16 +101,29 @@ class Predictor:
         self._model = None
         self._run = None
         self.engine = "keras"
-        lite = tflite_path_for(self.model_path)
-        if engine == "tflite" and not lite.is_file():
-            raise ModelLoadError(f"--engine tflite needs {lite} beside the model")
-        if engine in ("auto", "tflite") and lite.is_file():
-            self._run = self._checked_runner(lite, checked_twin(self.model_path, lite), required=engine == "tflite")
+        for twin in self._twins_to_try(engine):
+            lite = tflite_path_for(self.model_path, twin)
+            if engine == twin and not lite.is_file():
+                raise ModelLoadError(f"--engine {twin} needs {lite} beside the model")
+            if lite.is_file():
+                blob = checked_twin(self.model_path, lite)
+                self._run = self._checked_runner(lite, blob, required=engine == twin)
+            if self._run is not None:
+                self.engine = twin
+                break
         if self._run is not None:
-            self.engine = "tflite"
             self.image_size = self._run.image_size  # Keras loads only if someone asks for .model
         else:
             self._model, self.image_size = load_model(self.model_path)
+
+    def _twins_to_try(self, engine: str) -> tuple[str, ...]:
+        """The twins ``engine`` runs, in order: the one asked for, or for ``auto`` the 8-bit twin where
+        the card shows it as accurate as float32, then the float32 twin."""
+        from agebatch.modelfile.twin import int8_approved
+
+        if engine == "auto":
+            return ("int8", "tflite") if int8_approved(card_for_model(self.model_path)) else ("tflite",)
+        return (engine,) if engine in ("tflite", "int8") else ()
 
     @classmethod
     def from_options(cls, options: ModelOptions, batch_size: int = DEFAULT_BATCH_SIZE) -> Predictor:
@@ -135,7 +148,7 @@ class Predictor:
                 problem = f"cannot load {lite}: {one_line(exc)}"
         if required:
             raise ModelLoadError(problem)
-        log.warning("agebatch: warning: ignoring the LiteRT twin, running the Keras model: %s", problem)
+        log.warning("agebatch: warning: ignoring the LiteRT twin: %s", problem)
         return None
 
     @property

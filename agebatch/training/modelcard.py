@@ -276,6 +276,7 @@ def _test_section(card: dict) -> list[str]:
         lines.append(
             f"- `{lite['file']}` (the engine scan uses): age MAE {_years(t.get('age_mae'))}, gender {percent(t['gender_accuracy'])} on the same test faces"
         )
+    lines += _engine_lines(card.get("engines"))
     lines.append("")
     lines += _interval_lines(cal or {})
     for source, scored in (m.get("by_source") or {}).items():
@@ -329,6 +330,31 @@ def _adaptation_section(adaptation: dict | None) -> list[str]:
         if before.get(key) is not None:
             lines.append(f"| {label} | {shown(before[key])} | {shown(after[key])} |")
     return [*lines, ""]
+
+
+def _engine_lines(engines: dict | None) -> list[str]:
+    """The LiteRT twins' test figures and speed (``benchmarks/int8_engine.py``), and which one ``auto`` runs."""
+    if not engines:
+        return []
+    from agebatch.modelfile.twin import int8_approved
+
+    lines = []
+    for name, label in (("tflite", "float32 twin"), ("int8", "8-bit twin")):
+        entry = engines.get(name) or {}
+        figures = "; ".join(
+            f"{source}: "
+            + ", ".join(
+                f"{key.replace('_', ' ')} {percent(value) if 'accuracy' in key else _years(value)}"
+                for key, value in scored.items()
+                if key != "n" and value is not None
+            )
+            for source, scored in (entry.get("test_metrics") or {}).items()
+        )
+        lines.append(
+            f"- {label}: {entry.get('faces_per_second')} faces/s (model only, {engines.get('measured')}); {figures}"
+        )
+    chosen = "the 8-bit twin" if int8_approved({"engines": engines}) else "the float32 twin"
+    return [*lines, f"- `--engine auto` runs {chosen} (8-bit only within 0.05 years and 0.3 points of float32)"]
 
 
 def _interval_lines(calibration: dict) -> list[str]:
