@@ -46,10 +46,33 @@ def test_too_few_labelled_faces_are_refused_in_one_line(run_cli, tmp_path, tiny_
     assert not (tmp_path / "o").exists()
     code, _, err = run_cli("adapt", tmp_path / "nowhere.csv", "--out", tmp_path / "o")
     assert code == 2 and "labelled data not found" in err
-    for name in ("../escape", "a/b", "", ".hidden"):
+    for name in ("../escape", "a/b", "", ".hidden", "n" * 240):
         code, _, err = run_cli("adapt", labels, "--out", tmp_path / "o", "--name", name)
         assert code == 2 and "--name is a file name" in err
     assert not (tmp_path / "escape.keras").exists()
+
+
+def test_nothing_a_user_has_is_replaced_and_bad_setups_are_refused_before_any_work(
+    run_cli, tmp_path, tiny_distribution_model, tiny_model_path
+):
+    labels = _labelled(tmp_path / "few", 12)
+    base = ("adapt", labels, "--detector", "none", "--model", tiny_distribution_model)
+    out = tmp_path / "mine"
+    out.mkdir()
+    for existing in ("adapted.card.md", "adapted.tflite.json"):
+        (out / existing).write_text("the user's own")
+        code, _, err = run_cli(*base, "--out", out)
+        assert code == 2 and f"{existing} already exists" in err
+        assert (out / existing).read_text() == "the user's own"
+        (out / existing).unlink()
+    (tmp_path / "notes.txt").write_text("x")
+    code, _, err = run_cli(*base, "--out", tmp_path / "notes.txt")
+    assert code == 2 and "is a file, not a folder" in err
+    code, _, err = run_cli("adapt", labels, "--detector", "none", "--model", tiny_model_path, "--out", out)
+    assert code == 2 and "no age distribution head" in err  # the regression-head model: refused up front
+    code, _, err = run_cli(*base, "--out", out, labels, "--min-faces", "13")  # the same CSV twice
+    assert code == 2 and "only 12 usable" in err and "12 listed twice" in err
+    assert list(out.iterdir()) == []
 
 
 @pytest.mark.slow

@@ -36,6 +36,8 @@ def test_an_adapted_model_says_so_instead_of_the_generic_advice():
     words = plain_caveat(card_summary(card))
     assert "adapted on 300 labelled faces" in words and "6.75 to 5.63 years" in words
     assert "agebatch adapt refits" not in words
+    page = how_to_read(card_summary({"name": "mine", "adaptation": card["adaptation"]}))  # an adapted card
+    assert "No model card" not in page and "6.75 to 5.63 years" in page
 
 
 def test_without_a_card_the_caveats_still_stand():

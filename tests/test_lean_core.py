@@ -47,6 +47,7 @@ def test_scan_report_and_predict_run_without_tensorflow(tmp_path):
         (["explain", FACE_PHOTO, "--out", "e.png"], "agebatch explain"),
         (["train", "."], "agebatch train"),
         (["evaluate", "."], "agebatch evaluate"),
+        (["adapt", "labels.csv"], "agebatch adapt"),
     ],
 )
 def test_what_needs_tensorflow_names_the_extra_in_one_line(tmp_path, args, what):

@@ -167,3 +167,37 @@ def test_an_undecodable_image_in_a_dataset_is_left_out_and_counted(tmp_path):
     again = dataset.readable_faces(frame, "file", folder, 32, cache)
     from_cache = dataset.readable_faces(frame, "file", folder, 32, cache)
     assert again[2] == from_cache[2] == 1 and (np.asarray(from_cache[1]) == faces).all()
+
+
+def test_odd_rows_of_a_labels_csv_are_skipped_one_by_one(tmp_path, caplog):
+    import os
+
+    from agebatch.training.sources import UNKNOWN_GENDER, read_source
+    from tests.imagegen import noise_image
+
+    for name in ("a.png", "b.png", "c.png"):
+        noise_image((20, 20)).save(tmp_path / name)
+    os.symlink("loop", tmp_path / "loop")
+    (tmp_path / "labels.csv").write_text(
+        "path,age,gender\na.png,30,unknown\nb.png,40,?\nc.png,50,femal\nloop,30,male\n"
+        + "n" * 300
+        + ".png,30,male\na\x00b.png,30,male\n"
+    )
+    frame, skipped = read_source(tmp_path / "labels.csv", gender_optional=True)
+    assert frame["file"].tolist() == ["a.png", "b.png"] and set(frame["gender"]) == {UNKNOWN_GENDER}
+    assert skipped == 4  # the misspelt gender, the link loop, the over-long name, the NUL byte
+
+
+def test_a_dataset_folder_never_reads_through_a_link_out_of_it(tmp_path):
+    import os
+
+    from agebatch.training.dataset import read_labels
+    from tests.imagegen import noise_image
+
+    (tmp_path / "data").mkdir()
+    (tmp_path / "outside").mkdir()
+    noise_image((20, 20)).save(tmp_path / "outside" / "secret.jpg")
+    noise_image((20, 20)).save(tmp_path / "data" / "30_0_0_20170101000001.jpg")
+    os.symlink(tmp_path / "outside" / "secret.jpg", tmp_path / "data" / "31_0_0_20170101000000.jpg")
+    frame, skipped = read_labels(tmp_path / "data")
+    assert frame["file"].tolist() == ["30_0_0_20170101000001.jpg"] and skipped == ["31_0_0_20170101000000.jpg"]

@@ -43,7 +43,7 @@ def adapt(
     detector: Annotated[Detector, _option("detector", metavar=None)] = Detector(_default("detector")),
     folds: Annotated[int, _option("folds", min=2, max=20)] = _default("folds"),
     min_faces: Annotated[int, _option("min_faces", min=10)] = _default("min_faces"),
-    seed: Annotated[int, _option("seed")] = _default("seed"),
+    seed: Annotated[int, _option("seed", min=0)] = _default("seed"),
     quiet_: QuietOption = False,
 ) -> None:
     """Refit the model's read-out on your own labelled photos (k-fold checked) and write the adapted model."""

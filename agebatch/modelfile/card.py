@@ -12,6 +12,8 @@ from pathlib import Path
 
 from agebatch.common.errors import SetupError
 from agebatch.common.files import read_regular
+from agebatch.common.text import one_line
+from agebatch.modelfile.intervals import SHARES
 
 CARD_SUFFIX = ".card.json"
 CARD_LIMIT = 64 << 20  # a model card is JSON of a few hundred KB; more is not a card
@@ -28,7 +30,7 @@ def card_for_model(model_path: str | os.PathLike) -> dict | None:
     """The card saved beside a model file, if there is one and it parses."""
     try:
         card = json.loads(read_regular(card_path_for(model_path), CARD_LIMIT))
-    except (OSError, ValueError):
+    except (OSError, ValueError, RecursionError):  # RecursionError: JSON nested deeper than Python goes
         return None
     return card if isinstance(card, dict) else None
 
@@ -42,7 +44,8 @@ def interval_shares_for(model_path: str | os.PathLike) -> dict | None:
     )
     if not isinstance(shares, dict) or not shares:
         return None
-    if not all(isinstance(v, (int, float)) and not isinstance(v, bool) and 0 < v < 1 for v in shares.values()):
+    low, high = SHARES[0], SHARES[-1]  # what calibration can give; anything else is not a calibration
+    if not all(isinstance(v, (int, float)) and not isinstance(v, bool) and low <= v <= high for v in shares.values()):
         return None
     return {str(k): float(v) for k, v in shares.items()}
 
@@ -55,9 +58,10 @@ def read_card(path: str | os.PathLike | None = None) -> dict | None:
 
         return card_for_model(default_model_path())
     try:
-        return json.loads(read_regular(path, CARD_LIMIT))
-    except (OSError, ValueError) as exc:
-        raise SetupError(f"cannot read model card {path}: {exc}") from exc
+        card = json.loads(read_regular(path, CARD_LIMIT))
+    except (OSError, ValueError, RecursionError) as exc:
+        raise SetupError(f"cannot read model card {path}: {one_line(exc)}") from exc
+    return card
 
 
 def headline_figures(card: dict) -> dict[str, dict]:
@@ -103,5 +107,5 @@ def _adapted_words(record) -> str | None:
         return None
     return (
         f"from {record.get('adapted_from')} on {record.get('faces')} labelled faces (age head {record.get('age_head')}, "
-        f"gender head {record.get('gender_head')}); the test figures are the base model's"
+        f"gender head {record.get('gender_head')}); its figures are cross-validated on them (see its card)"
     )

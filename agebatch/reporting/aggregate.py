@@ -228,7 +228,7 @@ def card_summary(card: dict | None) -> dict | None:
                 str(k): _number(v.get("age_bias")) for k, v in (metrics.get("by_age_band") or {}).items()
             },
             "interval_coverage": _interval_coverage(card),
-            "age_band_confusion": (metrics.get("age_band_confusion") or {}).get("counts"),
+            "age_band_confusion": _mapping(metrics.get("age_band_confusion")).get("counts"),
             "adaptation": _adaptation(card),
             "gender_accuracy_by_age_band": {
                 str(k): _number(v.get("gender_accuracy")) for k, v in (metrics.get("by_age_band") or {}).items()
@@ -264,11 +264,23 @@ def card_summary(card: dict | None) -> dict | None:
         return {"unreadable": True}
 
 
+def _mapping(value) -> dict:
+    """``value`` when it is a JSON object, else an empty one: one odd field of a card hides only itself."""
+    return value if isinstance(value, dict) else {}
+
+
+def _share_figure(value) -> float | None:
+    number = _number(value)
+    return number if number is not None and 0 <= number <= 1 else None
+
+
 def _interval_coverage(card: dict) -> dict:
     """source -> how often the card's calibrated 80 % interval held on that source's test faces."""
-    calibration = card.get("calibration") or {}
-    tested = (calibration.get("interval_coverage") or {}).get("test") or {}
-    return {str(source): _number((table.get("overall") or {}).get("coverage")) for source, table in tested.items()}
+    tested = _mapping(_mapping(_mapping(card.get("calibration")).get("interval_coverage")).get("test"))
+    return {
+        str(source): _share_figure(_mapping(_mapping(table).get("overall")).get("coverage"))
+        for source, table in tested.items()
+    }
 
 
 def _adaptation(card: dict) -> dict | None:
@@ -276,7 +288,7 @@ def _adaptation(card: dict) -> dict | None:
     record = card.get("adaptation")
     if not isinstance(record, dict):
         return None
-    before, after = record.get("cross_validated_before") or {}, record.get("cross_validated_after") or {}
+    before, after = _mapping(record.get("cross_validated_before")), _mapping(record.get("cross_validated_after"))
     return {
         "faces": _number(record.get("faces")),
         "adapted_from": str(record.get("adapted_from") or ""),

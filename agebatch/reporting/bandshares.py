@@ -19,6 +19,7 @@ from agebatch.reporting.estimates import wilson
 
 REPLICATES = 400  # bootstrap draws for the corrected shares' intervals
 ITERATIONS = 300  # EM steps; the estimate moves by less than 1e-6 long before
+MAX_MEASURED = 1e9  # a confusion cell above this many faces is not a measurement
 SEED = 20261206  # fixed: a report of the same results says the same thing twice
 
 
@@ -81,5 +82,7 @@ def _checked(confusion_counts) -> np.ndarray | None:
         return None
     bands = len(AGE_BAND_LABELS)
     if matrix.shape != (bands, bands) or not np.isfinite(matrix).all() or (matrix < 0).any():
+        return None
+    if matrix.max() > MAX_MEASURED:  # no test split is that large: not counts of faces
         return None
     return matrix if (matrix.sum(axis=1) >= 1).all() else None

@@ -53,8 +53,13 @@ def _adapted_words(card: dict | None) -> str:
     adapted = (card or {}).get("adaptation")
     if not adapted:
         return ""
-    text = f"This model was adapted on {adapted['faces']:.0f} labelled faces of its user's population"
-    if adapted.get("age_mae_before") is not None:
+    faces = adapted.get("faces")
+    text = (
+        "This model was adapted on "
+        + (f"{faces:.0f} " if faces is not None else "")
+        + "labelled faces of its user's population"
+    )
+    if adapted.get("age_mae_before") is not None and adapted.get("age_mae_after") is not None:
         text += (
             f"; cross-validated on them, its age error went from {adapted['age_mae_before']:.2f} to "
             f"{adapted['age_mae_after']:.2f} years"
@@ -69,6 +74,8 @@ def how_to_read(card: dict | None) -> str:
         text += "<p class='meta'>The model card could not be read, so the model's error figures are not shown.</p>"
     elif card and card.get("age_mae") is not None:
         text += _error_paragraphs(card)
+    elif card and card.get("adaptation"):
+        pass  # an adapted model's figures are its cross-validated ones, said below
     else:
         text += "<p class='meta'>No model card was found, so the model's error figures are not shown.</p>"
     text += f"<p>{_e(INTERVAL + _coverage_words(card))}</p>"

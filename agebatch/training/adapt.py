@@ -13,8 +13,9 @@ from __future__ import annotations
 import copy
 import datetime as dt
 import logging
+import os
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -64,19 +65,26 @@ class AdaptResult:
     seconds: float
 
 
+OUTPUT_SUFFIXES = (".keras", ".tflite", ".tflite.json", ".card.json", ".card.md")  # what adapt writes, all or none
+NAME_LIMIT = 100  # characters of --name: room for its longest suffix and a temporary name on any filesystem
+
+
 def adapt(options: AdaptOptions) -> AdaptResult:
     """Refit ``options.model``'s read-out on ``options.labelled`` and write the adapted model."""
-    from agebatch.modelfile.load import default_model_path, load_model
+    from agebatch.modelfile.load import default_model_path
 
     started = time.time()
     base_path = Path(options.model) if options.model else default_model_path()
-    if not options.name or options.name != Path(options.name).name or options.name.startswith("."):
-        raise AdaptError(f"--name is a file name without a folder or suffix, such as 'mine', not {options.name!r}")
-    out_path = Path(options.out_dir) / f"{options.name}.keras"
-    if out_path.exists():
-        raise AdaptError(f"{out_path} already exists; choose another --out or --name (nothing was changed)")
-    frame = _labels(options)
-    faces, frame, skipped = _faces(frame, base_path, options)
+    out_path = _checked_output(options)
+    if not options.labelled:
+        raise AdaptError("adapt needs labelled photos: a labels CSV (path,age[,gender]) or a folder")
+    for path in options.labelled:
+        if not Path(path).exists():
+            raise AdaptError(f"labelled data not found: {path}")
+    model = _base_model(base_path)
+    frame, skipped = _labels(options)
+    faces, frame, unusable = _faces(frame, base_path, options)
+    skipped.update(unusable)
     if len(frame) < options.min_faces:
         raise AdaptError(
             f"only {len(frame)} usable labelled face(s) (at least {options.min_faces} are needed to judge an "
@@ -84,16 +92,47 @@ def adapt(options: AdaptOptions) -> AdaptResult:
         )
     from agebatch.training.network import pooled_features
 
-    model, _ = load_model(base_path)
     features = pooled_features(model, faces).astype(np.float64)
-    _note(options, f"features of {len(features)} faces computed; cross-validating {options.folds} folds")
+    folds = min(options.folds, len(frame))
+    _note(options, f"features of {len(features)} faces computed; cross-validating {folds} folds")
     prior = readout.readout_of(model)
-    validation = cross_validate(prior, features, frame, options, interval_shares_for(base_path))
-    chosen = validation.final_readout(prior, features, frame)
-    readout.with_readout(model, chosen)
+    validation = cross_validate(prior, features, frame, replace(options, folds=folds), interval_shares_for(base_path))
+    readout.with_readout(model, validation.final_readout(prior, features, frame))
     card = _card(base_path, frame, validation, skipped, options)
     path = _save(model, base_path, out_path, card)
     return AdaptResult(path, len(frame), skipped, validation, time.time() - started)
+
+
+def _checked_output(options: AdaptOptions) -> Path:
+    """Where the adapted model goes, refused before any work when it cannot go there or would replace
+    anything: ``--name`` is a plain file name, ``--out`` a folder (or nothing yet), no output exists."""
+    name = options.name
+    plain = bool(name) and name == Path(name).name and not name.startswith(".") and "\0" not in name
+    if not plain or len(name) > NAME_LIMIT:
+        raise AdaptError(
+            f"--name is a file name of at most {NAME_LIMIT} characters without a folder or suffix, such as "
+            f"'mine', not {name[:120]!r}"
+        )
+    folder = Path(options.out_dir)
+    if folder.exists() and not folder.is_dir():
+        raise AdaptError(f"--out {folder} is a file, not a folder (nothing was changed)")
+    for suffix in OUTPUT_SUFFIXES:
+        if (folder / f"{name}{suffix}").exists():
+            raise AdaptError(
+                f"{folder / (name + suffix)} already exists; choose another --out or --name (nothing was changed)"
+            )
+    return folder / f"{name}.keras"
+
+
+def _base_model(base_path: Path):
+    """The model to adapt, refused in one line unless it has an age distribution head to refit."""
+    from agebatch.contract import has_distribution
+    from agebatch.modelfile.load import load_model
+
+    model, _ = load_model(base_path)
+    if not has_distribution(model):
+        raise AdaptError(f"{base_path} has no age distribution head; adapt refits that head (train a model with one)")
+    return model
 
 
 def _note(options: AdaptOptions, message: str) -> None:
@@ -101,19 +140,17 @@ def _note(options: AdaptOptions, message: str) -> None:
         log.info("adapt: %s", message)
 
 
-def _labels(options: AdaptOptions) -> pd.DataFrame:
+def _labels(options: AdaptOptions) -> tuple[pd.DataFrame, dict]:
+    """The labelled images, each once (the same photo listed twice would sit in a training fold and its
+    held-out fold at once), and how many label rows were left out and why."""
     from agebatch.training.sources import read_sources
 
-    if not options.labelled:
-        raise AdaptError("adapt needs labelled photos: a labels CSV (path,age[,gender]) or a folder")
-    for path in options.labelled:
-        if not Path(path).exists():
-            raise AdaptError(f"labelled data not found: {path}")
     try:
-        frame, _ = read_sources(list(options.labelled), gender_optional=True)
+        frame, unreadable = read_sources(list(options.labelled), gender_optional=True)
     except ValueError as exc:
         raise AdaptError(str(exc)) from exc
-    return frame.reset_index(drop=True)
+    unique = frame.drop_duplicates("path").reset_index(drop=True)
+    return unique, {"unreadable label rows": unreadable, "listed twice": len(frame) - len(unique)}
 
 
 def _faces(frame: pd.DataFrame, model_path: Path, options: AdaptOptions) -> tuple[np.ndarray, pd.DataFrame, dict]:
@@ -125,12 +162,12 @@ def _faces(frame: pd.DataFrame, model_path: Path, options: AdaptOptions) -> tupl
 
     predictor = Predictor(model_path)
     finder = detectors.make_detector(options.detector, detectors.DEFAULT_MIN_FACE, None)
-    crops, kept, skipped = [], [], {"unreadable": 0, "no face": 0}
+    crops, kept, skipped = [], [], {"unreadable images": 0, "no face": 0}
     for index, path in enumerate(frame["path"]):
         try:
             found = analyse(path, predictor, finder).faces
         except images.ImageError:
-            skipped["unreadable"] += 1
+            skipped["unreadable images"] += 1
             continue
         if not found:
             skipped["no face"] += 1
@@ -147,14 +184,26 @@ def _said(skipped: dict) -> str:
 
 
 def _card(base_path: Path, frame: pd.DataFrame, validation: CrossValidation, skipped: dict, options) -> dict:
-    """The base model's card (its test figures describe the network before adaptation) with the
-    adaptation's record and the recalibrated interval."""
-    card = copy.deepcopy(card_for_model(base_path) or {})
-    card["name"] = options.name
-    card["created"] = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+    """The adapted model's card: its own figures are the adaptation's cross-validated ones. The base
+    card's test figures describe another read-out, so they are kept apart (``base_test_metrics``) where
+    nothing takes them for this model's (the report's corrections, "how to read this", ``models``)."""
+    base = card_for_model(base_path) or {}
+    card = {
+        key: copy.deepcopy(base[key]) for key in ("task", "architecture", "input", "data", "limitations") if key in base
+    }
+    card.update(
+        name=options.name,
+        created=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        base_test_metrics=copy.deepcopy(base.get("test_metrics")),
+        calibration={
+            "interval_shares": validation.interval_shares,
+            "interval_note": "recalibrated on the adaptation sample's out-of-fold estimates",
+        },
+        notes=[validation.sentence()],
+    )
     card["adaptation"] = {
         "adapted_from": base_path.name,
-        "base_created": (card_for_model(base_path) or {}).get("created"),
+        "base_created": base.get("created"),
         "faces": len(frame),
         "exact_ages": int((frame["age_low"] == frame["age_high"]).sum()),
         "with_gender": int((frame["gender"] >= 0).sum()),
@@ -162,33 +211,54 @@ def _card(base_path: Path, frame: pd.DataFrame, validation: CrossValidation, ski
         "detector": options.detector,
         **validation.record(),
     }
-    calibration = card.setdefault("calibration", {})
-    calibration["interval_shares"] = validation.interval_shares
-    calibration["interval_coverage_note"] = "recalibrated on the adaptation sample's out-of-fold estimates"
-    calibration.pop("interval_coverage", None)  # the base model's test coverage no longer describes this one
-    card.setdefault("notes", [])
-    card["notes"] = [*card["notes"], validation.sentence()]
     return card
 
 
 def _save(model, base_path: Path, out_path: Path, card: dict) -> Path:
-    """The adapted ``.keras`` (stored like its base), its LiteRT twin and record, and the card."""
+    """The adapted ``.keras`` (stored like its base), its LiteRT twin and record, and the card: made in
+    a temporary folder beside them and linked into place only when all five exist, never over a file."""
+    import shutil
+    import tempfile
+
     import keras
 
-    from agebatch.common import atomic
     from agebatch.modelfile.precision import half_precision_storage, stores_half_precision
     from agebatch.modelfile.twin import export_tflite, tflite_path_for, write_twin_record
     from agebatch.training.modelcard import write_card
 
     stored_half = stores_half_precision(keras.saving.load_model(base_path, compile=False, safe_mode=True))
     out_path.parent.mkdir(parents=True, exist_ok=True)
-    with atomic.atomic_path(out_path) as tmp:
-        (half_precision_storage(model) if stored_half else model).save(tmp)
-    lite = export_tflite(model, tflite_path_for(out_path), stored_half)
-    write_twin_record(out_path, lite)
-    card["tflite"] = {"file": lite.name}  # bound to the adapted model by its record
-    write_card(card, out_path.parent, out_path.stem)
+    work = Path(tempfile.mkdtemp(prefix=".adapting-", dir=out_path.parent))
+    placed: list[Path] = []
+    try:
+        keras_file = work / out_path.name
+        (half_precision_storage(model) if stored_half else model).save(keras_file)
+        lite = export_tflite(model, tflite_path_for(keras_file), stored_half)
+        write_twin_record(keras_file, lite)
+        card["tflite"] = {"file": lite.name}  # bound to the adapted model by its record
+        write_card(card, work, keras_file.stem)
+        for made in sorted(work.iterdir()):
+            placed.append(_place(made, out_path.parent / made.name))
+    except BaseException:
+        for path in placed:
+            path.unlink(missing_ok=True)
+        raise
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
     return out_path
+
+
+def _place(made: Path, target: Path) -> Path:
+    """Move ``made`` to ``target``, never over a file that appeared there meanwhile."""
+    try:
+        os.link(made, target)  # fails, rather than replaces, when the target exists
+    except FileExistsError:
+        raise AdaptError(f"{target} appeared while adapting; nothing was left in its place") from None
+    except OSError:  # a filesystem without hard links: check, then move
+        if target.exists():
+            raise AdaptError(f"{target} appeared while adapting; nothing was left in its place") from None
+        os.replace(made, target)
+    return target
 
 
 def summary(result: AdaptResult) -> str:

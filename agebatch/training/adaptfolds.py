@@ -43,12 +43,18 @@ class CrossValidation:
                 chosen = readout.Readout(chosen.age_kernel, chosen.age_bias, fitted.gender_kernel, fitted.gender_bias)
         return chosen
 
+    @property
+    def _gender_kept(self) -> str:
+        return (
+            "kept (no genders given)" if self.before.get("gender_accuracy") is None else "kept (the refit did not help)"
+        )
+
     def record(self) -> dict:
         """What the card keeps."""
         return {
             "folds": self.folds,
             "age_head": "refitted" if self.age_strength is not None else "kept (the refit did not help)",
-            "gender_head": "refitted" if self.gender_strength is not None else "kept (the refit did not help)",
+            "gender_head": "refitted" if self.gender_strength is not None else self._gender_kept,
             "strengths": {"age": self.age_strength, "gender": self.gender_strength},
             "cross_validated_before": self.before,
             "cross_validated_after": self.after,
@@ -75,6 +81,8 @@ class CrossValidation:
             (False, True): "gender head refitted, age head kept (its refit did not help)",
             (False, False): "the shipped read-out kept: refitting did not help on these faces",
         }[(self.age_strength is not None, self.gender_strength is not None)]
+        if self.before.get("gender_accuracy") is None:  # no genders given: nothing was tried for that head
+            heads = heads.replace("gender head kept (its refit did not help)", "gender head kept (no genders given)")
         return f"{heads}; {self.folds}-fold cross-validated on the sample: " + "; ".join(parts) + "."
 
 

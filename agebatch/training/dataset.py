@@ -61,8 +61,12 @@ def read_labels(data_dir: str | os.PathLike) -> tuple[pd.DataFrame, list[str]]:
     if not root.is_dir():
         raise FileNotFoundError(f"dataset folder not found: {root}")
     rows, skipped = [], []
+    inside = root.resolve()
     for entry in sorted(os.scandir(root), key=lambda e: e.name):
         if not entry.is_file() or not entry.name.lower().endswith(IMAGE_SUFFIXES):
+            continue
+        if entry.is_symlink() and not _links_inside(entry.path, inside):
+            skipped.append(entry.name)  # a dataset folder's images are its own, never a link out of it
             continue
         label = parse_name(entry.name)
         if label is None:
@@ -77,6 +81,13 @@ def read_labels(data_dir: str | os.PathLike) -> tuple[pd.DataFrame, list[str]]:
             ", ".join(repr(s) for s in skipped[:5]) + (" ..." if len(skipped) > 5 else ""),
         )
     return frame, skipped
+
+
+def _links_inside(path: str, root: Path) -> bool:
+    try:
+        return Path(path).resolve(strict=True).is_relative_to(root)
+    except (OSError, RuntimeError):  # a broken link or a loop
+        return False
 
 
 def load_images(

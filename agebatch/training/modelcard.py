@@ -287,16 +287,16 @@ def _test_section(card: dict) -> list[str]:
 
 
 def _adapted_only_markdown(card: dict) -> str:
-    """The card of a model adapted from one without a card: what the adaptation measured, no more."""
-    return "\n".join(
-        [
-            f"# Model card: {card['name']}",
+    """The card of a model made by ``agebatch adapt``: what the adaptation measured on the user's faces."""
+    lines = [f"# Model card: {card.get('name')}", "", f"Created {card.get('created')}.", ""]
+    lines += _adaptation_section(card.get("adaptation"))
+    if card.get("base_test_metrics"):
+        lines += [
+            "The model it was adapted from is described by its own card; its test figures (of the read-out",
+            "before adaptation) are kept in this card's JSON as `base_test_metrics`.",
             "",
-            f"Created {card['created']}.",
-            "",
-            *_adaptation_section(card.get("adaptation")),
         ]
-    )
+    return "\n".join(lines)
 
 
 def _adaptation_section(adaptation: dict | None) -> list[str]:
@@ -321,7 +321,7 @@ def _adaptation_section(adaptation: dict | None) -> list[str]:
         f"{adaptation['with_gender']} with a gender; detector {adaptation['detector']}). Age head "
         f"{adaptation['age_head']}; gender head {adaptation['gender_head']}. Figures from "
         f"{adaptation['folds']}-fold cross-validation on those faces (each face estimated by a read-out fitted "
-        "without it). Everything below this section describes the model it was adapted from.",
+        "without it).",
         "",
         "| on the labelled faces | before | after |",
         "|---|---:|---:|",
@@ -419,7 +419,7 @@ def write_card(card: dict, out_dir: str | os.PathLike, stem: str) -> Path:
     out = Path(out_dir)
     path = out / f"{stem}{CARD_SUFFIX}"
     atomic.write_text(path, json.dumps(card, indent=2))
-    text = to_markdown(card) if "recipe" in card else _adapted_only_markdown(card)
+    text = _adapted_only_markdown(card) if "adaptation" in card or "recipe" not in card else to_markdown(card)
     atomic.write_text(out / f"{stem}.card.md", text)
     return path
 

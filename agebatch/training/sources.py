@@ -104,6 +104,7 @@ def source_name(path: str | os.PathLike) -> str:
 
 
 UNKNOWN_GENDER = -1  # a labels CSV row without a gender, where one may be missing (``adapt``)
+UNKNOWN_WORDS = ("", "unknown", "na", "n/a", "?", "-", "none")  # how people write "not known" in a gender cell
 
 
 def read_source(
@@ -170,12 +171,17 @@ def _read_csv(csv: Path, name: str, gender_optional: bool = False) -> tuple[pd.D
         relative = str(record[file_column]).strip()
         age = parse_age(record[columns["age"]])
         written = str(record[columns["gender"]]).strip() if "gender" in columns else ""
-        gender = UNKNOWN_GENDER if gender_optional and not written else parse_gender(written)
-        image = (root / relative).resolve() if relative else None
+        unknown = gender_optional and written.lower() in UNKNOWN_WORDS
+        gender = UNKNOWN_GENDER if unknown else parse_gender(written)
+        try:
+            image = (root / relative).resolve() if relative else None
+            usable = image is not None and image.is_file()
+        except (OSError, RuntimeError, ValueError):  # a link loop, a name too long, a NUL byte: this row only
+            image, usable = None, False
         if image is not None and not image.is_relative_to(root):
             outside.append(index)  # a label names its image inside the CSV's folder, never elsewhere
             continue
-        if image is None or age is None or gender is None or str(image) in seen or not image.is_file():
+        if not usable or age is None or gender is None or str(image) in seen:
             bad.append(index)
             continue
         seen.add(str(image))

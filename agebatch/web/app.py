@@ -195,7 +195,7 @@ def main() -> None:
         try_photos()
     else:
         browse_results()
-    st.caption(core.caveat())  # under the numbers on both pages
+    st.caption(core.plain(core.caveat()))  # under the numbers on both pages; card text is never markup
 
 
 main()
