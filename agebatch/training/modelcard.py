@@ -419,7 +419,7 @@ def write_card(card: dict, out_dir: str | os.PathLike, stem: str) -> Path:
     out = Path(out_dir)
     path = out / f"{stem}{CARD_SUFFIX}"
     atomic.write_text(path, json.dumps(card, indent=2))
-    text = _adapted_only_markdown(card) if "adaptation" in card or "recipe" not in card else to_markdown(card)
+    text = _adapted_only_markdown(card) if "adaptation" in card else to_markdown(card)
     atomic.write_text(out / f"{stem}.card.md", text)
     return path
 
