@@ -36,15 +36,18 @@ def card_for_model(model_path: str | os.PathLike) -> dict | None:
 
 
 def interval_shares_for(model_path: str | os.PathLike) -> dict | None:
-    """The calibrated interval shares in the card beside a model (``modelfile.intervals``), or None
-    when it has none or they are not shares: a damaged card means the plain central 80 %, not a crash."""
-    card = card_for_model(model_path) or {}
-    shares = (
-        (card.get("calibration") or {}).get("interval_shares") if isinstance(card.get("calibration"), dict) else None
-    )
+    """``interval_shares`` of the card beside a model."""
+    return interval_shares(card_for_model(model_path))
+
+
+def interval_shares(card: dict | None) -> dict | None:
+    """The calibrated interval shares in a card (``modelfile.intervals``), or None when it has none or
+    they are not shares calibration can give: a damaged card means the plain central 80 %, not a crash."""
+    calibration = (card or {}).get("calibration")
+    shares = calibration.get("interval_shares") if isinstance(calibration, dict) else None
     if not isinstance(shares, dict) or not shares:
         return None
-    low, high = SHARES[0], SHARES[-1]  # what calibration can give; anything else is not a calibration
+    low, high = SHARES[0], SHARES[-1]
     if not all(isinstance(v, (int, float)) and not isinstance(v, bool) and low <= v <= high for v in shares.values()):
         return None
     return {str(k): float(v) for k, v in shares.items()}
@@ -96,13 +99,13 @@ def describe_model(path: Path, source: str) -> dict:
         "int8_by_default": bool(small.is_file() and int8_approved(card)),
         "card": card.get("name"),
         "created": card.get("created"),
-        "adapted": _adapted_words(card.get("adaptation")),
+        "adapted": _adaptation_line(card.get("adaptation")),
         "test_figures": headline_figures(card),
     }
 
 
-def _adapted_words(record) -> str | None:
-    """For a model made by ``agebatch adapt``: from what, on how many faces; its test figures are its base's."""
+def _adaptation_line(record) -> str | None:
+    """For a model made by ``agebatch adapt``: from what, on how many faces, which heads were refitted."""
     if not isinstance(record, dict):
         return None
     return (

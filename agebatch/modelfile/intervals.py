@@ -93,7 +93,7 @@ def coverage_table(
     what the model card shows."""
     low, high = interval(distributions, ages, shares)
     hit = covered(low, high, age_low, age_high)
-    true_bands = np.array([contract.age_band(float(a)) for a in np.asarray(age_low, float)])
+    true_bands = np.array(contract.AGE_BAND_LABELS)[band_index(age_low)]
     table = {"overall": {"faces": len(hit), "coverage": float(hit.mean()), "width": float((high - low).mean())}}
     for band in contract.AGE_BAND_LABELS:
         inside = true_bands == band

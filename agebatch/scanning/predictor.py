@@ -20,7 +20,7 @@ from PIL import Image
 from agebatch.common.text import one_line
 from agebatch.contract import AGE_DISTRIBUTION, AGE_OUTPUT, GENDER_OUTPUT, has_distribution
 from agebatch.modelfile import intervals
-from agebatch.modelfile.card import card_for_model, interval_shares_for
+from agebatch.modelfile.card import card_for_model, interval_shares
 from agebatch.modelfile.load import MODEL_ENV, ModelLoadError, check_model_file, default_model_path, load_model
 from agebatch.scanning.images import resize_face
 from agebatch.scanning.options import DEFAULT_BATCH_SIZE, ModelOptions
@@ -96,12 +96,13 @@ class Predictor:
             raise
         self.batch_size = max(1, int(batch_size))
         self.flip_average = flip_average
-        self.interval_shares = interval_shares_for(self.model_path)  # the card's calibration, if any
+        card = card_for_model(self.model_path)  # read once: the interval's calibration, the engines' figures
+        self.interval_shares = interval_shares(card)
         self._lock = threading.Lock()
         self._model = None
         self._run = None
         self.engine = "keras"
-        for twin in self._twins_to_try(engine):
+        for twin in _twins_to_try(engine, card):
             lite = tflite_path_for(self.model_path, twin)
             if engine == twin and not lite.is_file():
                 raise ModelLoadError(f"--engine {twin} needs {lite} beside the model")
@@ -115,15 +116,6 @@ class Predictor:
             self.image_size = self._run.image_size  # Keras loads only if someone asks for .model
         else:
             self._model, self.image_size = load_model(self.model_path)
-
-    def _twins_to_try(self, engine: str) -> tuple[str, ...]:
-        """The twins ``engine`` runs, in order: the one asked for, or for ``auto`` the 8-bit twin where
-        the card shows it as accurate as float32, then the float32 twin."""
-        from agebatch.modelfile.twin import int8_approved
-
-        if engine == "auto":
-            return ("int8", "tflite") if int8_approved(card_for_model(self.model_path)) else ("tflite",)
-        return (engine,) if engine in ("tflite", "int8") else ()
 
     @classmethod
     def from_options(cls, options: ModelOptions, batch_size: int = DEFAULT_BATCH_SIZE) -> Predictor:
@@ -207,6 +199,16 @@ class Predictor:
     def predict(self, faces: Sequence[Image.Image | np.ndarray]) -> list[Prediction]:
         estimates = self.estimate(self.as_array(faces))
         return [estimates.prediction(i) for i in range(len(estimates))]
+
+
+def _twins_to_try(engine: str, card: dict | None) -> tuple[str, ...]:
+    """The twins ``engine`` runs, in order: the one asked for, or for ``auto`` the 8-bit twin where the
+    card shows it as accurate as float32, then the float32 twin."""
+    from agebatch.modelfile.twin import int8_approved
+
+    if engine == "auto":
+        return ("int8", "tflite") if int8_approved(card) else ("tflite",)
+    return (engine,) if engine in ("tflite", "int8") else ()
 
 
 def run_in_batches(run, faces, batch_size: int, interval_shares: dict | None = None) -> Estimates:
