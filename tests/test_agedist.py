@@ -50,3 +50,17 @@ def test_the_estimate_is_the_mean_and_the_interval_holds_it():
     lo, hi = agedist.interval(spread, 0.8)
     assert lo[0] == pytest.approx(31.5) and hi[0] == pytest.approx(47.5)
     assert np.mean((low <= estimate) & (estimate <= high)) > 0.9
+
+
+def test_the_numpy_loss_is_the_training_loss_per_face():
+    import numpy as np
+
+    from agebatch.training import agedist
+
+    probs = np.full((2, agedist.AGE_BINS), 1 / agedist.AGE_BINS)
+    targets = agedist.targets(np.array([30, 20]), np.array([30, 29]))  # an exact age, a band
+    per_face = agedist.loss_numpy(probs, targets)
+    assert per_face[1] == agedist.band_loss_numpy(probs[1], 20, 29)
+    assert (
+        abs(per_face[0] - np.log(agedist.AGE_BINS)) < 1e-6
+    )  # float32 targets; cross-entropy of any soft label with a flat guess

@@ -31,17 +31,12 @@ class CrossValidation:
     tried: dict = field(default_factory=dict)
 
     def final_readout(self, prior: readout.Readout, features: np.ndarray, frame: pd.DataFrame) -> readout.Readout:
-        """The read-out to ship: each head refitted on every face with its chosen strength, or the prior's."""
-        chosen = prior
-        for strength, part in ((self.age_strength, "age"), (self.gender_strength, "gender")):
-            if strength is None:
-                continue
-            fitted = readout.fit(prior, features, *_labels(frame), strength)
-            if part == "age":
-                chosen = readout.Readout(fitted.age_kernel, fitted.age_bias, chosen.gender_kernel, chosen.gender_bias)
-            else:
-                chosen = readout.Readout(chosen.age_kernel, chosen.age_bias, fitted.gender_kernel, fitted.gender_bias)
-        return chosen
+        """The read-out to ship: each head refitted on every face with its chosen strength, or the prior's
+        (one fit per distinct strength: both heads come out of each)."""
+        chosen = {self.age_strength, self.gender_strength} - {None}
+        fits = {strength: readout.fit(prior, features, *_labels(frame), strength) for strength in chosen}
+        age, gender = fits.get(self.age_strength, prior), fits.get(self.gender_strength, prior)
+        return readout.Readout(age.age_kernel, age.age_bias, gender.gender_kernel, gender.gender_bias)
 
     @property
     def _gender_kept(self) -> str:
@@ -96,12 +91,7 @@ def _labels(frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 def _age_loss(distributions: np.ndarray, age_low: np.ndarray, age_high: np.ndarray) -> float:
     """Mean negative log-likelihood of the age labels, as training measures it (soft label or band mass)."""
-    targets = agedist.targets(age_low, age_high)
-    banded, body = targets[:, 0] > 0.5, targets[:, 1:]
-    probs = np.clip(distributions, 1e-7, 1.0)
-    soft = -(body * np.log(probs)).sum(axis=1)
-    band = -np.log(np.clip((body * distributions).sum(axis=1), 1e-7, 1.0))
-    return float(np.where(banded, band, soft).mean())
+    return float(agedist.loss_numpy(distributions, agedist.targets(age_low, age_high)).mean())
 
 
 def _gender_loss(females: np.ndarray, genders: np.ndarray) -> float | None:

@@ -44,6 +44,14 @@ def loss(y_true, y_pred):
     return ops.where(flag > 0.5, band, soft)
 
 
+def loss_numpy(probs: np.ndarray, targets_: np.ndarray) -> np.ndarray:
+    """``loss`` in NumPy, per face: what a read-out refitted outside Keras (``readout``) is judged by."""
+    banded, body = targets_[:, 0] > 0.5, targets_[:, 1:]
+    soft = -(body * np.log(np.clip(probs, 1e-7, 1.0))).sum(axis=1)
+    band = -np.log(np.clip((body * probs).sum(axis=1), 1e-7, 1.0))
+    return np.where(banded, band, soft)
+
+
 def band_loss_numpy(probs: np.ndarray, low: int, high: int) -> float:
     """``-log`` of the mass inside ``low..high`` for one distribution (the reference the tests check)."""
     return float(-np.log(max(float(np.sum(probs[low : high + 1])), 1e-7)))
