@@ -9,6 +9,20 @@ from __future__ import annotations
 
 import html
 
+from agebatch.common.text import percent
+
+DASH = "–"  # what a page shows for a figure it does not have
+
+
+def escaped(value) -> str:
+    """``value`` as text safe inside HTML (attributes included); None as nothing."""
+    return html.escape("" if value is None else str(value), quote=True)
+
+
+def percent_cell(value: float | None) -> str:
+    """``0.1234`` as ``12.3%``; the dash for a missing figure."""
+    return percent(value, missing=DASH)
+
 
 def page(title: str, body: str, *, style: str = "", head_scripts: tuple[str, ...] = ()) -> str:
     """A complete HTML5 document."""

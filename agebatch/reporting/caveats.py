@@ -8,8 +8,7 @@ faces the ages may be biased, which ``agebatch adapt`` corrects from a few hundr
 
 from __future__ import annotations
 
-import html
-
+from agebatch.common.htmlpage import escaped, percent_cell
 from agebatch.common.text import percent
 from agebatch.contract import AGE_BAND_LABELS
 
@@ -27,14 +26,6 @@ POPULATION = (
     "by a few years and intervals hold less often; agebatch adapt refits the model on a few hundred "
     "labelled photos of your own population and measures the difference."
 )
-
-
-def _e(value) -> str:
-    return html.escape("" if value is None else str(value), quote=True)
-
-
-def _pct(x) -> str:
-    return percent(x, missing="–")
 
 
 def plain_caveat(card: dict | None) -> str:
@@ -69,7 +60,7 @@ def _adapted_words(card: dict | None) -> str:
 
 def how_to_read(card: dict | None) -> str:
     """The report's "how to read this" section (HTML), from ``aggregate.card_summary``'s figures."""
-    text = f"<p>{_e(ESTIMATES)}</p>"
+    text = f"<p>{escaped(ESTIMATES)}</p>"
     if card and card.get("unreadable"):
         text += "<p class='meta'>The model card could not be read, so the model's error figures are not shown.</p>"
     elif card and card.get("age_mae") is not None:
@@ -78,9 +69,9 @@ def how_to_read(card: dict | None) -> str:
         pass  # an adapted model's figures are its cross-validated ones, said below
     else:
         text += "<p class='meta'>No model card was found, so the model's error figures are not shown.</p>"
-    text += f"<p>{_e(INTERVAL + _coverage_words(card))}</p>"
+    text += f"<p>{escaped(INTERVAL + _coverage_words(card))}</p>"
     adapted = _adapted_words(card)
-    text += f"<p><b>{'Adapted' if adapted else 'Your population'}:</b> {_e(adapted or POPULATION)}</p>"
+    text += f"<p><b>{'Adapted' if adapted else 'Your population'}:</b> {escaped(adapted or POPULATION)}</p>"
     return f"<h2>How to read this</h2><div class='note'>{text}</div>"
 
 
@@ -89,34 +80,34 @@ def _error_paragraphs(card: dict) -> str:
     gap = card.get("race_gender_gap") or {}
     bias = card.get("age_bias")
     text = (
-        f"<p>On {_e(_count(card.get('exact_age_faces')))} held-out faces with exact ages the model "
-        f"({_e(card.get('name'))}) is off by <b>{card['age_mae']:.2f} years</b> on average"
+        f"<p>On {escaped(_count(card.get('exact_age_faces')))} held-out faces with exact ages the model "
+        f"({escaped(card.get('name'))}) is off by <b>{card['age_mae']:.2f} years</b> on average"
         + (f" (bias {bias:+.2f} years)" if bias is not None else "")
-        + f"; on all {_e(_count(card.get('test_faces')))} held-out faces it names the gender correctly for "
-        f"<b>{_pct(card.get('gender_accuracy'))}</b>."
+        + f"; on all {escaped(_count(card.get('test_faces')))} held-out faces it names the gender correctly for "
+        f"<b>{percent_cell(card.get('gender_accuracy'))}</b>."
     )
     if gap and gap.get("gap") is not None:
         text += (
             f" Gender accuracy differs by group: {100 * gap['gap']:.1f} points between the best "
-            f"({_e(gap.get('best'))}) and worst ({_e(gap.get('worst'))}) group."
+            f"({escaped(gap.get('best'))}) and worst ({escaped(gap.get('worst'))}) group."
         )
     text += "</p>"
     biases = card.get("bias_by_age_band") or {}
     bands = ", ".join(
-        f"{_e(k)}: {v:.1f}" + (f" ({biases[k]:+.1f})" if biases.get(k) is not None else "")
+        f"{escaped(k)}: {v:.1f}" + (f" ({biases[k]:+.1f})" if biases.get(k) is not None else "")
         for k, v in (card.get("by_age_band") or {}).items()
         if v is not None
     )
     if bands:
         text += f"<p class='meta'>Mean age error (and bias: + reads older) by true age band, in years: {bands}.</p>"
-    groups = ", ".join(f"{_e(k)} {v:+.1f}" for k, v in (card.get("bias_by_race") or {}).items() if v is not None)
+    groups = ", ".join(f"{escaped(k)} {v:+.1f}" for k, v in (card.get("bias_by_race") or {}).items() if v is not None)
     if groups:
         text += f"<p class='meta'>Age bias by group (years, faces with exact ages): {groups}.</p>"
     children = (card.get("gender_accuracy_by_age_band") or {}).get(AGE_BAND_LABELS[0])
     if children is not None:
         text += (
             f"<p><b>Children:</b> for faces aged {AGE_BAND_LABELS[0]} the gender call is right for only "
-            f"{_pct(children)} of test faces, so every gender figure on this page that includes children "
+            f"{percent_cell(children)} of test faces, so every gender figure on this page that includes children "
             "is less certain than the overall accuracy suggests.</p>"
         )
     return text + _per_source(card.get("by_source") or {})
@@ -130,10 +121,12 @@ def _per_source(sources: dict) -> str:
     """One line per collection the model was tested on (its card's ``by_source``)."""
     lines = []
     for name, figures in sources.items():
-        parts = [f"{_pct(figures.get('gender_accuracy'))} gender right"]
+        parts = [f"{percent_cell(figures.get('gender_accuracy'))} gender right"]
         if figures.get("age_mae") is not None:
             parts.append(f"age off by {figures['age_mae']:.2f} years on average")
         if figures.get("age_band_accuracy") is not None:
-            parts.append(f"age band right for {_pct(figures['age_band_accuracy'])}")
-        lines.append(f"<li>{_e(name)} ({_e(_count(figures.get('faces')))} test faces): {', '.join(parts)}</li>")
+            parts.append(f"age band right for {percent_cell(figures['age_band_accuracy'])}")
+        lines.append(
+            f"<li>{escaped(name)} ({escaped(_count(figures.get('faces')))} test faces): {', '.join(parts)}</li>"
+        )
     return f"<p class='meta'>By test collection:</p><ul class='meta'>{''.join(lines)}</ul>" if lines else ""

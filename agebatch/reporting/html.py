@@ -8,12 +8,9 @@ in markup, and with ``<``, ``>`` and ``&`` as ``\\u`` escapes inside the scripts
 
 from __future__ import annotations
 
-import html
-
 import plotly.graph_objects as go
 
-from agebatch.common.htmlpage import page
-from agebatch.common.text import percent
+from agebatch.common.htmlpage import escaped, page, percent_cell
 from agebatch.common.vendored import read_vendored
 from agebatch.reporting.caveats import how_to_read
 from agebatch.reporting.charts import (
@@ -59,14 +56,6 @@ document.querySelectorAll('table.sortable th').forEach(function(th, index){
 """
 
 
-def _e(value) -> str:
-    return html.escape("" if value is None else str(value), quote=True)
-
-
-def _pct(x) -> str:
-    return percent(x, missing="–")
-
-
 def _num(x, digits=1) -> str:
     return "–" if x is None else f"{x:.{digits}f}"
 
@@ -85,7 +74,7 @@ def _cards(summary: dict, files: int = 0) -> str:
     return (
         pooled
         + '<div class="cards">'
-        + "".join(f'<div class="card"><b>{_e(v)}</b>{_e(k)}</div>' for k, v in items)
+        + "".join(f'<div class="card"><b>{escaped(v)}</b>{escaped(k)}</div>' for k, v in items)
         + "</div>"
     )
 
@@ -115,14 +104,14 @@ SHARES_EXPLAINED = (
 
 def _table(headers: list[str], rows: list[list], sortable: bool = False, values: list[list] | None = None) -> str:
     cls = ' class="sortable"' if sortable else ""
-    head = "".join(f"<th>{_e(h)}</th>" for h in headers)
+    head = "".join(f"<th>{escaped(h)}</th>" for h in headers)
     body = []
     for r, row in enumerate(rows):
         cells = []
         for c, cell in enumerate(row):
             sort_value = values[r][c] if values else None
-            attr = f' data-v="{_e(sort_value)}"' if sort_value is not None else ""
-            cells.append(f"<td{attr}>{_e(cell)}</td>")
+            attr = f' data-v="{escaped(sort_value)}"' if sort_value is not None else ""
+            cells.append(f"<td{attr}>{escaped(cell)}</td>")
         body.append("<tr>" + "".join(cells) + "</tr>")
     return f"<table{cls}><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
 
@@ -154,12 +143,12 @@ def _gender_section(summary: dict, charts: Charts) -> str:
             x=list(counts),
             y=list(counts.values()),
             marker_color=[COLOURS[g] for g in counts],
-            text=[_pct(shares[g]) for g in counts],
+            text=[percent_cell(shares[g]) for g in counts],
             textposition="outside",
         )
     )
     figure.update_layout(title="Gender split (faces)", yaxis=count_axis(max(counts.values(), default=0)))
-    table = _table(["gender", "faces", "share"], [[g, counts[g], _pct(shares[g])] for g in counts])
+    table = _table(["gender", "faces", "share"], [[g, counts[g], percent_cell(shares[g])] for g in counts])
     female = summary.get("female_share")
     shares_table = _table(
         ["female share", "counted (95% interval)", "corrected for the model's errors (95% interval)"],
@@ -195,7 +184,9 @@ def _folder_section(summary: dict, charts: Charts, depth: int) -> str:
     chart = (
         _folder_chart(folders, charts, depth)
         if len(folders) > 1
-        else (f"<p>All faces are in one folder ({_e(folders[0]['folder'])}), so there is nothing to compare here.</p>")
+        else (
+            f"<p>All faces are in one folder ({escaped(folders[0]['folder'])}), so there is nothing to compare here.</p>"
+        )
     )
     shown = folders[:FOLDER_TABLE_CAP]
     rows = [
@@ -204,8 +195,8 @@ def _folder_section(summary: dict, charts: Charts, depth: int) -> str:
             f["images"],
             f["faces"],
             f["median_age"] if f["median_age"] is not None else "–",
-            _pct(f["male_share"]),
-            _pct(f["female_share"]),
+            percent_cell(f["male_share"]),
+            percent_cell(f["female_share"]),
             _share_text(f.get("female_share_estimate"), corrected=True),
         ]
         for f in shown
@@ -240,7 +231,7 @@ def _folder_chart(folders: list[dict], charts: Charts, depth: int) -> str:
     """Faces per folder (bars) and each folder's median age (dots, on an axis from zero)."""
     top = sorted(folders, key=lambda f: -f["faces"])[:FOLDER_CHART_CAP]
     figure = faces_and_median_age(
-        [_e(f["folder"]) for f in top],
+        [escaped(f["folder"]) for f in top],
         top,
         f"Faces and median age by folder (depth {depth}; largest {len(top)})",
     )
@@ -252,11 +243,11 @@ def _time_section(summary: dict, charts: Charts) -> str:
     time = summary.get("time") or {}
     periods = time.get("periods") or []
     if not periods:
-        return f"<h2>Over time</h2><p>No breakdown over time: {_e(time.get('reason', 'no capture dates'))}.</p>"
+        return f"<h2>Over time</h2><p>No breakdown over time: {escaped(time.get('reason', 'no capture dates'))}.</p>"
     if len(periods) == 1:
         return (
-            f"<h2>Over time</h2><p>Every dated photo was taken in the same {_e(time['granularity'])} "
-            f"({_e(periods[0]['period'])}), so there is nothing to compare over time.</p>"
+            f"<h2>Over time</h2><p>Every dated photo was taken in the same {escaped(time['granularity'])} "
+            f"({escaped(periods[0]['period'])}), so there is nothing to compare over time.</p>"
         )
     names = [p["period"] for p in periods]
     figure = faces_and_median_age(
@@ -324,7 +315,7 @@ def _confidence_section(summary: dict, charts: Charts) -> str:
     fig_conf.update_layout(
         title="Gender confidence (probability of the label given)", yaxis=count_axis(max(probs["counts"], default=0))
     )
-    share = _pct(summary["low_confidence_share"])
+    share = percent_cell(summary["low_confidence_share"])
     return (
         f"<h2>Faces per image and confidence</h2>{charts.add(fig_faces, 320)}{charts.add(fig_conf, 320)}"
         f"<p>{summary['low_confidence_faces']} faces ({share}) have a low-confidence gender call.</p>"
@@ -356,7 +347,7 @@ def _compare_section(files: list[dict], charts: Charts, bins: int) -> str:
             f["images_without_face"],
             f["errors"],
             _num(f["median_age"]),
-            _pct(f["gender_shares"].get("female")),
+            percent_cell(f["gender_shares"].get("female")),
         ]
         for f in files
     ]
@@ -395,8 +386,8 @@ def render(data: dict, bins: int = ReportOptions.bins) -> str:
             "<h2>Age</h2><p>No faces were found in these results, so there are no age or gender figures.</p>"
         )
     sections.append(_errors_section(summary))
-    inputs = ", ".join(_e(p) for p in data["inputs"])
-    model = _e((data.get("model_card") or {}).get("name") or "unknown")
-    meta = f"<p class='meta'>Created {_e(data['created'])} · inputs: {inputs} · model: {model}</p>"
+    inputs = ", ".join(escaped(p) for p in data["inputs"])
+    model = escaped((data.get("model_card") or {}).get("name") or "unknown")
+    meta = f"<p class='meta'>Created {escaped(data['created'])} · inputs: {inputs} · model: {model}</p>"
     body = f"<h1>agebatch report</h1>{meta}{''.join(sections)}{charts.script()}<script>{SORT_JS}</script>"
     return page("agebatch report", body, style=CSS, head_scripts=(read_vendored(PLOTLY_BUNDLE).decode("utf-8"),))
