@@ -81,9 +81,9 @@ def adapt(options: AdaptOptions) -> AdaptResult:
     for path in options.labelled:
         if not Path(path).exists():
             raise AdaptError(f"labelled data not found: {path}")
-    model = _base_model(base_path)
+    model, size = _base_model(base_path)
     frame, skipped = _labels(options)
-    faces, frame, unusable = _faces(frame, base_path, options)
+    faces, frame, unusable = _faces(frame, size, options)
     skipped.update(unusable)
     if len(frame) < options.min_faces:
         raise AdaptError(
@@ -124,15 +124,15 @@ def _checked_output(options: AdaptOptions) -> Path:
     return folder / f"{name}.keras"
 
 
-def _base_model(base_path: Path):
-    """The model to adapt, refused in one line unless it has an age distribution head to refit."""
+def _base_model(base_path: Path) -> tuple:
+    """The model to adapt and its face size, refused in one line unless it has an age distribution head to refit."""
     from agebatch.contract import has_distribution
     from agebatch.modelfile.load import load_model
 
-    model, _ = load_model(base_path)
+    model, size = load_model(base_path)
     if not has_distribution(model):
         raise AdaptError(f"{base_path} has no age distribution head; adapt refits that head (train a model with one)")
-    return model
+    return model, size
 
 
 def _note(options: AdaptOptions, message: str) -> None:
@@ -153,30 +153,28 @@ def _labels(options: AdaptOptions) -> tuple[pd.DataFrame, dict]:
     return unique, {"unreadable label rows": unreadable, "listed twice": len(frame) - len(unique)}
 
 
-def _faces(frame: pd.DataFrame, model_path: Path, options: AdaptOptions) -> tuple[np.ndarray, pd.DataFrame, dict]:
-    """One face crop per labelled image (the largest face found, as ``scan`` cuts it), the labels of
-    the images that gave one, and how many were skipped and why."""
-    from agebatch.scanning import detectors, images
-    from agebatch.scanning.photo import analyse
-    from agebatch.scanning.predictor import Predictor
+def _faces(frame: pd.DataFrame, size: int, options: AdaptOptions) -> tuple[np.ndarray, pd.DataFrame, dict]:
+    """One ``size``-pixel face crop per labelled image (the largest face found, cut as ``scan`` cuts it:
+    the detection half of ``photo.analyse``, without estimating anything), the labels of the images that
+    gave one, and how many were skipped and why."""
+    from agebatch.scanning import detectors, faces, images
 
-    predictor = Predictor(model_path)
     finder = detectors.make_detector(options.detector, detectors.DEFAULT_MIN_FACE, None)
     crops, kept, skipped = [], [], {"unreadable images": 0, "no face": 0}
     for index, path in enumerate(frame["path"]):
         try:
-            found = analyse(path, predictor, finder).faces
+            decoded = images.decode(path, max_side=detectors.decode_side(finder.name, size))
         except images.ImageError:
             skipped["unreadable images"] += 1
             continue
+        _, found = faces.find_faces(decoded.image, finder, size, decoded.scale)
         if not found:
             skipped["no face"] += 1
             continue
-        crops.append(found[0].crop)  # the largest face: the one a label of a photo is about
+        crops.append(found[0])  # the largest face: the one a label of a photo is about
         kept.append(index)
-    size = predictor.image_size
-    faces = np.stack(crops) if crops else np.empty((0, size, size, 3), np.uint8)
-    return faces, frame.iloc[kept].reset_index(drop=True), skipped
+    stacked = np.stack(crops) if crops else np.empty((0, size, size, 3), np.uint8)
+    return stacked, frame.iloc[kept].reset_index(drop=True), skipped
 
 
 def _said(skipped: dict) -> str:
