@@ -140,10 +140,11 @@ def score(truth: pd.DataFrame, predictions: pd.DataFrame) -> dict:
 
 def band_confusion(true_ages, predicted_ages) -> dict:
     """Faces per (true report age band, estimated band): what the report's corrected band shares undo."""
-    index = {band: i for i, band in enumerate(contract.AGE_BAND_LABELS)}
-    counts = np.zeros((len(index), len(index)), int)
-    for true, predicted in zip(true_ages, predicted_ages):
-        counts[index[contract.age_band(float(true))], index[contract.age_band(float(predicted))]] += 1
+    from agebatch.modelfile.intervals import band_index
+
+    bands = len(contract.AGE_BAND_LABELS)
+    counts = np.zeros((bands, bands), int)
+    np.add.at(counts, (band_index(np.asarray(true_ages, float)), band_index(np.asarray(predicted_ages, float))), 1)
     return {"bands": list(contract.AGE_BAND_LABELS), "counts": counts.tolist()}
 
 
