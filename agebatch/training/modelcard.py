@@ -163,7 +163,6 @@ def to_markdown(card: dict) -> str:
         f"{card['training']['seconds_per_epoch_mean']} s per epoch on average.",
         "",
     ]
-    lines += _adaptation_section(card.get("adaptation"))
     lines += _test_section(card)
     lines += ["## Recipe", "", "```json", json.dumps(card["recipe"], indent=2), "```", ""]
     lines += _history_table(card["history"])
@@ -300,8 +299,7 @@ def _adapted_only_markdown(card: dict) -> str:
 
 
 def _adaptation_section(adaptation: dict | None) -> list[str]:
-    """For a model made by ``agebatch adapt``: from what, on how many faces, and the k-fold figures.
-    The rest of the card (data, training, test split) describes the model it was adapted from."""
+    """For a model made by ``agebatch adapt``: from what, on how many faces, and the k-fold figures."""
     if not adaptation:
         return []
     before, after = adaptation["cross_validated_before"], adaptation["cross_validated_after"]
