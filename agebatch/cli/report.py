@@ -38,8 +38,12 @@ Examples:
 @app.command(epilog=EXAMPLES_REPORT)
 def report(
     results_files: Annotated[
-        list[Path],
-        typer.Argument(help="One or more results files from agebatch scan.", show_default=False, metavar="RESULTS"),
+        list[str],
+        typer.Argument(
+            help="One or more results files (CSV, JSON Lines, Parquet) or Parquet datasets from agebatch scan.",
+            show_default=False,
+            metavar="RESULTS",
+        ),
     ],
     out: Annotated[Path, typer.Option("--out", "-o", help="Report file to write; - for stdout.", metavar="FILE")],
     fmt: Annotated[

@@ -8,6 +8,7 @@ from typing import Annotated
 
 import typer
 
+from agebatch import results
 from agebatch.cli._app import (
     EXIT_FAILED_FILES,
     EXIT_NO_IMAGES,
@@ -55,14 +56,14 @@ Examples:
 @app.command(epilog=EXAMPLES_SCAN)
 def scan(
     paths: Annotated[
-        list[Path],
+        list[str],
         typer.Argument(
-            help="Image files and/or folders to scan; - reads the paths from stdin.",
+            help="Image files and/or folders (or s3://, gs:// prefixes) to scan; - reads the paths from stdin.",
             show_default=False,
             metavar="PATH",
         ),
     ],
-    out: Annotated[Path, _output("out", "--out", "-o", metavar="FILE", show_default=False)],
+    out: Annotated[str, _output("out", "--out", "-o", metavar="FILE", show_default=False)],
     fmt: Annotated[Format | None, _output("format", "--format", "-f", metavar=None)] = None,
     resume: Annotated[bool, _output("resume")] = False,
     recursive: Annotated[bool, scan_option("recursive")] = scan_default("recursive"),
@@ -130,7 +131,7 @@ def scan(
     except KeyboardInterrupt as exc:
         summary = getattr(exc, "summary", None)
         done = f" after {summary.images} images" if summary else ""
-        hint = "run the same command with --resume to continue" if out.exists() else "nothing was written"
+        hint = "run the same command with --resume to continue" if results.output_exists(out) else "nothing was written"
         say(f"agebatch: interrupted{done}; {hint}")
         raise typer.Exit(interrupted_code()) from None
     if not quiet:  # the one-line summary, also when stderr is a log file or a pipe

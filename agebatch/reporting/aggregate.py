@@ -148,7 +148,7 @@ def build_report(
     ``options.by`` orders the page's comparisons (folders, capture dates); the data holds both either way.
     ``model_card`` (``modelfile.card``) gives the "how to read this" figures and the corrected shares.
     """
-    paths = [Path(p) for p in paths]
+    paths = [os.fspath(p) for p in paths]
     if not paths:
         raise ReportError("no results file given")
     options = options or ReportOptions()

@@ -128,8 +128,14 @@ class Tally:
 
 
 # -- reading ------------------------------------------------------------------------------------
-def _read_chunks(path: Path) -> Iterator[pd.DataFrame]:
-    """Chunks of a results file with the required columns as strings (so nothing is guessed)."""
+def _read_chunks(location: str) -> Iterator[pd.DataFrame]:
+    """Chunks of results: a CSV or JSON Lines file with the required columns as strings (so nothing is
+    guessed), or Parquet (a file or a dataset, local or in object storage) with its own types."""
+    dataset = _parquet_dataset(location)
+    if dataset is not None:
+        yield from _parquet_chunks(dataset, location)
+        return
+    path = Path(location)
     if path.is_dir():
         raise ReportError(f"{path} is a folder; give the results file(s) that agebatch scan wrote")
     if not path.is_file():
@@ -175,6 +181,34 @@ def _read_chunks(path: Path) -> Iterator[pd.DataFrame]:
         raise ReportError(f"cannot parse {path}: {reason}") from exc
 
 
+def _parquet_dataset(location: str):
+    """The Parquet results at ``location`` (``results.store.parquet_results``), or None for a text file."""
+    from agebatch.results.store import parquet_results
+
+    try:
+        return parquet_results(location)
+    except SetupError as exc:
+        raise ReportError(str(exc)) from exc
+
+
+def _parquet_chunks(dataset, location: str) -> Iterator[pd.DataFrame]:
+    """A Parquet dataset's rows in chunks, reading only the columns the report counts."""
+    names = dataset.schema.names
+    missing = [c for c in REQUIRED_COLUMNS if c not in names]
+    if missing:
+        raise ReportError(f"{location} is missing column(s) {', '.join(missing)}: is it agebatch results?")
+    wanted = [c for c in (*REQUIRED_COLUMNS, "faces", timeline.COLUMN) if c in names]
+    import pyarrow as pa
+
+    face = wanted.index("face")
+    try:
+        for batch in dataset.to_batches(columns=wanted, batch_size=CHUNK_ROWS):
+            table = pa.Table.from_batches([batch])  # the face number as text, as a CSV holds it
+            yield table.set_column(face, "face", table.column(face).cast(pa.string())).to_pandas()
+    except (OSError, ValueError) as exc:
+        raise ReportError(f"cannot read {location}: {one_line(exc)}") from exc
+
+
 def _as_text(series: pd.Series) -> pd.Series:
     return series.fillna("").astype(str).replace({"None": "", "nan": ""})
 
@@ -187,10 +221,10 @@ def _parent(paths: pd.Series) -> pd.Series:
 
 
 def tally_file(path: str | os.PathLike, options: ReportOptions = _DEFAULTS) -> Tally:
-    """Stream one results file into a ``Tally``."""
-    path = Path(path)
-    tally = Tally(name=path.name)
-    for chunk in _read_chunks(path):
+    """Stream one results file (or Parquet dataset) into a ``Tally``."""
+    location = os.fspath(path)
+    tally = Tally(name=os.path.basename(location.rstrip("/")) or location)
+    for chunk in _read_chunks(location):
         _add_chunk(tally, chunk, options)
     return tally
 

@@ -11,9 +11,13 @@ Guarantees, and how (each in its own module):
 - ``schema``: the columns and formats, and the checks that keep a slip of ``--out`` from replacing a
   photo, a spreadsheet or an input.
 - ``merge``: the shards of one scan put together, refusing overlaps.
+- ``parquet``, ``store``, ``parquetwriter``: the same promises for Parquet, one file or a dataset of
+  parts committed whole (a local folder or an object-storage prefix); ``outputs`` picks the writer.
 """
 
 from agebatch.results.merge import MergeSummary, merge
+from agebatch.results.outputs import open_writer, output_exists
+from agebatch.results.parquetwriter import DatasetWriter, ParquetFileWriter
 from agebatch.results.resume import FIELD_LIMIT, ResumeIndex, index_results, repair_tail
 from agebatch.results.schema import (
     ALL_COLUMNS,
@@ -21,6 +25,7 @@ from agebatch.results.schema import (
     EXTENSIONS,
     EXTRA_COLUMNS,
     FORMATS,
+    TEXT_FORMATS,
     FileKey,
     OutputError,
     check_existing,
@@ -32,6 +37,7 @@ from agebatch.results.schema import (
     file_key,
     format_for,
     header,
+    is_dataset,
     is_results_file,
     lock_path,
     metadata_path,
@@ -43,12 +49,15 @@ from agebatch.results.schema import (
 from agebatch.results.writer import OutputLock, ResultsWriter
 
 __all__ = [
+    "DatasetWriter",
+    "ParquetFileWriter",
     "ALL_COLUMNS",
     "COLUMNS",
     "EXTENSIONS",
     "EXTRA_COLUMNS",
     "FIELD_LIMIT",
     "FORMATS",
+    "TEXT_FORMATS",
     "FileKey",
     "MergeSummary",
     "OutputError",
@@ -65,8 +74,11 @@ __all__ = [
     "format_for",
     "header",
     "index_results",
+    "is_dataset",
     "is_results_file",
     "merge",
+    "open_writer",
+    "output_exists",
     "read_rows",
     "reason_group",
     "repair_tail",

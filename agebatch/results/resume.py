@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from typing import BinaryIO
 
 from agebatch.common.text import one_line
-from agebatch.results.schema import QUOTED_STARTS, OutputError
+from agebatch.results.schema import QUOTED_STARTS, FileKey, OutputError
 
 FIELD_LIMIT = 64 << 20  # the longest cell a results file may hold (csv's own default is 128 KB)
 TORN_RECORD_LINES = 3  # a torn last record spanning more lines than this is damage, not a torn write
@@ -32,6 +32,17 @@ class ResumeIndex:
     done: dict = field(default_factory=dict)
     cut_rows: int = 0  # complete rows of an incomplete last image, beyond ``keep``
     repeated: list = field(default_factory=list)  # images listed again after their rows (a merge refuses them)
+
+
+def already_done(done: dict, key: FileKey | None) -> tuple[bool, bool]:
+    """(skip, changed) for an image under ``--resume``: skip one the output already has rows for (by
+    path), so each image appears once; ``changed`` when its size or modification time differ from
+    those rows' (it is still skipped: appending it again would list it twice). A spreadsheet that
+    rounded ``file_mtime`` to whole seconds does not count as a change."""
+    if key is None or key.path not in done:
+        return False, False
+    size, mtime = done[key.path]
+    return True, size != key.size or mtime is None or abs(mtime - key.mtime) >= 1.0
 
 
 class _Group:

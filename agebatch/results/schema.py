@@ -11,7 +11,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from agebatch.common import atomic
+from agebatch.common import atomic, urls
 from agebatch.common.errors import SetupError
 from agebatch.common.files import read_regular
 from agebatch.common.text import one_line
@@ -37,8 +37,10 @@ COLUMNS = (
 # the file does not say. Files written before these columns existed keep their own header on --resume.
 EXTRA_COLUMNS = ("faces", "female_prob", "file_size", "file_mtime", "age_low", "age_high", "taken_at")
 ALL_COLUMNS = COLUMNS + EXTRA_COLUMNS
-FORMATS = ("csv", "jsonl")
-EXTENSIONS = {".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl"}  # the output's name decides its format
+FORMATS = ("csv", "jsonl", "parquet")
+TEXT_FORMATS = ("csv", "jsonl")  # written row by row, to a file or to standard output
+# The output's name decides its format; a folder (or a name ending in /) is a Parquet dataset.
+EXTENSIONS = {".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl", ".parquet": "parquet"}
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 QUOTED_STARTS = (*_FORMULA_START, "'")  # what ``--excel-safe`` puts a quote before
 _TEXT_COLUMNS = ("path", "error")
@@ -48,9 +50,20 @@ class OutputError(SetupError):
     """The output cannot be written (locked, unwritable, disk full, not ours); one-line message."""
 
 
+def is_dataset(out: str | os.PathLike) -> bool:
+    """True when ``out`` names a folder of Parquet parts: it ends in ``/`` or is a local folder."""
+    name = os.fspath(out)
+    return name.endswith("/") or (not urls.is_url(name) and os.path.isdir(name))
+
+
 def format_for(out: str | os.PathLike, requested: str | None = None) -> str:
-    """The results format for ``out``: its extension decides (``.csv``; ``.jsonl``/``.ndjson``);
-    ``requested`` (``--format``) must agree with it, and names the format of any other extension."""
+    """The results format for ``out``: its extension decides (``.csv``; ``.jsonl``/``.ndjson``;
+    ``.parquet``), a folder is a Parquet dataset; ``requested`` (``--format``) must agree with it, and
+    names the format of any other extension."""
+    if is_dataset(out):
+        if requested not in (None, "parquet"):
+            raise OutputError(f"--out {out} is a folder: results go there as a Parquet dataset (--format parquet)")
+        return "parquet"
     suffix = Path(out).suffix.lower()
     if suffix == ".json":
         raise OutputError(f"{out}: results are CSV or JSON Lines; name the file .jsonl (one JSON object a line)")

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from agebatch.common import atomic
 from agebatch.common.text import printable
-from agebatch.results.resume import index_results
+from agebatch.results.resume import already_done, index_results
 from agebatch.results.schema import (
     ALL_COLUMNS,
     FORMATS,
@@ -248,18 +248,10 @@ class ResultsWriter:
 
     # -- writing -----------------------------------------------------------------------------
     def is_done(self, key: FileKey | None) -> bool:
-        """True for an image the file already has rows for (by path), so each image appears once.
-
-        An image whose size or modification time changed since is still skipped (appending it again
-        would list it twice) and counted in ``changed``; a spreadsheet that rounded ``file_mtime`` to
-        whole seconds does not count as a change.
-        """
-        if key is None or key.path not in self.done:
-            return False
-        size, mtime = self.done[key.path]
-        if size != key.size or mtime is None or abs(mtime - key.mtime) >= 1.0:
-            self.changed += 1
-        return True
+        """True for an image the file already has rows for (``resume.already_done``)."""
+        done, changed = already_done(self.done, key)
+        self.changed += changed
+        return done
 
     def write_image(self, rows: list[dict]) -> None:
         """Append one image's rows with one unbuffered write, so a kill cannot tear earlier images.
@@ -285,7 +277,7 @@ class ResultsWriter:
         resumed run removed it when it began appending), so a kill at any point leaves either no record
         or the one describing the rows beside it; a temporary file it leaves is removed by the next run.
         """
-        with _signals_deferred():  # a Ctrl-C or SIGTERM now must not cost a complete run its rows
+        with signals_deferred():  # a Ctrl-C or SIGTERM now must not cost a complete run its rows
             self._commit(metadata)
         self._committed = True
 
@@ -316,7 +308,7 @@ class ResultsWriter:
             self._fd = None
 
     def __exit__(self, exc_type, exc, tb) -> None:
-        with _signals_deferred():  # a second Ctrl-C or SIGTERM must not cut the saving of the rows short
+        with signals_deferred():  # a second Ctrl-C or SIGTERM must not cut the saving of the rows short
             try:
                 if not self._committed:
                     self._finish_incomplete()
@@ -343,7 +335,7 @@ class ResultsWriter:
 
 
 @contextlib.contextmanager
-def _signals_deferred():
+def signals_deferred():
     """Hold SIGINT and SIGTERM back (in the main thread) until the block is done; they arrive after."""
     import signal
     import threading

@@ -13,6 +13,7 @@ import stat
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
+from agebatch.common import urls
 from agebatch.common.files import open_regular
 
 IMAGE_EXTENSIONS = frozenset(
@@ -37,6 +38,8 @@ class Candidate:
 
     path: str
     error: str | None = None
+    size: int | None = None  # known from an object store's listing (local files are looked at later)
+    mtime: float | None = None
 
 
 def looks_like_image(path: str) -> bool:
@@ -134,24 +137,34 @@ def discover(
     """
     paths = list(paths)
     walker = _Walker(recursive, tuple(exclude), follow_symlinks)
-    seen: set[tuple[int, int]] = set()
+    seen: set = set()
     for candidate in _candidates(paths, walker):
         if candidate.error is None and len(paths) > 1:
-            try:
-                info = os.stat(candidate.path)
-            except OSError:
-                info = None
-            if info is not None:
-                if (info.st_dev, info.st_ino) in seen:
+            identity = _identity(candidate.path)
+            if identity is not None:
+                if identity in seen:
                     continue
-                seen.add((info.st_dev, info.st_ino))
+                seen.add(identity)
         yield candidate
+
+
+def _identity(path: str):
+    """What makes two names one file: device and inode locally, the URL itself in object storage."""
+    if urls.is_url(path):
+        return path
+    try:
+        info = os.stat(path)
+    except OSError:
+        return None
+    return info.st_dev, info.st_ino
 
 
 def _candidates(paths: Iterable[str | os.PathLike], walker: _Walker) -> Iterator[Candidate]:
     for raw in paths:
         path = os.fspath(raw)
-        if not os.path.lexists(path):
+        if urls.is_url(path):
+            yield from _remote_candidates(path, walker)
+        elif not os.path.lexists(path):
             yield Candidate(path, "no such file or folder")
         elif os.path.isdir(path):
             yield from walker.walk(path)
@@ -163,8 +176,25 @@ def _candidates(paths: Iterable[str | os.PathLike], walker: _Walker) -> Iterator
             yield Candidate(path, "not a regular file")
 
 
+def _remote_candidates(url: str, walker: _Walker) -> Iterator[Candidate]:
+    """An object-storage prefix walked as a folder is (``remote.walk``); objects are images by their
+    extension (reading each one's first bytes to sniff it would cost a request per object)."""
+    from agebatch.scanning import remote
+
+    excluded = lambda name: _excluded(name, walker.exclude)  # noqa: E731 - discovery's rule, passed down
+    for path, info, error in remote.walk(url, walker.recursive, excluded, has_image_extension):
+        if info is None:
+            yield Candidate(path, error)
+        else:
+            yield Candidate(path, error, info["size"], info["mtime"])
+
+
 def check_paths(paths: Iterable[str | os.PathLike]) -> None:
     """Fail early, before any work, when an argument does not exist."""
     for raw in paths:
-        if not os.path.lexists(os.fspath(raw)):
+        if urls.is_url(os.fspath(raw)):
+            from agebatch.scanning import remote
+
+            remote.check_url(os.fspath(raw))
+        elif not os.path.lexists(os.fspath(raw)):
             raise FileNotFoundError(f"no such file or folder: {os.fspath(raw)}")

@@ -8,11 +8,16 @@ record, and the driver writes them through the same ``ResultsWriter`` as a local
 after a worker died (the driver keeps the first copy of an image's rows).
 
 Workers read the images themselves (with the same safe decoder), so every node must see the files at
-the paths the driver found them: shared storage, as a Ray cluster for batch work has anyway.
+the paths the driver found them: shared storage, or an object store (``s3://``) every node can read.
+
+Into a Parquet dataset (``--out DIR/`` or ``s3://bucket/results/``) the workers write the rows
+themselves, one part per task (``PartWritingActor``), and only each image's outcome travels back: the
+driver keeps counts, so its memory stays flat however many rows the cluster makes.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -28,6 +33,7 @@ from agebatch.scanning.options import TENSORFLOW_DETECTORS, ScanOptions
 from agebatch.scanning.pipeline import Pipeline, Work, pending_work, rows_of
 from agebatch.scanning.predictor import Predictor
 
+PART_IMAGES = 1024  # images per task (and per part) when the workers write the parts themselves
 RAY_HINT = "--ray needs Ray: pip install 'agebatch[ray]' (from a clone: pip install '.[ray]')"
 ADDRESS_VARIABLE = "RAY_ADDRESS"  # Ray's own convention for the cluster to join
 
@@ -94,6 +100,10 @@ class ScanActor:
         self.pool = ThreadPoolExecutor(max_workers=self.options.jobs or os.cpu_count() or 1)
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, list[str]]:
+        return {"rows": [json.dumps(rows) for rows in self.row_groups(batch)]}
+
+    def row_groups(self, batch: dict[str, np.ndarray]) -> list[list[dict]]:
+        """Each image's rows, in the batch's order."""
         todo = []
         for path, size, mtime, error in zip(batch["path"], batch["size"], batch["mtime"], batch["error"]):
             key = results.FileKey(str(path), int(size), float(mtime)) if size >= 0 else None
@@ -104,9 +114,70 @@ class ScanActor:
         groups, offset = [], 0
         for work in works:
             part = None if estimates is None else estimates.part(offset, offset + len(work.crops))
-            groups.append(json.dumps(rows_of(work, part)))
+            groups.append(rows_of(work, part))
             offset += len(work.crops)
-        return {"rows": groups}
+        return groups
+
+
+class PartWritingActor(ScanActor):
+    """A Ray actor that writes each batch's rows as one part of the output dataset itself and sends
+    the driver only each image's outcome (status, faces, error): the driver's memory and bandwidth no
+    longer grow with the rows. A part's name comes from its images, so a retried task rewrites the
+    same part instead of adding a second copy."""
+
+    def __init__(self, location: str, prefix: str, **actor) -> None:
+        super().__init__(**actor)
+        from agebatch.results.store import PartStore
+
+        self.store = PartStore(location)
+        self.prefix = prefix
+
+    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, list]:
+        from agebatch.results.parquet import table_of
+
+        groups = self.row_groups(batch)
+        digest = hashlib.sha256("\0".join(str(p) for p in batch["path"]).encode()).hexdigest()[:16]
+        self.store.write_part(f"part-{self.prefix}-{digest}.parquet", table_of(r for g in groups for r in g))
+        return {
+            "status": [g[0]["status"] for g in groups],
+            "faces": [len(g) if g[0]["status"] == "ok" else 0 for g in groups],
+            "error": [g[0]["error"] or "" for g in groups],
+        }
+
+
+def _pending_items(paths, options: ScanOptions, skip, on_skip) -> list[dict]:
+    return [
+        {
+            "path": work.path,
+            "size": work.key.size if work.key else -1,
+            "mtime": work.key.mtime if work.key else 0.0,
+            "error": work.error or "",
+        }
+        for work in pending_work(paths, options, skip, on_skip)
+    ]
+
+
+def _mapped(ray, items: list[dict], actor: type, predictor: Predictor, options: ScanOptions, ray_options, **extra):
+    """``items`` through ``actor`` on Ray Data, each actor loading the model once."""
+    cpus = max(1, int(ray.cluster_resources().get("CPU", 1)))
+    actors = ray_options.actors or max(1, cpus // 2)
+    batch_size = extra.pop("batch_size", options.batch_size)
+    return ray.data.from_items(items).map_batches(
+        actor,
+        fn_constructor_kwargs={
+            "model_path": str(predictor.model_path),
+            "options": options,
+            "engine": predictor.engine,
+            "flip_average": predictor.flip_average,
+            **extra,
+        },
+        concurrency=actors,
+        num_cpus=max(1, cpus // actors),  # each actor's share of the cores (Ray sizes its thread pools by it)
+        batch_size=batch_size,
+        batch_format="numpy",
+        max_restarts=2,
+        max_task_retries=2,
+    )
 
 
 def iter_scan_on_ray(
@@ -119,34 +190,11 @@ def iter_scan_on_ray(
 ) -> Iterator[list[dict]]:
     """Yield each image's rows (as ``scanner.iter_scan`` does), computed on Ray; each image once."""
     ray = connect(ray_options)
-    items = [
-        {
-            "path": work.path,
-            "size": work.key.size if work.key else -1,
-            "mtime": work.key.mtime if work.key else 0.0,
-            "error": work.error or "",
-        }
-        for work in pending_work(paths, options, skip, on_skip)
-    ]
+    items = _pending_items(paths, options, skip, on_skip)
     if not items:
         return
-    cpus = max(1, int(ray.cluster_resources().get("CPU", 1)))
-    actors = ray_options.actors or max(1, cpus // 2)
-    dataset = ray.data.from_items(items).map_batches(
-        ScanActor,
-        fn_constructor_kwargs={
-            "model_path": str(predictor.model_path),
-            "options": options,
-            "engine": predictor.engine,
-            "flip_average": predictor.flip_average,
-        },
-        concurrency=actors,
-        num_cpus=max(1, cpus // actors),  # each actor's share of the cores (Ray sizes its thread pools by it)
-        batch_size=options.batch_size,  # images per task: one model batch; a lost task costs little
-        batch_format="numpy",
-        max_restarts=2,
-        max_task_retries=2,
-    )
+    # Images per task: one model batch, so a lost task costs little.
+    dataset = _mapped(ray, items, ScanActor, predictor, options, ray_options)
     written: set[str] = set()
     for batch in dataset.iter_batches(batch_format="numpy", batch_size=None):
         for text in batch["rows"]:
@@ -154,3 +202,26 @@ def iter_scan_on_ray(
             if rows and rows[0]["path"] not in written:  # a retried task's copy is dropped
                 written.add(rows[0]["path"])
                 yield rows
+
+
+def iter_outcomes_on_ray(
+    paths: Iterable[str | os.PathLike],
+    predictor: Predictor,
+    options: ScanOptions,
+    ray_options: RayOptions,
+    location: str,
+    prefix: str,
+    skip: Callable[[results.FileKey | None], bool] | None = None,
+    on_skip: Callable[[], None] | None = None,
+) -> Iterator[tuple[str, int, str]]:
+    """Scan on Ray with the workers writing the rows as parts of the dataset at ``location`` (names
+    starting ``part-{prefix}``); yield each image's (status, faces, error) for the summary."""
+    ray = connect(ray_options)
+    items = _pending_items(paths, options, skip, on_skip)
+    if not items:
+        return
+    extra = {"location": location, "prefix": prefix, "batch_size": PART_IMAGES}
+    dataset = _mapped(ray, items, PartWritingActor, predictor, options, ray_options, **extra)
+    for batch in dataset.iter_batches(batch_format="numpy", batch_size=None):
+        for status, faces, error in zip(batch["status"], batch["faces"], batch["error"]):
+            yield str(status), int(faces), str(error) or None

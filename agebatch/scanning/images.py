@@ -7,6 +7,7 @@ Everything that touches untrusted bytes lives here, so the rest of the program o
 from __future__ import annotations
 
 import datetime
+import io
 import os
 import re
 import threading
@@ -18,6 +19,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
 
+from agebatch.common import urls
 from agebatch.common.files import open_regular
 from agebatch.common.text import one_line
 
@@ -166,11 +168,22 @@ def to_rgb(image: Image.Image) -> Image.Image:
 
 
 def _open_regular(path: str | os.PathLike):
-    """``path`` opened for reading without blocking, and only if it is a regular file.
+    """``path`` opened for reading without blocking, and only if it is a regular file; an object in
+    object storage (``s3://...``) read into memory (``remote.read_object``).
 
     A FIFO or a device put where a photo was (after discovery listed it) would otherwise block the
     scan forever: opened non-blocking it returns at once and is then refused.
     """
+    if urls.is_url(path):
+        from agebatch.scanning import remote
+
+        try:
+            data = remote.read_object(os.fspath(path))
+        except ValueError as exc:  # too large
+            raise ImageError(str(exc)) from exc
+        if not data:
+            raise ImageError("empty file")
+        return io.BytesIO(data)
     try:
         return os.fdopen(open_regular(path), "rb")
     except ValueError as exc:  # not a regular file

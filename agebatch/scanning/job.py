@@ -66,6 +66,8 @@ def run_scan(
         raise SetupError("--resume needs a results file, not --out -")
     if output.to_stdout:
         stdio.require_stdout()
+        if output.format not in (None, *results.TEXT_FORMATS):
+            raise SetupError(f"--out - takes {' or '.join(results.TEXT_FORMATS)}; name a file or folder for Parquet")
     if output.summary_json is not None:
         check_summary_out(output.summary_json, output, paths)
     fmt = output_format(output)

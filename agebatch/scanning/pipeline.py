@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from agebatch import results
+from agebatch.common import urls
 from agebatch.common.text import one_line
 from agebatch.scanning import detectors, discovery, faces, images
 from agebatch.scanning.options import ScanOptions
@@ -86,6 +87,18 @@ def rows_of(work: Work, estimates: Estimates | None) -> list[dict]:
     ]
 
 
+def _key_of(candidate: discovery.Candidate) -> results.FileKey | None:
+    """The file's identity for ``--resume``: from the object store's listing, else looked up."""
+    if candidate.size is not None:
+        return results.FileKey(candidate.path, candidate.size, candidate.mtime or 0.0)
+    if urls.is_url(candidate.path):
+        from agebatch.scanning import remote
+
+        info = remote.object_info(candidate.path)
+        return None if info is None else results.FileKey(candidate.path, *info)
+    return results.file_key(candidate.path)
+
+
 def pending_work(
     paths: Iterable[str | os.PathLike],
     options: ScanOptions,
@@ -97,7 +110,7 @@ def pending_work(
     for candidate in discovery.discover(paths, options.recursive, options.exclude, options.follow_symlinks):
         if options.shard is not None and not options.shard.holds(candidate.path):
             continue  # another shard's image
-        key = results.file_key(candidate.path) if candidate.error is None else None
+        key = _key_of(candidate) if candidate.error is None else None
         if skip is not None and key is not None and skip(key):
             if on_skip:
                 on_skip()

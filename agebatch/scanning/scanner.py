@@ -60,15 +60,18 @@ class ScanSummary:
         }
 
     def add(self, rows: list[dict]) -> None:
+        self.count(rows[0]["status"], len(rows), rows[0]["error"])
+
+    def count(self, status: str, faces: int, error: str | None) -> None:
+        """One image's outcome: its status, its number of rows (faces when ``ok``), its error."""
         self.images += 1
-        status = rows[0]["status"]
         if status == "ok":
-            self.faces += len(rows)
+            self.faces += faces
         elif status == "no_face":
             self.no_face += 1
         else:
             self.errors += 1
-            self.error_reasons[results.reason_group(rows[0]["error"])] += 1
+            self.error_reasons[results.reason_group(error)] += 1
 
     def line(self) -> str:
         if not self.images and not self.skipped:
@@ -286,18 +289,12 @@ def write_to_file(
     def skipped() -> None:
         summary.skipped += 1
 
-    with results.ResultsWriter(out, fmt, resume=output.resume, excel=output.excel_safe, wait=output.wait) as writer:
+    owner = f"shard{options.shard.index}of{options.shard.count}" if options.shard else ""
+    with results.open_writer(out, fmt, output.resume, output.excel_safe, output.wait, owner) as writer:
         try:
             skip = writer.is_done if output.resume else None
-            if ray is None:
-                groups = iter_scan(paths, predictor, options, skip=skip, on_skip=skipped)
-            else:
-                from agebatch.scanning.distributed import iter_scan_on_ray
-
-                groups = iter_scan_on_ray(paths, predictor, options, ray, skip=skip, on_skip=skipped)
-            for rows in groups:
-                writer.write_image(rows)
-                summary.add(rows)
+            for status, faces, error in _outcomes(paths, predictor, options, ray, writer, skip, skipped):
+                summary.count(status, faces, error)
                 if progress:
                     progress(summary)
             summary.seconds = time.monotonic() - started
@@ -311,3 +308,23 @@ def write_to_file(
             exc.summary = summary  # type: ignore[attr-defined]
             raise
     return summary
+
+
+def _outcomes(paths, predictor, options, ray, writer, skip, on_skip) -> Iterator[tuple[str, int, str | None]]:
+    """Scan, write each image's rows through ``writer``, and yield each image's (status, rows, error).
+    On Ray into a Parquet dataset the workers write the parts themselves; only the outcomes come back."""
+    if ray is not None and isinstance(writer, results.DatasetWriter):
+        from agebatch.scanning.distributed import iter_outcomes_on_ray
+
+        location, prefix = writer.out, writer.part_prefix
+        yield from iter_outcomes_on_ray(paths, predictor, options, ray, location, prefix, skip, on_skip)
+        return
+    if ray is None:
+        groups = iter_scan(paths, predictor, options, skip=skip, on_skip=on_skip)
+    else:
+        from agebatch.scanning.distributed import iter_scan_on_ray
+
+        groups = iter_scan_on_ray(paths, predictor, options, ray, skip=skip, on_skip=on_skip)
+    for rows in groups:
+        writer.write_image(rows)
+        yield rows[0]["status"], len(rows), rows[0]["error"]
