@@ -106,3 +106,33 @@ def test_a_worker_that_dies_mid_run_still_gives_each_image_once(
     assert marker.exists()  # the worker did die
     paths = [r["path"] for r in _rows(out)]
     assert summary.images == 10 and len(paths) == len(set(paths)) == 10
+
+
+@pytest.mark.slow
+def test_into_a_parquet_dataset_the_workers_write_the_parts_and_resume_adds_to_them(
+    ray_cluster, folder, tmp_path, tiny_predictor
+):
+    pytest.importorskip("pyarrow")
+    import pyarrow.dataset as ds
+
+    from agebatch.scanning.distributed import RayOptions
+
+    options = ScanOptions(detector="none", batch_size=8)
+    local = tmp_path / "local.csv"
+    scan_to_file([folder], local, tiny_predictor, options)
+    out = f"{tmp_path / 'ds'}/"
+    summary = scan_to_file([folder], OutputOptions(out), tiny_predictor, options, ray=RayOptions(actors=1))
+    assert summary.images == 10 and summary.errors == 1 and summary.faces == 9
+    got = sorted(ds.dataset(out, format="parquet").to_table().to_pylist(), key=lambda r: r["path"])
+    expected = _rows(local)
+    assert [r["path"] for r in got] == [r["path"] for r in expected]
+    assert [r["status"] for r in got] == [r["status"] for r in expected]
+    for mine, theirs in zip(got, expected):
+        if theirs["age"]:
+            assert mine["age"] == pytest.approx(float(theirs["age"]), abs=0.11)
+    for i in range(9, 12):
+        noise_image((64, 64), seed=i).save(folder / f"f{i}.jpg")
+    resumed = scan_to_file([folder], OutputOptions(out, resume=True), tiny_predictor, options, ray=RayOptions(actors=1))
+    assert resumed.images == 3 and resumed.skipped == 10
+    paths = ds.dataset(out, format="parquet").to_table(columns=["path"]).column("path").to_pylist()
+    assert len(paths) == len(set(paths)) == 13
