@@ -181,3 +181,23 @@ def test_the_report_reads_parquet_as_it_reads_csv(folder, tmp_path, tiny_predict
 def test_parquet_cannot_go_to_stdout(run_cli, folder):
     code, _, err = run_cli("scan", folder, "--out", "-", "--format", "parquet", "--detector", "none")
     assert code == 2 and "Parquet" in err
+
+
+def test_merge_puts_parquet_shards_together_and_refuses_overlaps(folder, tmp_path, tiny_predictor):
+    for index in range(2):
+        options = ScanOptions(detector="none", batch_size=8, shard=Shard(index, 2))
+        scan_to_file([folder], tmp_path / f"s{index}.parquet", tiny_predictor, options)
+    scan_to_file([folder], OutputOptions(f"{tmp_path / 'ds'}/"), tiny_predictor, OPTIONS)
+    summary = results.merge([tmp_path / "s0.parquet", tmp_path / "s1.parquet"], tmp_path / "all.parquet")
+    assert summary.images == 7 and summary.bytes == 7  # seven rows: six faces and one error
+    merged = sorted(r["path"] for r in pq.read_table(tmp_path / "all.parquet").to_pylist())
+    assert merged == sorted(r["path"] for r in _parquet_rows(tmp_path / "ds"))
+    assert "merged_from" in json.loads(results.metadata_path(tmp_path / "all.parquet").read_text())
+    with pytest.raises(results.OutputError, match="overlap"):
+        results.merge([tmp_path / "s0.parquet", f"{tmp_path / 'ds'}/"], tmp_path / "again.parquet")
+    scan_to_file([folder], tmp_path / "r.csv", tiny_predictor, OPTIONS)
+    with pytest.raises(results.OutputError, match="mix Parquet"):
+        results.merge([tmp_path / "s0.parquet", tmp_path / "r.csv"], tmp_path / "again.parquet")
+    with pytest.raises(results.OutputError, match=".parquet file"):
+        results.merge([tmp_path / "s0.parquet"], tmp_path / "again.csv")
+    assert not (tmp_path / "again.parquet").exists() and not (tmp_path / "again.csv").exists()

@@ -154,10 +154,13 @@ def _exit_code(summary, strict: bool, sharded: bool) -> int:
 @app.command()
 def merge(
     parts: Annotated[
-        list[Path], typer.Argument(help="Results files of one scan's shards.", show_default=False, metavar="PART")
+        list[str],
+        typer.Argument(
+            help="Results files (or Parquet datasets) of one scan's shards.", show_default=False, metavar="PART"
+        ),
     ],
     out: Annotated[
-        Path,
+        str,
         typer.Option(
             "--out", "-o", help="Results file to write (all the parts, once each); - for stdout.", metavar="FILE"
         ),

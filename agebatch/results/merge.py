@@ -10,6 +10,7 @@ from typing import BinaryIO
 from agebatch import __version__
 from agebatch.common import atomic
 from agebatch.common.text import printable
+from agebatch.results.parquetmerge import is_parquet_part, merge_parquet
 from agebatch.results.resume import index_results
 from agebatch.results.schema import (
     EXTENSIONS,
@@ -26,7 +27,7 @@ from agebatch.results.writer import OutputLock
 class MergeSummary:
     parts: int
     images: int
-    bytes: int
+    bytes: int  # for Parquet parts: the rows written
 
 
 def merge(parts: list[str | os.PathLike], out: str | os.PathLike, stream: BinaryIO | None = None) -> MergeSummary:
@@ -37,11 +38,16 @@ def merge(parts: list[str | os.PathLike], out: str | os.PathLike, stream: Binary
     (finish it with ``--resume`` first), an image listed twice (in two parts or in one), an ``out``
     whose name says another format, and an ``out`` that is one of the parts, a link, or a file other
     than a results file. The parts are copied byte for byte, in the order given. ``out`` ``-`` writes
-    to ``stream`` (standard output) instead.
+    to ``stream`` (standard output) instead. Parquet parts (files or datasets, local or in object
+    storage) merge into one Parquet file (``parquetmerge``).
     """
-    parts = [Path(p) for p in parts]
     if not parts:
         raise OutputError("merge needs at least one results file")
+    names = [os.fspath(p) for p in parts]
+    if any(is_parquet_part(name) for name in names):
+        images, rows = merge_parquet(names, os.fspath(out))
+        return MergeSummary(len(names), images, rows)
+    parts = [Path(p) for p in names]
     to_stream = str(out) == "-"
     if not to_stream:
         try:
