@@ -110,12 +110,15 @@ def test_a_worker_that_dies_mid_run_still_gives_each_image_once(
 
 @pytest.mark.slow
 def test_into_a_parquet_dataset_the_workers_write_the_parts_and_resume_adds_to_them(
-    ray_cluster, folder, tmp_path, tiny_predictor
+    ray_cluster, folder, tmp_path, tiny_predictor, monkeypatch
 ):
     pytest.importorskip("pyarrow")
     import pyarrow.dataset as ds
 
+    from agebatch.scanning import distributed
     from agebatch.scanning.distributed import RayOptions
+
+    monkeypatch.setattr(distributed, "WORK_CHUNK", 5)  # the driver hands Ray the images five at a time
 
     options = ScanOptions(detector="none", batch_size=8)
     local = tmp_path / "local.csv"
@@ -123,6 +126,7 @@ def test_into_a_parquet_dataset_the_workers_write_the_parts_and_resume_adds_to_t
     out = f"{tmp_path / 'ds'}/"
     summary = scan_to_file([folder], OutputOptions(out), tiny_predictor, options, ray=RayOptions(actors=1))
     assert summary.images == 10 and summary.errors == 1 and summary.faces == 9
+    assert len(list((tmp_path / "ds").glob("part-*.parquet"))) == 2  # one part per chunk of five images
     got = sorted(ds.dataset(out, format="parquet").to_table().to_pylist(), key=lambda r: r["path"])
     expected = _rows(local)
     assert [r["path"] for r in got] == [r["path"] for r in expected]

@@ -33,6 +33,7 @@ from agebatch.scanning.options import TENSORFLOW_DETECTORS, ScanOptions
 from agebatch.scanning.pipeline import Pipeline, Work, pending_work, rows_of
 from agebatch.scanning.predictor import Predictor
 
+WORK_CHUNK = 100_000  # images handed to Ray Data at once (each chunk reloads the model in its actors, ~1 s)
 PART_IMAGES = 1024  # images per task (and per part) when the workers write the parts themselves
 RAY_HINT = "--ray needs Ray: pip install 'agebatch[ray]' (from a clone: pip install '.[ray]')"
 ADDRESS_VARIABLE = "RAY_ADDRESS"  # Ray's own convention for the cluster to join
@@ -145,16 +146,25 @@ class PartWritingActor(ScanActor):
         }
 
 
-def _pending_items(paths, options: ScanOptions, skip, on_skip) -> list[dict]:
-    return [
-        {
-            "path": work.path,
-            "size": work.key.size if work.key else -1,
-            "mtime": work.key.mtime if work.key else 0.0,
-            "error": work.error or "",
-        }
-        for work in pending_work(paths, options, skip, on_skip)
-    ]
+def _pending_chunks(paths, options: ScanOptions, skip, on_skip) -> Iterator[list[dict]]:
+    """The images to scan as lists of at most ``WORK_CHUNK`` items, each handed to Ray Data in turn:
+    the driver holds one chunk's list, not the whole scan's."""
+    chunk: list[dict] = []
+    for work in pending_work(paths, options, skip, on_skip):
+        key = work.key
+        chunk.append(
+            {
+                "path": work.path,
+                "size": key.size if key else -1,
+                "mtime": key.mtime if key else 0.0,
+                "error": work.error or "",
+            }
+        )
+        if len(chunk) >= WORK_CHUNK:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
 
 
 def _mapped(ray, items: list[dict], actor: type, predictor: Predictor, options: ScanOptions, ray_options, **extra):
@@ -190,18 +200,16 @@ def iter_scan_on_ray(
 ) -> Iterator[list[dict]]:
     """Yield each image's rows (as ``scanner.iter_scan`` does), computed on Ray; each image once."""
     ray = connect(ray_options)
-    items = _pending_items(paths, options, skip, on_skip)
-    if not items:
-        return
-    # Images per task: one model batch, so a lost task costs little.
-    dataset = _mapped(ray, items, ScanActor, predictor, options, ray_options)
     written: set[str] = set()
-    for batch in dataset.iter_batches(batch_format="numpy", batch_size=None):
-        for text in batch["rows"]:
-            rows = json.loads(str(text))
-            if rows and rows[0]["path"] not in written:  # a retried task's copy is dropped
-                written.add(rows[0]["path"])
-                yield rows
+    for items in _pending_chunks(paths, options, skip, on_skip):
+        # Images per task: one model batch, so a lost task costs little.
+        dataset = _mapped(ray, items, ScanActor, predictor, options, ray_options)
+        for batch in dataset.iter_batches(batch_format="numpy", batch_size=None):
+            for text in batch["rows"]:
+                rows = json.loads(str(text))
+                if rows and rows[0]["path"] not in written:  # a retried task's copy is dropped
+                    written.add(rows[0]["path"])
+                    yield rows
 
 
 def iter_outcomes_on_ray(
@@ -217,11 +225,9 @@ def iter_outcomes_on_ray(
     """Scan on Ray with the workers writing the rows as parts of the dataset at ``location`` (names
     starting ``part-{prefix}``); yield each image's (status, faces, error) for the summary."""
     ray = connect(ray_options)
-    items = _pending_items(paths, options, skip, on_skip)
-    if not items:
-        return
     extra = {"location": location, "prefix": prefix, "batch_size": PART_IMAGES}
-    dataset = _mapped(ray, items, PartWritingActor, predictor, options, ray_options, **extra)
-    for batch in dataset.iter_batches(batch_format="numpy", batch_size=None):
-        for status, faces, error in zip(batch["status"], batch["faces"], batch["error"]):
-            yield str(status), int(faces), str(error) or None
+    for items in _pending_chunks(paths, options, skip, on_skip):
+        dataset = _mapped(ray, items, PartWritingActor, predictor, options, ray_options, **extra)
+        for batch in dataset.iter_batches(batch_format="numpy", batch_size=None):
+            for status, faces, error in zip(batch["status"], batch["faces"], batch["error"]):
+                yield str(status), int(faces), str(error) or None
