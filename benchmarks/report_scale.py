@@ -1,9 +1,11 @@
 """How long a report of N result rows takes, how big it is, and how much memory it needs.
 
-    python benchmarks/report_scale.py [--rows 1000000]
+    python benchmarks/report_scale.py [--rows 1000000] [--parquet]
 
 Writes a synthetic results CSV (faces spread over 1,000 folders, 2% no-face and 1% error rows), then
 times ``build_report`` + ``write_report`` for HTML and JSON and reports the peak RSS of that step.
+With ``--parquet`` the same rows are also written as a Parquet dataset (parts of 50,000 rows, as
+``scan --out DIR/`` writes them) and reported on in a process of their own, for comparison.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from agebatch.reporting.options import ReportOptions  # noqa: E402
 from agebatch.results import ALL_COLUMNS  # noqa: E402
 
 
-def synthetic(rows: int, path: Path) -> None:
+def synthetic(rows: int, path: Path) -> pd.DataFrame:
     rng = np.random.default_rng(0)
     folder = rng.integers(0, 1000, rows)
     status = rng.choice(["ok", "no_face", "error"], rows, p=[0.97, 0.02, 0.01])
@@ -56,6 +58,23 @@ def synthetic(rows: int, path: Path) -> None:
     frame["taken_at"] = np.where(ok, [f"2024-{1 + d // 31 % 12:02d}-{1 + d % 28:02d}T12:00:00" for d in days], "")
     frame["face"] = frame["face"].astype(object).where(ok, "")
     frame[list(ALL_COLUMNS)].to_csv(path, index=False)
+    return frame
+
+
+def to_dataset(frame: pd.DataFrame, folder: Path, part_rows: int = 50_000) -> None:
+    """The same rows as a Parquet dataset with the scan's schema (numbers as numbers, empty as null)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from agebatch.results.parquet import arrow_schema
+
+    schema = arrow_schema()
+    folder.mkdir()
+    typed = frame[list(ALL_COLUMNS)].replace({"": None})
+    typed["face"] = pd.to_numeric(typed["face"]).astype("Int32")
+    for number, start in enumerate(range(0, len(typed), part_rows)):
+        table = pa.Table.from_pandas(typed.iloc[start : start + part_rows], schema=schema, preserve_index=False)
+        pq.write_table(table, folder / f"part-{number:05d}.parquet", compression="zstd")
 
 
 def peak_rss_mb() -> float:
@@ -72,15 +91,22 @@ def peak_rss_mb() -> float:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--rows", type=int, default=1_000_000)
-    parser.add_argument("--csv", type=Path, help="report on this file instead of generating one")
+    parser.add_argument("--csv", type=Path, help="report on this file (or Parquet dataset) instead of generating one")
+    parser.add_argument("--parquet", action="store_true", help="also report on the same rows as a Parquet dataset")
     args = parser.parse_args()
     if args.csv is None:  # generate in a child process, so the peak RSS below is the report's alone
         with tempfile.TemporaryDirectory() as folder:
             csv_path = Path(folder) / "results.csv"
-            synthetic(args.rows, csv_path)
+            frame = synthetic(args.rows, csv_path)
+            inputs = [csv_path]
+            if args.parquet:
+                to_dataset(frame, Path(folder) / "dataset")
+                inputs.append(Path(folder) / "dataset")
+            del frame
             import subprocess
 
-            subprocess.run([sys.executable, __file__, "--rows", str(args.rows), "--csv", str(csv_path)], check=True)
+            for path in inputs:
+                subprocess.run([sys.executable, __file__, "--rows", str(args.rows), "--csv", str(path)], check=True)
         return
     csv_path = args.csv
     with tempfile.TemporaryDirectory() as folder:
@@ -92,7 +118,9 @@ def main() -> None:
         done = time.perf_counter()
         write_report(data, Path(folder) / "report.json", fmt="json")
         peak = peak_rss_mb()
-        print(f"rows: {args.rows:,} (CSV {csv_path.stat().st_size / 1e6:.0f} MB)")
+        size = sum(p.stat().st_size for p in csv_path.rglob("*")) if csv_path.is_dir() else csv_path.stat().st_size
+        kind = "Parquet dataset" if csv_path.is_dir() else "CSV"
+        print(f"rows: {args.rows:,} ({kind} {size / 1e6:.0f} MB)")
         print(f"aggregate: {built - started:.1f} s, render HTML: {done - built:.1f} s, total {done - started:.1f} s")
         print(f"report.html: {html.stat().st_size / 1e6:.2f} MB; folders: {len(data['overall']['folders'])}")
         print(f"peak RSS: {peak:.0f} MB (after imports: {before:.0f} MB)")

@@ -201,3 +201,22 @@ def test_merge_puts_parquet_shards_together_and_refuses_overlaps(folder, tmp_pat
     with pytest.raises(results.OutputError, match=".parquet file"):
         results.merge([tmp_path / "s0.parquet"], tmp_path / "again.csv")
     assert not (tmp_path / "again.parquet").exists() and not (tmp_path / "again.csv").exists()
+
+
+def test_the_report_reads_parquet_that_pandas_wrote(tmp_path):
+    import pandas as pd
+
+    frame = pd.DataFrame(
+        {
+            "path": ["a/x.jpg", "a/x.jpg", "b/y.jpg"],
+            "face": pd.array([0, 1, None], dtype="Int32"),
+            "age": [30.5, 41.0, None],
+            "gender": ["male", "female", None],
+            "gender_prob": [0.9, 0.8, None],
+            "status": ["ok", "ok", "no_face"],
+            "error": [None, None, None],
+        }
+    )
+    frame.to_parquet(tmp_path / "filtered.parquet", index=False)
+    report = build_report([tmp_path / "filtered.parquet"])["overall"]
+    assert (report["images"], report["faces"], report["images_without_face"]) == (2, 2, 1)

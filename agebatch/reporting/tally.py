@@ -200,13 +200,30 @@ def _parquet_chunks(dataset, location: str) -> Iterator[pd.DataFrame]:
     wanted = [c for c in (*REQUIRED_COLUMNS, "faces", timeline.COLUMN) if c in names]
     import pyarrow as pa
 
-    face = wanted.index("face")
+    scan = {"batch_readahead": 1, "fragment_readahead": 1, "use_threads": False}  # one chunk in memory at a time
     try:
-        for batch in dataset.to_batches(columns=wanted, batch_size=CHUNK_ROWS):
-            table = pa.Table.from_batches([batch])  # the face number as text, as a CSV holds it
-            yield table.set_column(face, "face", table.column(face).cast(pa.string())).to_pandas()
-    except (OSError, ValueError) as exc:
+        for batches in _batched(dataset.to_batches(columns=wanted, batch_size=CHUNK_ROWS, **scan)):
+            table = pa.Table.from_batches(batches)
+            face = table.schema.get_field_index("face")  # the face number as text, as a CSV holds it
+            table = table.set_column(face, "face", table.column(face).cast(pa.string()))
+            # pandas' own notes in a file pandas wrote are not ours to follow
+            yield table.to_pandas(ignore_metadata=True)
+    except (OSError, ValueError, TypeError, pa.ArrowException) as exc:
         raise ReportError(f"cannot read {location}: {one_line(exc)}") from exc
+
+
+def _batched(batches) -> Iterator[list]:
+    """Record batches gathered into lists of about ``CHUNK_ROWS`` rows: parts are often smaller, and
+    every chunk costs a pass over the folders."""
+    gathered, rows = [], 0
+    for batch in batches:
+        gathered.append(batch)
+        rows += batch.num_rows
+        if rows >= CHUNK_ROWS:
+            yield gathered
+            gathered, rows = [], 0
+    if gathered:
+        yield gathered
 
 
 def _as_text(series: pd.Series) -> pd.Series:

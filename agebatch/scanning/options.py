@@ -70,7 +70,10 @@ class ModelOptions:
 class OutputOptions:
     """Where a scan's rows go and how they are written."""
 
-    out: str = setting("-", "Results file to write (CSV or JSONL); - for stdout.")
+    out: str = setting(
+        "-",
+        "Results file to write (CSV, JSONL, Parquet), or a Parquet dataset DIR/ (also s3://bucket/prefix/); - for stdout.",
+    )
     format: str | None = setting(None, "Output format (default: from --out's extension, else csv).")
     resume: bool = setting(False, "Skip images already in --out (same path, size, mtime); append new ones.")
     excel_safe: bool = setting(False, "Neutralise cells a spreadsheet would run as formulas.")
