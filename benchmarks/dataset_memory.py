@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 import tempfile
@@ -115,7 +116,8 @@ def ray_child(images: int, out_kind: str) -> dict:
 
 
 def child(args: list[str]) -> dict:
-    result = subprocess.run([sys.executable, __file__, *args], check=True, capture_output=True, text=True)
+    env = dict(os.environ, PYTHONPATH=str(REPO))  # Ray's workers import this checkout too
+    result = subprocess.run([sys.executable, __file__, *args], check=True, capture_output=True, text=True, env=env)
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 

@@ -6,6 +6,7 @@ Prints (and writes as JSON) for crops (--detector none) and ~1 MP photos (the de
 - local: the scan in this process, model loaded (images/s);
 - ray: the same scan through ``scan_to_file(..., ray=...)`` on a local Ray cluster with this machine's
   cores, after Ray has started (its start-up time is printed on its own), and its ratio to local;
+- ray_parquet: the same into a Parquet dataset, the workers writing the parts themselves;
 - shards: two ``agebatch scan --shard I/2`` processes at once, then ``agebatch merge``, wall time with
   process start, and its ratio to local.
 Absolute timings drift on a shared machine; compare the ratios of one run.
@@ -30,7 +31,7 @@ sys.path.insert(0, str(REPO / "benchmarks"))
 from throughput import face_crops, photos  # noqa: E402
 
 from agebatch.modelfile.load import default_model_path  # noqa: E402
-from agebatch.scanning.options import ScanOptions  # noqa: E402
+from agebatch.scanning.options import DEFAULT_DETECTOR, ScanOptions  # noqa: E402
 from agebatch.scanning.predictor import Predictor  # noqa: E402
 from agebatch.scanning.scanner import scan_to_file  # noqa: E402
 
@@ -41,11 +42,13 @@ def local(folder: Path, out: Path, predictor, detector: str) -> float:
     return summary.images / (time.perf_counter() - started)
 
 
-def on_ray(folder: Path, out: Path, predictor, detector: str, actors: int | None = None) -> float:
+def on_ray(folder: Path, out: Path | str, predictor, detector: str, actors: int | None = None) -> float:
     from agebatch.scanning.distributed import RayOptions
+    from agebatch.scanning.options import OutputOptions
 
     started = time.perf_counter()
-    summary = scan_to_file([folder], out, predictor, ScanOptions(detector=detector), ray=RayOptions(actors=actors))
+    output = OutputOptions(str(out))
+    summary = scan_to_file([folder], output, predictor, ScanOptions(detector=detector), ray=RayOptions(actors=actors))
     return summary.images / (time.perf_counter() - started)
 
 
@@ -71,6 +74,7 @@ def main() -> None:
     parser.add_argument("--model", type=Path, default=None)
     parser.add_argument("--crops", type=int, default=2000)
     parser.add_argument("--photos", type=int, default=32)
+    parser.add_argument("--detector", default=DEFAULT_DETECTOR, help="the photos' detector")
     parser.add_argument("--ray-actors", type=int, default=None, help="model actors (default: the scan's default)")
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args()
@@ -85,7 +89,7 @@ def main() -> None:
         work = Path(work)
         sets = {
             "crops": (face_crops(args.crops, work / "crops", None), "none", args.crops),
-            "photos_1mp": (photos(args.photos, (1280, 800), work / "photos"), "mtcnn", args.photos),
+            "photos_1mp": (photos(args.photos, (1280, 800), work / "photos"), args.detector, args.photos),
         }
         for name, (folder, detector, count) in sets.items():
             local(folder, work / "warm.csv", predictor, detector)  # warm-up: detector and model loaded
@@ -93,9 +97,11 @@ def main() -> None:
             row = {
                 "local_per_s": local(folder, work / f"{name}.csv", predictor, detector),
                 "ray_per_s": on_ray(folder, work / f"{name}-ray.csv", predictor, detector, args.ray_actors),
+                "ray_parquet_per_s": on_ray(folder, f"{work / name}-ray/", predictor, detector, args.ray_actors),
                 "two_shards_per_s": shards(folder, work / f"{name}-shards.csv", model, detector, count),
             }
             row["ray_ratio"] = row["ray_per_s"] / row["local_per_s"]
+            row["ray_parquet_ratio"] = row["ray_parquet_per_s"] / row["local_per_s"]
             row["shards_ratio"] = row["two_shards_per_s"] / row["local_per_s"]
             figures[name] = {k: round(v, 3) for k, v in row.items()}
             print(name, json.dumps(figures[name]), flush=True)

@@ -90,3 +90,49 @@ def utk_folder(root: Path, count: int = 40, size: int = 48, seed: int = 0) -> Pa
         array = np.full((size, size, 3), shade, np.uint8) + rng.integers(0, 40, (size, size, 3), dtype=np.uint8)
         Image.fromarray(array).save(root / f"{age}_{gender}_{race}_2017011{i:04d}12345.jpg.chip.jpg")
     return root
+
+
+PORTRAITS = Path(__file__).resolve().parent.parent / "examples" / "photos" / "portraits"
+
+
+def portrait(name_start: str) -> Image.Image:
+    """A bundled portrait (a UTKFace crop) the default detector finds, by the start of its name."""
+    return Image.open(next(p for p in sorted(PORTRAITS.iterdir()) if p.name.startswith(name_start))).convert("RGB")
+
+
+def write_video(
+    path: Path,
+    people: list[tuple[Image.Image, float, float, tuple[int, int], tuple[int, int], int]],
+    size: tuple[int, int] = (480, 270),
+    fps: int = 10,
+    seconds: float = 3.0,
+    codec: str = "libx264",
+    rotation: int = 0,
+) -> Path:
+    """A generated video: each person (face, from s, to s, start (x, y), end (x, y), side) glides in a
+    straight line over a noisy background while on screen. With ``rotation`` (counter-clockwise
+    degrees) the upright picture of ``size`` is stored turned back by it, with the display rotation
+    that turns it upright again, as a phone records."""
+    import av
+
+    rng = np.random.default_rng(0)
+    background = Image.fromarray((rng.random((size[1], size[0], 3)) * 60 + 100).astype(np.uint8))
+    stored = size if rotation % 180 == 0 else (size[1], size[0])
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream(codec, rate=fps)
+        stream.width, stream.height, stream.pix_fmt = stored[0], stored[1], "yuv420p"
+        if rotation:
+            stream.set_display_rotation(rotation)
+        for i in range(round(seconds * fps)):
+            t, canvas = i / fps, background.copy()
+            for face, start, stop, (x0, y0), (x1, y1), side in people:
+                if start <= t < stop:
+                    a = (t - start) / max(stop - start, 1e-6)
+                    canvas.paste(face.resize((side, side)), (round(x0 + (x1 - x0) * a), round(y0 + (y1 - y0) * a)))
+            if rotation:
+                canvas = canvas.rotate(-rotation, expand=True)
+            for packet in stream.encode(av.VideoFrame.from_image(canvas)):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    return path

@@ -18,7 +18,7 @@ import typer
 from agebatch.common.settings import default_of, help_of
 from agebatch.reporting.options import BIN_WIDTHS, BREAKDOWNS, REPORT_FORMATS, ReportOptions
 from agebatch.results import FORMATS
-from agebatch.scanning.options import DETECTORS, ENGINES, EXPLAIN_HEADS, ModelOptions, ScanOptions
+from agebatch.scanning.options import DETECTORS, ENGINES, EXPLAIN_HEADS, VIDEO_ROWS, ModelOptions, ScanOptions
 from agebatch.training.config import AGE_HEADS, SAMPLINGS, SCHEDULES, TrainConfig
 from agebatch.web.options import ServeOptions
 
@@ -39,6 +39,7 @@ ReportFormat = _choices("ReportFormat", REPORT_FORMATS)
 BinWidth = _choices("BinWidth", BIN_WIDTHS)
 Breakdown = _choices("Breakdown", BREAKDOWNS)
 Head = _choices("Head", EXPLAIN_HEADS)
+VideoRows = _choices("VideoRows", VIDEO_ROWS)
 
 
 def _metavar(cls: type, name: str) -> str | None:

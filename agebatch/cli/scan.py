@@ -29,6 +29,7 @@ from agebatch.cli._params import (
     MinScoreOption,
     ModelOption,
     QuietOption,
+    VideoRows,
     library_option,
     library_values,
     scan_default,
@@ -75,6 +76,8 @@ def scan(
     batch_size: Annotated[int, scan_option("batch_size", min=1, max=4096)] = scan_default("batch_size"),
     jobs: Annotated[int | None, scan_option("jobs", min=1)] = scan_default("jobs"),
     shard: Annotated[str | None, scan_option("shard", metavar="I/N")] = None,
+    video_fps: Annotated[float, scan_option("video_fps", min=0.01, max=120.0)] = scan_default("video_fps"),
+    video_rows: Annotated[VideoRows, scan_option("video_rows", metavar=None)] = VideoRows(scan_default("video_rows")),
     ray: Annotated[
         bool,
         typer.Option("--ray", help="Run the scan on Ray (a cluster at $RAY_ADDRESS or --ray-address, else local)."),

@@ -12,7 +12,7 @@ from agebatch.results.schema import ALL_COLUMNS, COLUMNS, OutputError
 PARQUET_HINT = "Parquet results need pyarrow: pip install 'agebatch[parquet]' (from a clone: pip install '.[parquet]')"
 MAGIC = b"PAR1"  # the first (and last) four bytes of every Parquet file
 ROW_GROUP_ROWS = 65_536  # rows held in memory before they are written out as a row group
-_INTEGERS = ("face", "x", "y", "width", "height", "faces")
+_INTEGERS = ("face", "x", "y", "width", "height", "faces", "frames")
 _WHOLE = ("file_size",)
 _TEXT = ("path", "gender", "status", "error", "taken_at")
 _KEY_COLUMNS = ("path", "file_size", "file_mtime")

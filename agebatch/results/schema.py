@@ -35,7 +35,20 @@ COLUMNS = (
 # The age interval (age_low, age_high: the central 80% of the model's age distribution) is empty for a
 # model without one; taken_at is when the photo was taken (EXIF DateTimeOriginal, ISO 8601), empty when
 # the file does not say. Files written before these columns existed keep their own header on --resume.
-EXTRA_COLUMNS = ("faces", "female_prob", "file_size", "file_mtime", "age_low", "age_high", "taken_at")
+# A video's rows add when the person was first and last seen (seconds into the video) and in how many
+# sampled frames (``t_first``, ``t_last``, ``frames``); they are empty for photos.
+EXTRA_COLUMNS = (
+    "faces",
+    "female_prob",
+    "file_size",
+    "file_mtime",
+    "age_low",
+    "age_high",
+    "taken_at",
+    "t_first",
+    "t_last",
+    "frames",
+)
 ALL_COLUMNS = COLUMNS + EXTRA_COLUMNS
 FORMATS = ("csv", "jsonl", "parquet")
 TEXT_FORMATS = ("csv", "jsonl")  # written row by row, to a file or to standard output

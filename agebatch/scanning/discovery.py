@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 from agebatch.common import urls
 from agebatch.common.files import open_regular
+from agebatch.scanning import videos
 
 IMAGE_EXTENSIONS = frozenset(
     {".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".webp", ".bmp", ".dib", ".tif", ".tiff", ".gif"}
@@ -49,13 +50,14 @@ def looks_like_image(path: str) -> bool:
             head = handle.read(16)
     except (OSError, ValueError):
         return False
-    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
+    if (head[:4] == b"RIFF" and head[8:12] == b"WEBP") or videos.looks_like_video(head):
         return True
     return any(head.startswith(sig) for sig in _SIGNATURES)
 
 
 def has_image_extension(path: str) -> bool:
-    return os.path.splitext(path)[1].lower() in IMAGE_EXTENSIONS
+    """An image or a video by its extension (a video's frames are scanned as its images)."""
+    return os.path.splitext(path)[1].lower() in IMAGE_EXTENSIONS or videos.has_video_extension(path)
 
 
 def _excluded(path: str, patterns: tuple[str, ...]) -> bool:

@@ -96,7 +96,7 @@ class ScanActor:
 
             quiet.load_tensorflow(f"--detector {self.options.detector}")
         self.predictor = Predictor(model_path, self.options.batch_size, engine, flip_average)
-        self.pipeline = Pipeline(self.options, self.predictor.image_size)
+        self.pipeline = Pipeline(self.options, self.predictor.image_size, self.predictor)
         # Decoding and detection release the GIL: a pool uses the worker's cores as a local scan does.
         self.pool = ThreadPoolExecutor(max_workers=self.options.jobs or os.cpu_count() or 1)
 
@@ -104,19 +104,24 @@ class ScanActor:
         return {"rows": [json.dumps(rows) for rows in self.row_groups(batch)]}
 
     def row_groups(self, batch: dict[str, np.ndarray]) -> list[list[dict]]:
-        """Each image's rows, in the batch's order."""
+        """Each image's rows, in the batch's order. Decoding runs ahead in the pool while the model
+        takes the images a model batch at a time, so the two overlap within a large batch."""
         todo = []
         for path, size, mtime, error in zip(batch["path"], batch["size"], batch["mtime"], batch["error"]):
             key = results.FileKey(str(path), int(size), float(mtime)) if size >= 0 else None
             todo.append(Work(str(path), key, error=str(error) or None))
-        works = list(self.pool.map(self.pipeline.process, todo))
-        crops = [crop for work in works for crop in work.crops]
-        estimates = self.predictor.estimate(np.stack(crops)) if crops else None
-        groups, offset = [], 0
-        for work in works:
-            part = None if estimates is None else estimates.part(offset, offset + len(work.crops))
-            groups.append(rows_of(work, part))
-            offset += len(work.crops)
+        futures = [self.pool.submit(self.pipeline.process, work) for work in todo]
+        groups: list[list[dict]] = []
+        step = self.options.batch_size
+        for start in range(0, len(futures), step):
+            works = [future.result() for future in futures[start : start + step]]
+            crops = [crop for work in works for crop in work.crops]
+            estimates = self.predictor.estimate(np.stack(crops)) if crops else None
+            offset = 0
+            for work in works:
+                part = None if estimates is None else estimates.part(offset, offset + len(work.crops))
+                groups.append(rows_of(work, part))
+                offset += len(work.crops)
         return groups
 
 

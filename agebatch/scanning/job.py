@@ -11,7 +11,6 @@ import json
 import os
 import sys
 from collections.abc import Iterable
-from pathlib import Path
 from typing import IO, TYPE_CHECKING
 
 from agebatch import results
@@ -25,13 +24,13 @@ if TYPE_CHECKING:
     from agebatch.scanning.distributed import RayOptions
 
 
-def paths_from(stream: IO[bytes], null: bool = False) -> list[Path]:
+def paths_from(stream: IO[bytes], null: bool = False) -> list[str]:
     """PATH ``-``: one path a line (or NUL-separated with ``null``) from ``stream``, like xargs."""
     data = stream.read()
     if not null and b"\0" in data:
         raise SetupError("the paths on stdin are separated by NUL bytes (find -print0): add --null (-0)")
     names = data.split(b"\0") if null else data.splitlines()
-    paths = [Path(os.fsdecode(name)) for name in names if name.strip()]
+    paths = [os.fsdecode(name) for name in names if name.strip()]  # text, so an s3:// URL stays one
     if not paths:
         raise SetupError("no paths on stdin (PATH -)")
     return paths

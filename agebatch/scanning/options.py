@@ -24,6 +24,9 @@ ENGINES = ("auto", "keras", "tflite", "int8")  # auto: the best twin beside the 
 EXPLAIN_HEADS = ("age", "gender")  # the estimates Grad-CAM can explain
 
 
+VIDEO_ROWS = ("tracks", "frames")
+
+
 @dataclass(frozen=True)
 class ScanOptions:
     """How to find faces; the CLI's scan options map one to one onto these fields (help included)."""
@@ -44,6 +47,10 @@ class ScanOptions:
         None,
         "Scan only shard I of N (I/N, or auto/N from $JOB_COMPLETION_INDEX, $SLURM_ARRAY_TASK_ID or "
         "$AWS_BATCH_JOB_ARRAY_INDEX).",
+    )
+    video_fps: float = setting(2.0, "Frames a second sampled from each video.")
+    video_rows: str = setting(
+        VIDEO_ROWS[0], "Rows for a video: tracks (one per person seen) or frames (one per face per sampled frame)."
     )
 
     def score_threshold(self) -> float:

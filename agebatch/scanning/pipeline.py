@@ -16,9 +16,9 @@ import numpy as np
 from agebatch import results
 from agebatch.common import urls
 from agebatch.common.text import one_line
-from agebatch.scanning import detectors, discovery, faces, images
+from agebatch.scanning import detectors, discovery, faces, images, videos, videoscan
 from agebatch.scanning.options import ScanOptions
-from agebatch.scanning.predictor import Estimates
+from agebatch.scanning.predictor import Estimates, Predictor
 from agebatch.scanning.rows import face_columns
 
 
@@ -32,13 +32,19 @@ class Work:
     crops: list[np.ndarray] = field(default_factory=list)
     error: str | None = None
     taken_at: str | None = None
+    video: videoscan.VideoResult | None = None  # what a video became (its people), instead of faces
 
 
 class Pipeline:
-    def __init__(self, options: ScanOptions, image_size: int) -> None:
+    """Decode, detect and crop one image at a time (thread-safe: one detector per thread). A video is
+    scanned whole here, its people estimated with ``predictor`` as their tracks end."""
+
+    def __init__(self, options: ScanOptions, image_size: int, predictor: Predictor | None = None) -> None:
         self.options = options
         self.image_size = image_size
+        self.predictor = predictor
         self.decode_side = detectors.decode_side(options.detector, image_size)
+        self.stopping = threading.Event()  # set when the scan is interrupted: a long video stops early
         self._local = threading.local()
 
     def detector(self) -> faces.Detector:
@@ -51,6 +57,8 @@ class Pipeline:
     def process(self, work: Work) -> Work:
         if work.error:
             return work
+        if self.predictor is not None and videoscan.is_video(work.path):
+            return self._process_video(work)
         try:
             decoded = images.decode(work.path, max_side=self.decode_side)
         except images.ImageError as exc:
@@ -65,14 +73,38 @@ class Pipeline:
             work.error = f"face detection failed: {one_line(exc)}"
         return work
 
+    def _process_video(self, work: Work) -> Work:
+        """A video scanned whole: its people (or faces per frame), or the reason it cannot be read."""
+        options = self.options
+        try:
+            work.video = videoscan.scan_video(
+                work.path,
+                self.detector(),
+                self.predictor,
+                options.video_fps,
+                options.video_rows,
+                self.decode_side,
+                self.stopping,
+            )
+        except videos.VideoError as exc:
+            work.error = str(exc)
+        except Exception as exc:  # a detector or decoder failure on one odd video must not end the run
+            work.error = f"video failed: {one_line(exc)}"
+        else:
+            work.taken_at = work.video.taken_at
+        return work
+
 
 def rows_of(work: Work, estimates: Estimates | None) -> list[dict]:
-    """The image's rows: one per face, or one saying why it has none (no face, or the error)."""
+    """The image's rows: one per face, or one saying why it has none (no face, or the error); a
+    video's: one per person seen (or per face per sampled frame)."""
     base = {"path": results.display_path(work.path), "file_size": None, "file_mtime": None, "taken_at": work.taken_at}
     if work.key is not None:
         base.update(file_size=work.key.size, file_mtime=work.key.mtime)
     if work.error:
         return [dict(base, face=None, status="error", error=work.error, faces=0)]
+    if work.video is not None:
+        return _video_rows(work.video, base)
     if not work.faces:
         return [dict(base, face=None, status="no_face", error=None, faces=0)]
     return [
@@ -84,6 +116,27 @@ def rows_of(work: Work, estimates: Estimates | None) -> list[dict]:
             faces=len(work.faces),
         )
         for index, face in enumerate(work.faces)
+    ]
+
+
+def _video_rows(video: videoscan.VideoResult, base: dict) -> list[dict]:
+    """A video's rows: each person (or face per frame) with when it was seen; a note (the video was
+    cut short) rides in the error column of every row, which keeps its ``ok`` status."""
+    if not video.seen:
+        return [dict(base, face=None, status="no_face", error=video.note, faces=0)]
+    people = len({seen.track for seen in video.seen})
+    return [
+        dict(
+            base,
+            **face_columns(seen.track, seen.face, seen.prediction),
+            status="ok",
+            error=video.note,
+            faces=people,
+            t_first=seen.t_first,
+            t_last=seen.t_last,
+            frames=seen.frames,
+        )
+        for seen in video.seen
     ]
 
 

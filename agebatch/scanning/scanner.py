@@ -23,6 +23,7 @@ import numpy as np
 import pandas as pd
 
 from agebatch import results
+from agebatch.common import urls
 from agebatch.common.text import count
 from agebatch.scanning import detectors, discovery
 from agebatch.scanning.options import DEFAULT_DETECTOR, TENSORFLOW_DETECTORS, OutputOptions, ScanOptions
@@ -108,7 +109,7 @@ def iter_scan(
         from agebatch.common import quiet
 
         quiet.load_tensorflow(f"--detector {options.detector}")  # once here, not in every worker thread
-    pipeline = Pipeline(options, predictor.image_size)
+    pipeline = Pipeline(options, predictor.image_size, predictor)
     jobs = options.jobs or os.cpu_count() or 1
     window = max(2 * options.batch_size, 4 * jobs)
     works = pending_work(paths, options, skip, on_skip)
@@ -147,6 +148,7 @@ def iter_scan(
                     yield from flush()
             yield from flush()
         except BaseException:
+            pipeline.stopping.set()  # a video being scanned stops at its next frame
             for future in in_flight:
                 future.cancel()
             raise
@@ -316,7 +318,8 @@ def _outcomes(paths, predictor, options, ray, writer, skip, on_skip) -> Iterator
     if ray is not None and isinstance(writer, results.DatasetWriter):
         from agebatch.scanning.distributed import iter_outcomes_on_ray
 
-        location, prefix = writer.out, writer.part_prefix
+        location = writer.out if urls.is_url(writer.out) else os.path.abspath(writer.out) + "/"  # workers' own cwd
+        prefix = writer.part_prefix
         yield from iter_outcomes_on_ray(paths, predictor, options, ray, location, prefix, skip, on_skip)
         return
     if ray is None:

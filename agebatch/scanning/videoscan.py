@@ -1,0 +1,119 @@
+"""One video's way through a scan: sampled frames -> faces -> tracks -> one estimate per person.
+
+A track's age, interval and gender come from its best few faces together (``KEEP_CROPS`` by detector
+score x size): the mean of their ages and interval bounds, and the mean of their gender log-odds,
+which steadies a read-out that one frame (a blink, a turned head) can throw. With ``--video-rows
+frames`` every face of every sampled frame is a row of its own instead, numbered by its track.
+Tracks are estimated as they end, so memory holds the open tracks only, however long the video.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from agebatch.common.files import open_regular
+from agebatch.scanning import faces, tracking, videos
+from agebatch.scanning.facebox import Face
+from agebatch.scanning.predictor import Prediction, Predictor, to_prediction
+
+TRACK_GAP_FRAMES = 3  # a track unseen for this many sampled frames has ended
+
+
+@dataclass
+class Seen:
+    """A person (a track), or with ``--video-rows frames`` one face in one sampled frame."""
+
+    face: Face
+    prediction: Prediction
+    t_first: float
+    t_last: float
+    frames: int
+    track: int = 0
+
+
+@dataclass
+class VideoResult:
+    """What a video became: who was seen, and a note when decoding stopped early."""
+
+    seen: list[Seen] = field(default_factory=list)
+    note: str | None = None
+    taken_at: str | None = None
+
+
+def is_video(path: str) -> bool:
+    """A video by its extension or, for a local file without a telling one, by its first bytes."""
+    if videos.has_video_extension(path):
+        return True
+    if "://" in path:
+        return False
+    try:
+        with os.fdopen(open_regular(path), "rb") as handle:
+            return videos.looks_like_video(handle.read(16))
+    except (OSError, ValueError):
+        return False
+
+
+def pooled(predictor: Predictor, crops: list[np.ndarray]) -> Prediction:
+    """One estimate from several crops of one face: mean age and bounds, mean gender log-odds."""
+    estimates = predictor.estimate(np.stack(crops))
+    females = np.clip(estimates.females.astype(np.float64), 1e-6, 1 - 1e-6)
+    female = 1 / (1 + np.exp(-np.mean(np.log(females / (1 - females)))))
+
+    def mean(values):
+        return None if values is None else float(np.mean(values))
+
+    return to_prediction(float(np.mean(estimates.ages)), female, mean(estimates.age_low), mean(estimates.age_high))
+
+
+def scan_video(
+    path: str, detector, predictor: Predictor, fps: float, rows: str, max_side: int, stop: threading.Event | None = None
+) -> VideoResult:
+    """Sample, detect, track and estimate one video (``videos.VideoError`` if nothing decodes); a set
+    ``stop`` (the scan is being interrupted) ends it at the next sampled frame."""
+    result = VideoResult()
+    tracker = tracking.Tracker(max_gap=TRACK_GAP_FRAMES / fps)
+    ended: list[tracking.Track] = []
+    with videos.VideoReader(path) as reader:
+        result.taken_at = reader.info.taken_at
+        for frame in reader.sampled(fps, max_side):
+            if stop is not None and stop.is_set():
+                raise videos.VideoError("interrupted")
+            found, crops = faces.find_faces(frame.image, detector, predictor.image_size, frame.scale)
+            boxes = [face.scaled(frame.scale) for face in found]
+            ended += _estimated(tracker.update(frame.seconds, boxes, crops), predictor, rows)
+            if rows == "frames" and crops:
+                _add_frame(result, frame.seconds, boxes, tracker.assigned, predictor.estimate(np.stack(crops)))
+        ended += _estimated(tracker.finish(), predictor, rows)
+        result.note = reader.cut_short
+    if rows == "tracks":
+        result.seen = _people(ended)
+    return result
+
+
+def _estimated(tracks: list[tracking.Track], predictor: Predictor, rows: str) -> list[tracking.Track]:
+    """Ended tracks worth keeping, each with its pooled estimate, its crops let go."""
+    kept = [track for track in tracks if track.kept]
+    for track in kept:
+        if rows == "tracks":
+            track.prediction = pooled(predictor, [crop for _, crop in track.crops])
+        track.crops = []
+    return kept
+
+
+def _people(tracks: list[tracking.Track]) -> list[Seen]:
+    """The kept tracks in the order people first appeared, numbered from 0 like a photo's faces."""
+    ordered = sorted(tracks, key=lambda t: (t.t_first, t.number))
+    return [
+        Seen(track.best, track.prediction, round(track.t_first, 3), round(track.t_last, 3), track.frames, number)
+        for number, track in enumerate(ordered)
+    ]
+
+
+def _add_frame(result: VideoResult, seconds: float, boxes: list[Face], tracks: list[int], estimates) -> None:
+    for index, (face, track) in enumerate(zip(boxes, tracks)):
+        t = round(seconds, 3)
+        result.seen.append(Seen(face, estimates.prediction(index), t, t, 1, track))
