@@ -166,3 +166,11 @@ def test_the_tracker_follows_a_mover_and_lets_a_one_frame_doubt_go():
     ended = tracker.finish()
     assert [t.frames for t in ended] == [4, 1]
     assert [t.kept for t in ended] == [True, False]
+
+
+def test_without_pyav_a_video_is_an_error_row_naming_the_extra(clips, tmp_path, tiny_predictor, monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "av", None)  # import av now raises ImportError
+    rows = _scan(tmp_path, tiny_predictor, clips["two"])
+    assert rows[0]["status"] == "error" and "pip install 'agebatch[video]'" in rows[0]["error"]
