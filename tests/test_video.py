@@ -174,3 +174,15 @@ def test_without_pyav_a_video_is_an_error_row_naming_the_extra(clips, tmp_path, 
     monkeypatch.setitem(sys.modules, "av", None)  # import av now raises ImportError
     rows = _scan(tmp_path, tiny_predictor, clips["two"])
     assert rows[0]["status"] == "error" and "pip install 'agebatch[video]'" in rows[0]["error"]
+
+
+def test_the_report_counts_the_people_seen_in_videos(clips, tmp_path, tiny_predictor):
+    from agebatch.reporting.aggregate import build_report, write_report
+
+    out = tmp_path / "two.csv"
+    scan_to_file([clips["two"], clips["swap"]], out, tiny_predictor, OPTIONS)
+    overall = build_report([out])["overall"]
+    assert (overall["videos"], overall["people_in_videos"], overall["faces"]) == (2, 4, 4)
+    assert 1.0 < overall["seconds_seen_per_person"] < 3.0
+    page = write_report(build_report([out]), tmp_path / "report.html").read_text()
+    assert "people seen in 2 video(s)" in page

@@ -70,6 +70,11 @@ def _cards(summary: dict, files: int = 0) -> str:
         ("median age", summary["median_age"] if summary["median_age"] is not None else "–"),
         ("female share (95% interval)", _share_text(summary.get("female_share"))),
     ]
+    if summary.get("people_in_videos"):  # a video's rows are people, each counted once however long seen
+        items[1:1] = [
+            (f"people seen in {summary['videos']} video(s)", summary["people_in_videos"]),
+            ("seconds on screen per person", summary["seconds_seen_per_person"]),
+        ]
     pooled = f"<p class='meta'>All {files} results files together:</p>" if files > 1 else ""
     return (
         pooled

@@ -29,6 +29,7 @@ from agebatch.results import reason_group
 _DEFAULTS = ReportOptions()
 
 REQUIRED_COLUMNS = ("path", "face", "age", "gender", "gender_prob", "status", "error")
+OPTIONAL_COLUMNS = ("faces", timeline.COLUMN, "t_first", "t_last")  # counted when the results have them
 MAX_AGE = REPORT_MAX_AGE
 ERROR_LIST_CAP = 200
 CHUNK_ROWS = 200_000
@@ -117,6 +118,9 @@ class Tally:
     folders: dict = field(default_factory=dict)  # parent folder -> FolderTally
     days: dict = field(default_factory=dict, metadata={"merge": _days})  # capture day -> tallies (see timeline)
     has_dates: bool = False  # the results have a taken_at column at all
+    videos: int = 0  # videos in which someone was seen
+    people: int = 0  # people seen in videos (a video's rows are people, a photo's are faces)
+    seconds_seen: float = 0.0  # the time each person was on screen, added up
 
     def merge(self, other: Tally) -> None:
         """Add what ``other`` counted (its name aside)."""
@@ -159,7 +163,7 @@ def _read_chunks(location: str) -> Iterator[pd.DataFrame]:
             missing = [c for c in REQUIRED_COLUMNS if c not in columns]
             if missing:
                 raise ReportError(f"{path} is missing column(s) {', '.join(missing)}: is it an agebatch results file?")
-            wanted = [c for c in (*REQUIRED_COLUMNS, "faces", timeline.COLUMN) if c in columns]
+            wanted = [c for c in (*REQUIRED_COLUMNS, *OPTIONAL_COLUMNS) if c in columns]
             reader = pd.read_csv(
                 path,
                 usecols=wanted,
@@ -197,7 +201,7 @@ def _parquet_chunks(dataset, location: str) -> Iterator[pd.DataFrame]:
     missing = [c for c in REQUIRED_COLUMNS if c not in names]
     if missing:
         raise ReportError(f"{location} is missing column(s) {', '.join(missing)}: is it agebatch results?")
-    wanted = [c for c in (*REQUIRED_COLUMNS, "faces", timeline.COLUMN) if c in names]
+    wanted = [c for c in (*REQUIRED_COLUMNS, *OPTIONAL_COLUMNS) if c in names]
     import pyarrow as pa
 
     scan = {"batch_readahead": 1, "fragment_readahead": 1, "use_threads": False}  # one chunk in memory at a time
@@ -325,6 +329,16 @@ def _folder_keys(tally: Tally, parents: pd.Series, depth: int) -> pd.Series:
     return parents.map({parent: folded_key(parent, root, depth) for parent in unique})
 
 
+def _add_people(tally: Tally, ok: pd.DataFrame, first_row: pd.Series) -> None:
+    """A video's rows: each a person, on screen from ``t_first`` to ``t_last``."""
+    first = _numbers(ok["t_first"], 0.0, 1e7)
+    last = _numbers(ok["t_last"], 0.0, 1e7)
+    seen = first.notna() & last.notna()
+    tally.people += int(seen.sum())
+    tally.videos += int((seen & first_row).sum())
+    tally.seconds_seen += float((last[seen] - first[seen]).clip(lower=0).sum())
+
+
 def _add_chunk(tally: Tally, chunk: pd.DataFrame, options: ReportOptions) -> None:
     tally.rows += len(chunk)
     if chunk.empty:
@@ -350,6 +364,8 @@ def _add_chunk(tally: Tally, chunk: pd.DataFrame, options: ReportOptions) -> Non
         tally.faces_per_image.update(counts.tolist())
 
     ok = chunk[status == "ok"]
+    if "t_first" in ok and "t_last" in ok:
+        _add_people(tally, ok, first_row[status == "ok"])
     for parent, n in folder_of[first_row].value_counts().items():
         tally.folders.setdefault(parent, FolderTally()).images += int(n)
     if ok.empty:
