@@ -19,6 +19,7 @@ from agebatch.scanning.facebox import Face
 
 MIN_IOU = 0.2  # a predicted box and a face overlapping less are not the same face...
 MAX_CENTRE_SHIFT = 1.5  # ...unless their centres are within this many face sides and their sizes agree
+# (half as many once the track has moved: its velocity then predicts where the face will be)
 MAX_SIZE_RATIO = 1.6
 KEEP_CROPS = 5  # a track's best faces (score x side) kept for its estimate
 ONE_FRAME_MIN_SCORE = 0.85  # a track seen in one sampled frame only is kept when the detector was this sure
@@ -70,9 +71,10 @@ def iou(a: Face, b: Face) -> float:
     return inter / (a.width * a.height + b.width * b.height - inter)
 
 
-def _affinity(predicted: Face, face: Face) -> float:
+def _affinity(predicted: Face, face: Face, moving: bool) -> float:
     """How well ``face`` continues a track predicted at ``predicted``: its IoU, or, for a fast mover
-    that overlaps little, a smaller score from the centres' distance; 0 when it cannot be the same."""
+    that overlaps little, a smaller score from the centres' distance (within a tighter gate once the
+    track's motion is known: ``moving``); 0 when it cannot be the same."""
     overlap = iou(predicted, face)
     if overlap >= MIN_IOU:
         return overlap
@@ -82,7 +84,8 @@ def _affinity(predicted: Face, face: Face) -> float:
     dx = (face.x + face.width / 2) - (predicted.x + predicted.width / 2)
     dy = (face.y + face.height / 2) - (predicted.y + predicted.height / 2)
     shift = math.hypot(dx, dy) / max(predicted.side, 1e-6)
-    return MIN_IOU * (1 - shift / MAX_CENTRE_SHIFT) if shift < MAX_CENTRE_SHIFT else 0.0
+    gate = MAX_CENTRE_SHIFT / 2 if moving else MAX_CENTRE_SHIFT
+    return MIN_IOU * (1 - shift / gate) if shift < gate else 0.0
 
 
 class Tracker:
@@ -98,7 +101,7 @@ class Tracker:
         """Add one sampled frame's faces; returns the tracks that ended before it."""
         pairs = sorted(
             (
-                (_affinity(track.predicted(seconds), face), t, f)
+                (_affinity(track.predicted(seconds), face, len(track.boxes) > 1), t, f)
                 for t, track in enumerate(self.active)
                 for f, face in enumerate(faces)
             ),
