@@ -21,6 +21,7 @@ import hashlib
 import json
 import logging
 import os
+import warnings
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -177,6 +178,12 @@ def _mapped(ray, items: list[dict], actor: type, predictor: Predictor, options: 
     cpus = max(1, int(ray.cluster_resources().get("CPU", 1)))
     actors = ray_options.actors or max(1, cpus // 2)
     batch_size = extra.pop("batch_size", options.batch_size)
+    with warnings.catch_warnings():  # Ray names its retry settings deprecated, with no replacement yet
+        warnings.simplefilter("ignore", DeprecationWarning)
+        return _map_batches(ray, items, actor, predictor, options, actors, cpus, batch_size, extra)
+
+
+def _map_batches(ray, items, actor, predictor, options, actors: int, cpus: int, batch_size: int, extra: dict):
     return ray.data.from_items(items).map_batches(
         actor,
         fn_constructor_kwargs={
