@@ -15,8 +15,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from agebatch.common import urls
 from agebatch.common.files import open_regular
-from agebatch.scanning import faces, tracking, videos
+from agebatch.scanning import discovery, faces, tracking, videos
 from agebatch.scanning.facebox import Face
 from agebatch.scanning.predictor import Prediction, Predictor, to_prediction
 
@@ -45,10 +46,12 @@ class VideoResult:
 
 
 def is_video(path: str) -> bool:
-    """A video by its extension or, for a local file without a telling one, by its first bytes."""
-    if videos.has_video_extension(path):
+    """A video by its extension or, for a local file without a telling one, by its first bytes (a
+    photo's extension is believed: no second open for every photo)."""
+    extension = os.path.splitext(path)[1].lower()
+    if extension in videos.VIDEO_EXTENSIONS:
         return True
-    if "://" in path:
+    if extension in discovery.IMAGE_EXTENSIONS or urls.is_url(path):
         return False
     try:
         with os.fdopen(open_regular(path), "rb") as handle:
