@@ -125,6 +125,20 @@ def test_results_go_to_object_storage_only_as_a_dataset(s3, prefix, run_cli):
     assert code == 2 and "end --out with /" in err
 
 
+def test_a_mistyped_bucket_is_refused_not_made(s3, prefix, tiny_predictor):
+    from agebatch import results
+
+    with pytest.raises(results.OutputError, match="no such bucket: typo-bucket"):
+        scan_to_file([f"{prefix}/in"], OutputOptions("s3://typo-bucket/results/"), tiny_predictor, OPTIONS)
+    assert not s3.exists("typo-bucket")
+
+
+def test_an_empty_object_is_an_empty_file(s3, prefix, tiny_predictor):
+    s3.pipe_file(f"{prefix.removeprefix('s3://')}/empty/zero.jpg", b"")
+    works = list(pending_work([f"{prefix}/empty"], OPTIONS))
+    assert Pipeline(OPTIONS, tiny_predictor.image_size).process(works[0]).error == "empty file"
+
+
 def test_an_unknown_kind_of_url_is_a_one_line_error():
     with pytest.raises(urls.StorageUnavailable, match="nosuch://"):
         urls.filesystem("nosuch://bucket/x")

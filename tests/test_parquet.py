@@ -165,6 +165,13 @@ def test_shards_write_their_parts_into_one_dataset(folder, tmp_path, tiny_predic
     assert records == [f"ds.shard{i}of3.meta.json" for i in range(3)]
     with pytest.raises(results.OutputError, match="shard1of3"):  # a shard run again without --resume
         scan_to_file([folder], OutputOptions(out), tiny_predictor, ScanOptions(detector="none", shard=Shard(1, 3)))
+    with pytest.raises(results.OutputError, match="another scan's parts"):  # a split of another size beside them
+        scan_to_file([folder], OutputOptions(out), tiny_predictor, ScanOptions(detector="none", shard=Shard(0, 2)))
+    whole = f"{tmp_path / 'whole'}/"
+    scan_to_file([folder], OutputOptions(whole), tiny_predictor, OPTIONS)
+    with pytest.raises(results.OutputError, match="another scan's parts"):  # a shard over a whole scan
+        scan_to_file([folder], OutputOptions(whole), tiny_predictor, ScanOptions(detector="none", shard=Shard(0, 3)))
+    assert len(_parquet_rows(whole)) == 7
 
 
 def test_the_report_reads_parquet_as_it_reads_csv(folder, tmp_path, tiny_predictor):
@@ -200,7 +207,40 @@ def test_merge_puts_parquet_shards_together_and_refuses_overlaps(folder, tmp_pat
         results.merge([tmp_path / "s0.parquet", tmp_path / "r.csv"], tmp_path / "again.parquet")
     with pytest.raises(results.OutputError, match=".parquet file"):
         results.merge([tmp_path / "s0.parquet"], tmp_path / "again.csv")
+    with pytest.raises(results.OutputError, match="inside a dataset being merged"):
+        results.merge([f"{tmp_path / 'ds'}/"], tmp_path / "ds" / "part-all.parquet")
     assert not (tmp_path / "again.parquet").exists() and not (tmp_path / "again.csv").exists()
+    assert not (tmp_path / "ds" / "part-all.parquet").exists()
+
+
+def test_damaged_parquet_parts_are_one_line_refusals(folder, tmp_path, tiny_predictor, capfd):
+    scan_to_file([folder], OutputOptions(f"{tmp_path / 'ds'}/"), tiny_predictor, OPTIONS)
+    part = next((tmp_path / "ds").glob("part-*.parquet"))
+    (tmp_path / "ds" / "part-cut-00000.parquet").write_bytes(part.read_bytes()[:300])
+    with pytest.raises(results.OutputError, match="cannot read"):
+        results.merge([f"{tmp_path / 'ds'}/"], tmp_path / "all.parquet")
+    typed = tmp_path / "typed.parquet"  # our column names, but an age in words
+    columns = {c: pa.array([None], results.parquet.arrow_type(c)) for c in results.ALL_COLUMNS}
+    pq.write_table(pa.table({**columns, "age": pa.array(["old"])}), typed)
+    with pytest.raises(results.OutputError, match="other columns"):
+        scan_to_file([folder], OutputOptions(str(typed), resume=True), tiny_predictor, OPTIONS)
+    import gc
+
+    gc.collect()
+    assert "Traceback" not in capfd.readouterr().err
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []  # no temporary left
+
+
+def test_a_shard_leaves_the_other_shards_temporary_parts_alone(folder, tmp_path, tiny_predictor):
+    out = tmp_path / "ds"
+    options = ScanOptions(detector="none", batch_size=8, shard=Shard(1, 2))
+    scan_to_file([folder], OutputOptions(f"{out}/"), tiny_predictor, options)
+    theirs = out / ".part-shard0of2-20260101T000000Z-abcdef-00000.parquet.Ab3dEf9h.tmp"
+    mine = out / ".part-shard1of2-20260101T000000Z-abcdef-00000.parquet.Zz3dEf9h.tmp"
+    theirs.write_bytes(b"being written")
+    mine.write_bytes(b"left by a killed run")
+    scan_to_file([folder], OutputOptions(f"{out}/", resume=True), tiny_predictor, options)
+    assert theirs.exists() and not mine.exists()
 
 
 def test_the_report_reads_parquet_that_pandas_wrote(tmp_path):

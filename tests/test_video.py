@@ -79,12 +79,31 @@ def test_two_faces_that_cross_stay_two_people(clips, tmp_path, tiny_predictor):
         assert float(row["t_first"]) <= 0.5 and float(row["t_last"]) >= 2.5
 
 
-def test_frames_rows_give_each_face_of_each_sampled_frame_numbered_by_its_track(clips, tmp_path, tiny_predictor):
-    rows = _scan(tmp_path, tiny_predictor, clips["two"], ScanOptions(batch_size=8, video_rows="frames"))
-    assert len(rows) >= 8 and all(r["t_first"] == r["t_last"] and r["frames"] == "1" for r in rows)
-    assert {r["face"] for r in rows} == {"0", "1"}
+def test_frames_rows_give_each_face_of_each_sampled_frame_and_read_back_as_faces(clips, tmp_path, tiny_predictor):
+    from agebatch import results
+    from agebatch.reporting.aggregate import build_report
+
+    options = ScanOptions(batch_size=8, video_rows="frames")
+    rows = _scan(tmp_path, tiny_predictor, clips["two"], options)
+    assert len(rows) >= 8 and all(r["t_first"] == r["t_last"] and r["frames"] == "" for r in rows)
+    assert [r["face"] for r in rows] == [str(i) for i in range(len(rows))]  # numbered like a photo's faces
+    assert {r["faces"] for r in rows} == {str(len(rows))}
     times = sorted({float(r["t_first"]) for r in rows})
     assert times[:3] == [0.0, 0.5, 1.0]  # two sampled frames a second
+    overall = build_report([tmp_path / "two.csv"])["overall"]
+    assert (overall["images"], overall["faces"], overall["people_in_videos"]) == (1, len(rows), 0)
+    results.merge([tmp_path / "two.csv"], tmp_path / "merged.csv")  # one image, not "listed twice"
+    resumed = scan_to_file(
+        [clips["two"]], OutputOptions(str(tmp_path / "two.csv"), resume=True), tiny_predictor, options
+    )
+    assert resumed.skipped == 1 and len(_rows(tmp_path / "two.csv")) == len(rows)
+
+
+def test_a_photo_named_like_a_video_is_scanned_as_the_photo_it_is(tmp_path, tiny_predictor):
+    fake = tmp_path / "holiday.mp4"
+    portrait("10130").save(fake, format="JPEG")
+    rows = _scan(tmp_path, tiny_predictor, fake)
+    assert len(rows) == 1 and rows[0]["status"] == "ok" and rows[0]["t_first"] == ""
 
 
 def test_a_rotated_stream_is_scanned_upright(clips, tmp_path, tiny_predictor):

@@ -29,7 +29,7 @@ from agebatch.results import reason_group
 _DEFAULTS = ReportOptions()
 
 REQUIRED_COLUMNS = ("path", "face", "age", "gender", "gender_prob", "status", "error")
-OPTIONAL_COLUMNS = ("faces", timeline.COLUMN, "t_first", "t_last")  # counted when the results have them
+OPTIONAL_COLUMNS = ("faces", timeline.COLUMN, "t_first", "t_last", "frames")  # counted when the results have them
 MAX_AGE = REPORT_MAX_AGE
 ERROR_LIST_CAP = 200
 CHUNK_ROWS = 200_000
@@ -330,10 +330,11 @@ def _folder_keys(tally: Tally, parents: pd.Series, depth: int) -> pd.Series:
 
 
 def _add_people(tally: Tally, ok: pd.DataFrame, first_row: pd.Series) -> None:
-    """A video's rows: each a person, on screen from ``t_first`` to ``t_last``."""
+    """A video's rows: each a person, on screen from ``t_first`` to ``t_last`` in ``frames`` sampled
+    frames (rows of ``--video-rows frames`` have no ``frames``: they are faces, not people)."""
     first = _numbers(ok["t_first"], 0.0, 1e7)
     last = _numbers(ok["t_last"], 0.0, 1e7)
-    seen = first.notna() & last.notna()
+    seen = first.notna() & last.notna() & _numbers(ok["frames"], 1, 1e9).notna()
     tally.people += int(seen.sum())
     tally.videos += int((seen & first_row).sum())
     tally.seconds_seen += float((last[seen] - first[seen]).clip(lower=0).sum())
@@ -364,7 +365,7 @@ def _add_chunk(tally: Tally, chunk: pd.DataFrame, options: ReportOptions) -> Non
         tally.faces_per_image.update(counts.tolist())
 
     ok = chunk[status == "ok"]
-    if "t_first" in ok and "t_last" in ok:
+    if "frames" in ok and "t_first" in ok and "t_last" in ok:
         _add_people(tally, ok, first_row[status == "ok"])
     for parent, n in folder_of[first_row].value_counts().items():
         tally.folders.setdefault(parent, FolderTally()).images += int(n)

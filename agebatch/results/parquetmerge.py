@@ -9,7 +9,7 @@ from pathlib import Path
 
 from agebatch import __version__
 from agebatch.common import atomic, urls
-from agebatch.common.text import printable
+from agebatch.common.text import one_line, printable
 from agebatch.results.parquet import arrow_schema, check_schema, require_pyarrow, starts_like_parquet
 from agebatch.results.schema import OutputError, is_dataset, metadata_path, write_metadata
 from agebatch.results.store import parquet_results
@@ -27,21 +27,29 @@ def merge_parquet(parts: list[str], out: str) -> tuple[int, int]:
         raise OutputError(f"--out {out}: Parquet parts merge into one local .parquet file")
     if not all(is_parquet_part(p) for p in parts):
         raise OutputError("the parts mix Parquet and CSV or JSON Lines: merge parts of one scan, in one format")
+    local = [p for p in parts if not urls.is_url(p)]
     try:
-        atomic.check_output(out, [p for p in parts if not urls.is_url(p)])
+        atomic.check_output(out, local)
     except atomic.UnsafeOutputError as exc:
         raise OutputError(str(exc)) from exc
-    datasets = [_opened(p) for p in parts]
-    images = _check_disjoint(parts, datasets)
-    rows = _write(datasets, Path(out), parts)
+    folder = os.path.dirname(os.path.abspath(out))
+    if any(os.path.isdir(p) and atomic.same_file(folder, p) for p in local):
+        raise OutputError(f"--out {out} is inside a dataset being merged; write it elsewhere")
+    pa = require_pyarrow()
+    try:
+        datasets = [_opened(p) for p in parts]
+        images = _check_disjoint(parts, datasets)
+        rows = _write(datasets, Path(out), parts)
+    except (ValueError, pa.ArrowException) as exc:  # a damaged part: a footer missing, a column's type
+        raise OutputError(f"cannot read the parts: {one_line(exc)}") from exc
     return images, rows
 
 
 def _opened(part: str):
     try:
         dataset = parquet_results(part)
-    except OSError as exc:
-        raise OutputError(f"cannot read {part}: {exc}") from exc
+    except (OSError, ValueError) as exc:
+        raise OutputError(f"cannot read {part}: {one_line(exc)}") from exc
     if dataset is None:
         raise OutputError(f"{part} is not agebatch Parquet results")
     check_schema(dataset.schema, part)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import stat
 from pathlib import Path
 
@@ -203,6 +204,9 @@ class ParquetFileWriter(_BufferedWriter):
     def _abandon(self) -> None:
         tmp = getattr(self, "_tmp", None)
         if tmp is not None:
+            writer = getattr(self, "_writer", None)
+            with contextlib.suppress(OSError, ValueError, AttributeError):
+                writer.close()  # before its file: pyarrow would close it again, later, on a closed file
             with contextlib.suppress(OSError):
                 self._handle.close()
             tmp.unlink(missing_ok=True)
@@ -240,18 +244,31 @@ class DatasetWriter(_BufferedWriter):
                 "or one agebatch wrote"
             )
         mine = f"part-{self.owner}-" if self.owner else "part-"
-        self.existed = any(name.startswith(mine) for name in self.store.part_names())
-        if self.existed and not self.resume:
-            whose = f"shard {self.owner}'s" if self.owner else "a scan's"
-            raise OutputError(
-                f"{self.out} already holds {whose} results; add --resume to add to them, or choose a new folder"
-            )
-        self.store.remove_stale_temporaries()
+        parts = self.store.part_names()
+        self.existed = any(name.startswith(mine) for name in parts)
+        if not self.resume:
+            self._check_fresh(parts)
+        self.store.remove_stale_temporaries(mine)
         if self.resume:
             self.done = self.store.index()
             self._remove_metadata()
         self.store.create()
         self.part_prefix = f"{self.owner}-{run_prefix()}" if self.owner else run_prefix()
+
+    def _check_fresh(self, parts: list[str]) -> None:
+        """A fresh run adds to a dataset only beside the other shards of the same split: never over its
+        own earlier parts, nor over another scan's (which would list their images twice)."""
+        if self.existed:
+            whose = f"shard {self.owner}'s" if self.owner else "a scan's"
+            raise OutputError(
+                f"{self.out} already holds {whose} results; add --resume to add to them, or choose a new folder"
+            )
+        split = re.compile(r"part-shard\d+of" + re.escape(self.owner.rsplit("of", 1)[-1]) + "-") if self.owner else None
+        others = [name for name in parts if split is None or not split.match(name)]
+        if others:
+            raise OutputError(
+                f"{self.out} holds another scan's parts ({others[0]}); scan into a new folder, or add --resume"
+            )
 
     def _flush(self) -> None:
         if self._rows:

@@ -69,18 +69,26 @@ class PartStore:
         """Names that are neither parts nor our temporary files: a folder someone else uses."""
         return [n for n in self.names() if not (PART_NAME.fullmatch(n) or _OUR_TEMPORARY.fullmatch(n))]
 
-    def remove_stale_temporaries(self) -> None:
-        """Temporary parts of killed runs (local only: an object store never shows an unfinished upload)."""
+    def remove_stale_temporaries(self, prefix: str = "part-") -> None:
+        """Temporary parts of killed runs whose names start with ``prefix`` (a shard's own: another
+        shard may be writing its part right now). Local only: an object store shows no unfinished upload."""
         if not self.remote:
             for name in self.names():
-                if _OUR_TEMPORARY.fullmatch(name):
+                if _OUR_TEMPORARY.fullmatch(name) and name.startswith("." + prefix):
                     Path(self.root, name).unlink(missing_ok=True)
 
     # -- writing ----------------------------------------------------------------------------
     def create(self) -> None:
-        """Make the dataset's folder (locally its parent must exist: a typo is not a new tree)."""
+        """Make the dataset's folder; its parent must exist (a typo is not a new tree), and in object
+        storage its bucket (a store would make a mistyped bucket; prefixes need no making)."""
         if self.remote:
-            self.fs.makedirs(self.root, exist_ok=True)
+            bucket = self.root.split("/", 1)[0]
+            try:
+                found = self.fs.exists(bucket)
+            except Exception as exc:  # the store's own errors (credentials, endpoint) in one line
+                raise OutputError(f"cannot reach {self.location}: {exc}") from exc
+            if not found:
+                raise OutputError(f"no such bucket: {bucket} (for {self.location})")
             return
         folder = Path(self.root)
         if not folder.parent.is_dir():

@@ -43,16 +43,24 @@ class Candidate:
     mtime: float | None = None
 
 
-def looks_like_image(path: str) -> bool:
-    """True when the file starts with the signature of a format we decode."""
+def file_head(path: str) -> bytes:
+    """The first 16 bytes of a regular file (empty when it cannot be read)."""
     try:  # non-blocking, and regular files only: a FIFO must not hang the walk
         with os.fdopen(open_regular(path), "rb") as handle:
-            head = handle.read(16)
+            return handle.read(16)
     except (OSError, ValueError):
-        return False
-    if (head[:4] == b"RIFF" and head[8:12] == b"WEBP") or videos.looks_like_video(head):
-        return True
-    return any(head.startswith(sig) for sig in _SIGNATURES)
+        return b""
+
+
+def is_image_head(head: bytes) -> bool:
+    """True for the first bytes of an image format we decode."""
+    return (head[:4] == b"RIFF" and head[8:12] == b"WEBP") or any(head.startswith(sig) for sig in _SIGNATURES)
+
+
+def looks_like_image(path: str) -> bool:
+    """True when the file starts with the signature of a format we decode (a video's too)."""
+    head = file_head(path)
+    return is_image_head(head) or videos.looks_like_video(head)
 
 
 def has_image_extension(path: str) -> bool:

@@ -120,21 +120,21 @@ def rows_of(work: Work, estimates: Estimates | None) -> list[dict]:
 
 
 def _video_rows(video: videoscan.VideoResult, base: dict) -> list[dict]:
-    """A video's rows: each person (or face per frame) with when it was seen; a note (the video was
+    """A video's rows: each person (or face per frame: ``frames`` empty) with when it was seen,
+    numbered 0..n-1 like a photo's faces (resume and merge read them alike); a note (the video was
     cut short) rides in the error column of every row, which keeps its ``ok`` status."""
     if not video.seen:
         return [dict(base, face=None, status="no_face", error=video.note, faces=0)]
-    people = len({seen.track for seen in video.seen})
     return [
         dict(
             base,
             **face_columns(seen.track, seen.face, seen.prediction),
             status="ok",
             error=video.note,
-            faces=people,
+            faces=len(video.seen),
             t_first=seen.t_first,
             t_last=seen.t_last,
-            frames=seen.frames,
+            frames=None if video.per_frame else seen.frames,
         )
         for seen in video.seen
     ]

@@ -95,7 +95,6 @@ class Tracker:
         self.max_gap = max_gap
         self.active: list[Track] = []
         self.count = 0
-        self.assigned: list[int] = []  # the track number of each face of the last frame
 
     def update(self, seconds: float, faces: list[Face], crops: list[np.ndarray]) -> list[Track]:
         """Add one sampled frame's faces; returns the tracks that ended before it."""
@@ -119,7 +118,6 @@ class Tracker:
                 self.count += 1
                 self.active.append(track_of[f])
             track_of[f].add(seconds, face, crops[f])
-        self.assigned = [track_of[f].number for f in range(len(faces))]
         ended = [t for t in self.active if seconds - t.t_last > self.max_gap]
         self.active = [t for t in self.active if seconds - t.t_last <= self.max_gap]
         return ended

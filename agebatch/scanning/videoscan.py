@@ -3,7 +3,8 @@
 A track's age, interval and gender come from its best few faces together (``KEEP_CROPS`` by detector
 score x size): the mean of their ages and interval bounds, and the mean of their gender log-odds,
 which steadies a read-out that one frame (a blink, a turned head) can throw. With ``--video-rows
-frames`` every face of every sampled frame is a row of its own instead, numbered by its track.
+frames`` every face of every sampled frame is a row of its own instead, numbered in order as a photo's
+faces are (no tracking: ``frames`` is empty, and the report counts them as faces, not people).
 Tracks are estimated as they end, so memory holds the open tracks only, however long the video.
 """
 
@@ -16,7 +17,6 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from agebatch.common import urls
-from agebatch.common.files import open_regular
 from agebatch.scanning import discovery, faces, tracking, videos
 from agebatch.scanning.facebox import Face
 from agebatch.scanning.predictor import Prediction, Predictor, to_prediction
@@ -43,21 +43,22 @@ class VideoResult:
     seen: list[Seen] = field(default_factory=list)
     note: str | None = None
     taken_at: str | None = None
+    per_frame: bool = False  # ``seen`` are faces in frames (``--video-rows frames``), not people
 
 
 def is_video(path: str) -> bool:
-    """A video by its extension or, for a local file without a telling one, by its first bytes (a
-    photo's extension is believed: no second open for every photo)."""
+    """A video by its extension or, for a local file without a telling one, by its first bytes. A
+    photo's extension is believed (no second open for every photo); a file named like a video that
+    starts like a photo is one (FFmpeg would read it as a one-frame video)."""
     extension = os.path.splitext(path)[1].lower()
+    if urls.is_url(path):
+        return extension in videos.VIDEO_EXTENSIONS
+    if extension in discovery.IMAGE_EXTENSIONS:
+        return False
+    head = discovery.file_head(path)
     if extension in videos.VIDEO_EXTENSIONS:
-        return True
-    if extension in discovery.IMAGE_EXTENSIONS or urls.is_url(path):
-        return False
-    try:
-        with os.fdopen(open_regular(path), "rb") as handle:
-            return videos.looks_like_video(handle.read(16))
-    except (OSError, ValueError):
-        return False
+        return not discovery.is_image_head(head)
+    return videos.looks_like_video(head)
 
 
 def pooled(predictor: Predictor, crops: list[np.ndarray]) -> Prediction:
@@ -77,7 +78,7 @@ def scan_video(
 ) -> VideoResult:
     """Sample, detect, track and estimate one video (``videos.VideoError`` if nothing decodes); a set
     ``stop`` (the scan is being interrupted) ends it at the next sampled frame."""
-    result = VideoResult()
+    result = VideoResult(per_frame=rows == "frames")
     tracker = tracking.Tracker(max_gap=TRACK_GAP_FRAMES / fps)
     ended: list[tracking.Track] = []
     with videos.VideoReader(path) as reader:
@@ -87,22 +88,22 @@ def scan_video(
                 raise videos.VideoError("interrupted")
             found, crops = faces.find_faces(frame.image, detector, predictor.image_size, frame.scale)
             boxes = [face.scaled(frame.scale) for face in found]
-            ended += _estimated(tracker.update(frame.seconds, boxes, crops), predictor, rows)
-            if rows == "frames" and crops:
-                _add_frame(result, frame.seconds, boxes, tracker.assigned, predictor.estimate(np.stack(crops)))
-        ended += _estimated(tracker.finish(), predictor, rows)
+            if result.per_frame:
+                _add_frame(result, frame.seconds, boxes, predictor.estimate(np.stack(crops)) if crops else None)
+            else:
+                ended += _estimated(tracker.update(frame.seconds, boxes, crops), predictor)
+        ended += _estimated(tracker.finish(), predictor)
         result.note = reader.cut_short
-    if rows == "tracks":
+    if not result.per_frame:
         result.seen = _people(ended)
     return result
 
 
-def _estimated(tracks: list[tracking.Track], predictor: Predictor, rows: str) -> list[tracking.Track]:
+def _estimated(tracks: list[tracking.Track], predictor: Predictor) -> list[tracking.Track]:
     """Ended tracks worth keeping, each with its pooled estimate, its crops let go."""
     kept = [track for track in tracks if track.kept]
     for track in kept:
-        if rows == "tracks":
-            track.prediction = pooled(predictor, [crop for _, crop in track.crops])
+        track.prediction = pooled(predictor, [crop for _, crop in track.crops])
         track.crops = []
     return kept
 
@@ -116,7 +117,8 @@ def _people(tracks: list[tracking.Track]) -> list[Seen]:
     ]
 
 
-def _add_frame(result: VideoResult, seconds: float, boxes: list[Face], tracks: list[int], estimates) -> None:
-    for index, (face, track) in enumerate(zip(boxes, tracks)):
-        t = round(seconds, 3)
-        result.seen.append(Seen(face, estimates.prediction(index), t, t, 1, track))
+def _add_frame(result: VideoResult, seconds: float, boxes: list[Face], estimates) -> None:
+    """A sampled frame's faces, each a row of its own, numbered on from the frames before."""
+    t = round(seconds, 3)
+    for index, face in enumerate(boxes):
+        result.seen.append(Seen(face, estimates.prediction(index), t, t, 1, len(result.seen)))
