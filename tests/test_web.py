@@ -292,3 +292,15 @@ def test_kept_pictures_are_display_sized_and_the_faces_csv_is_spreadsheet_safe(t
     assert result.photo.scale == pytest.approx(2.0) and result.rows[0]["width"] == 4096
     text = core.faces_csv(result.rows)
     assert "\n'=1+2.png," in text and "\n=1+2.png" not in text
+
+
+def test_a_short_video_upload_gives_one_row_per_person(tmp_path, tiny_predictor):
+    pytest.importorskip("av")
+    from tests.imagegen import portrait, write_video
+
+    video = write_video(tmp_path / "clip.mp4", [(portrait("10130"), 0, 2, (40, 60), (120, 60), 120)], seconds=2)
+    result = core.analyse_upload("clip.mp4", video.read_bytes(), tiny_predictor, "blazeface")
+    assert result.status == "ok" and result.picture is None and result.photo is None
+    assert len(result.rows) == 1 and result.rows[0]["photo"] == "clip.mp4" and result.rows[0]["t_last"] >= 1.0
+    broken = core.analyse_upload("broken.mp4", b"\x00\x00\x00\x18ftypmp42 not really", tiny_predictor, "blazeface")
+    assert broken.status == "error" and broken.error

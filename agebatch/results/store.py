@@ -43,7 +43,10 @@ class PartStore:
 
     # -- what is there ----------------------------------------------------------------------
     def exists(self) -> bool:
-        return self.fs.exists(self.root) if self.remote else Path(self.root).is_dir()
+        if self.remote:
+            self.fs.invalidate_cache(self.root)  # another shard's parts may have appeared since the last look
+            return self.fs.exists(self.root)
+        return Path(self.root).is_dir()
 
     def names(self) -> list[str]:
         """Every name directly inside the dataset, sorted (empty when it does not exist yet)."""

@@ -15,12 +15,13 @@ import streamlit as st
 
 from agebatch.scanning.discovery import IMAGE_EXTENSIONS
 from agebatch.scanning.options import DEFAULT_DETECTOR, DETECTORS, EXPLAIN_HEADS
+from agebatch.scanning.videos import VIDEO_EXTENSIONS
 from agebatch.web import core
 from agebatch.web.options import ServeOptions
 from agebatch.web.server import DETECTOR_ENV, MAX_UPLOAD_ENV, RESULTS_ENV, THUMBNAILS_ENV
 
 PAGES = ("Try photos", "Browse results")
-UPLOAD_TYPES = sorted(suffix.lstrip(".") for suffix in IMAGE_EXTENSIONS)
+UPLOAD_TYPES = sorted(suffix.lstrip(".") for suffix in IMAGE_EXTENSIONS | VIDEO_EXTENSIONS)
 MAX_UPLOAD_BYTES = int(os.environ.get(MAX_UPLOAD_ENV, ServeOptions().max_upload_mb)) * 2**20
 TABLE_ROWS = 1000  # rows of the filtered table shown in the page (the download has all)
 
@@ -44,10 +45,16 @@ def try_photos() -> None:
     first = os.environ.get(DETECTOR_ENV, DEFAULT_DETECTOR)
     detector = st.selectbox("Face detector", DETECTORS, index=DETECTORS.index(first), key="detector")
     uploads = st.file_uploader(
-        "Photos (drag and drop one or many)", type=UPLOAD_TYPES, accept_multiple_files=True, key="photos"
+        "Photos or short videos (drag and drop one or many)",
+        type=UPLOAD_TYPES,
+        accept_multiple_files=True,
+        key="photos",
     )
     if not uploads:
-        st.info("Drop photos here: each is shown with its faces boxed, their ages and genders.")
+        st.info(
+            "Drop photos here: each is shown with its faces boxed, their ages and genders. "
+            "A video gives one row per person seen in it."
+        )
         return
     _forget_other_uploads(uploads, detector)
     rows = []
@@ -62,13 +69,18 @@ def try_photos() -> None:
             st.error(f"error: {core.plain(result.error)}")
             continue
         if result.status == "no_face":
-            st.warning("no_face: no face found in this photo")
-            st.image(result.picture, width=360)
+            st.warning("no_face: no face found in this file")
+            if result.picture is not None:
+                st.image(result.picture, width=360)
             continue
-        st.image(result.picture)
+        if result.error:  # a video cut short: its rows are what decoded
+            st.warning(core.plain(result.error))
+        if result.picture is not None:
+            st.image(result.picture)
         st.dataframe(result.rows, hide_index=True, placeholder="")
         rows += result.rows
-        _grad_cam(number, result)
+        if result.photo is not None:  # Grad-CAM explains a photo's faces
+            _grad_cam(number, result)
     if rows:
         st.download_button("Download the faces as CSV", core.faces_csv(rows), "faces.csv", "text/csv")
 

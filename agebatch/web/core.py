@@ -41,7 +41,8 @@ class ResultsFileError(ValueError):
 
 @dataclass
 class UploadResult:
-    """One uploaded photo: its rows in the results file's terms (status, error, faces) and the picture."""
+    """One uploaded photo (or video): its rows in the results file's terms (status, error, faces) and
+    the picture (none for a video)."""
 
     name: str
     status: str  # ok, no_face or error, as in a results file
@@ -52,16 +53,20 @@ class UploadResult:
 
 
 def analyse_upload(name: str, data: bytes, predictor, detector: str) -> UploadResult:
-    """Find and estimate the faces in one uploaded file (``data``), named ``name`` in messages."""
+    """Find and estimate the faces in one uploaded file (``data``), named ``name`` in messages: a
+    photo, or a short video (its people)."""
     from agebatch.scanning.images import ImageError
     from agebatch.scanning.photo import analyse, drawn
     from agebatch.scanning.rows import shown_columns
+    from agebatch.scanning.videoscan import is_video
 
     suffix = "".join(c for c in Path(name).suffix.lower()[:10] if c.isascii() and (c.isalnum() or c == "."))
     with tempfile.TemporaryDirectory(prefix="agebatch-upload-") as folder:  # created 0700, removed on exit
         path = Path(folder) / ("upload" + suffix)
         try:
             path.write_bytes(data)
+            if is_video(str(path)):
+                return _video_upload(name, path, predictor, detector)
             result = analyse(path, predictor, detector)
         except ImageError as exc:
             return UploadResult(name, "error", str(exc))
@@ -72,6 +77,30 @@ def analyse_upload(name: str, data: bytes, predictor, detector: str) -> UploadRe
         return UploadResult(name, "no_face", picture=result.image, photo=result)
     rows = [{"photo": name, **shown_columns(f.index, f.face, f.prediction)} for f in result.faces]
     return UploadResult(name, "ok", rows=rows, picture=drawn(result), photo=result)
+
+
+def _video_upload(name: str, path: Path, predictor, detector: str) -> UploadResult:
+    """A short uploaded video: one row per person seen, as a scan writes it (no picture: a video's
+    people are in many frames)."""
+    from agebatch.scanning import detectors, videos
+    from agebatch.scanning.options import ScanOptions
+    from agebatch.scanning.rows import shown_columns
+    from agebatch.scanning.videoscan import scan_video
+
+    options = ScanOptions(detector=detector)
+    finder = detectors.make_detector(detector, options.min_face, options.min_score)
+    side = detectors.decode_side(detector, predictor.image_size)
+    try:
+        video = scan_video(str(path), finder, predictor, options.video_fps, "tracks", side)
+    except videos.VideoError as exc:
+        return UploadResult(name, "error", str(exc))
+    if not video.seen:
+        return UploadResult(name, "no_face", video.note)
+    rows = [
+        {"photo": name, **shown_columns(s.track, s.face, s.prediction), "t_first": s.t_first, "t_last": s.t_last}
+        for s in video.seen
+    ]
+    return UploadResult(name, "ok", video.note, rows=rows)
 
 
 def shown_at_most(result, side: int):
