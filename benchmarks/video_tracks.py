@@ -1,14 +1,15 @@
 """Videos: how many people the tracker counts, how well it reads their ages, and how fast a video scans.
 
-    python benchmarks/video_tracks.py [--people 24] [--seconds 90] [--speed-seconds 60] [--json out.json]
+    python benchmarks/video_tracks.py [--people 24] [--seconds 90] [--speed 1280x720:60,...] [--json out.json]
 
 - tracking: a generated 960x540 video (10 frames/s) of ``--people`` labelled UTKFace faces (from
   ../shared; the bundled portraits without it) crossing the picture one after another, up to three at
   once, each for 8-12 s. Scanned at 2 sampled frames/s with the shipped model: the tracks counted
   against the true number of people, and the per-person age MAE of the tracks' pooled estimates
   against scanning each person's best frame (their middle moment, saved as a JPEG) as a photo.
-- speed: a generated 1280x720 video of the same kind, ``--speed-seconds`` long: video seconds scanned
-  per wall-clock second at 2 sampled frames/s, with the model loaded (one process, all cores).
+- speed: generated videos of the same kind (``--speed`` WIDTHxHEIGHT:SECONDS, each in a process of its
+  own): video seconds scanned per wall-clock second at 2 sampled frames/s with the model loaded (all
+  cores), and the process's peak RSS (the same for a longer video when memory stays flat).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import argparse
 import csv
 import json
 import re
+import subprocess
 import sys
 import tempfile
 import time
@@ -144,8 +146,7 @@ def tracking(predictor, people: int, seconds: float, folder: Path) -> dict:
     }
 
 
-def speed(predictor, seconds: float, folder: Path) -> dict:
-    size = (1280, 720)
+def speed(predictor, size: tuple[int, int], seconds: float, folder: Path) -> dict:
     plan = schedule(labelled_faces(max(3, int(seconds / 4))), seconds, size, seed=1)
     video = write_video(folder / "speed.mp4", [p[:6] for p in plan], size=size, fps=25, seconds=seconds)
     scan_to_file([video], folder / "warm.csv", predictor, ScanOptions(video_fps=0.2))  # detector and model warm
@@ -153,27 +154,47 @@ def speed(predictor, seconds: float, folder: Path) -> dict:
     scan_to_file([video], folder / "speed.csv", predictor, ScanOptions())
     wall = time.perf_counter() - started
     return {
+        "size": f"{size[0]}x{size[1]}",
         "video_seconds": seconds,
         "wall_seconds": round(wall, 2),
         "video_seconds_per_second": round(seconds / wall, 2),
+        "peak_rss_mb": round(_peak_rss_mb()),
     }
+
+
+def _peak_rss_mb() -> float:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--people", type=int, default=24)
     parser.add_argument("--seconds", type=float, default=90.0)
-    parser.add_argument("--speed-seconds", type=float, default=60.0)
+    parser.add_argument("--speed", default="1280x720:60,1280x720:180,1920x1080:30", help="videos to time")
+    parser.add_argument("--no-tracking", action="store_true")
     parser.add_argument("--json", type=Path, default=None)
+    parser.add_argument("--speed-child", help=argparse.SUPPRESS)
     args = parser.parse_args()
     predictor = Predictor(default_model_path())
-    figures = {"faces": "UTKFace" if UTKFACE.is_dir() else "bundled portraits"}
-    with tempfile.TemporaryDirectory(prefix="agebatch-video-") as work:
-        figures["tracking"] = tracking(predictor, args.people, args.seconds, Path(work))
+    if args.speed_child:
+        size, seconds = args.speed_child.split(":")
+        with tempfile.TemporaryDirectory(prefix="agebatch-video-") as work:
+            print(json.dumps(speed(predictor, tuple(map(int, size.split("x"))), float(seconds), Path(work))))
+        return
+    figures = {"faces": "UTKFace" if UTKFACE.is_dir() else "bundled portraits", "speed": []}
+    if not args.no_tracking:
+        with tempfile.TemporaryDirectory(prefix="agebatch-video-") as work:
+            figures["tracking"] = tracking(predictor, args.people, args.seconds, Path(work))
         print("tracking", json.dumps(figures["tracking"]), flush=True)
-        if args.speed_seconds:
-            figures["speed_720p"] = speed(predictor, args.speed_seconds, Path(work))
-            print("speed_720p", json.dumps(figures["speed_720p"]), flush=True)
+    for spec in filter(None, args.speed.split(",")):
+        run = subprocess.run(
+            [sys.executable, __file__, "--speed-child", spec], check=True, capture_output=True, text=True
+        )
+        figures["speed"].append(json.loads(run.stdout.strip().splitlines()[-1]))
+        print("speed", json.dumps(figures["speed"][-1]), flush=True)
     if args.json:
         args.json.write_text(json.dumps(figures, indent=1))
 
