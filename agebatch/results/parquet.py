@@ -79,17 +79,27 @@ def add_to_index(done: dict, batch: Any) -> None:
             done[path] = (-1 if size is None else int(size), None if mtime is None else float(mtime))
 
 
-def index_of_file(source: Any, name: object) -> dict:
-    """The ``--resume`` index of one Parquet file (a path or an open binary file), read column-wise."""
-    pq = require_pyarrow().parquet
+def read_index(dataset: Any, name: object) -> dict:
+    """The ``--resume`` index of Parquet results (a ``pyarrow.dataset``), read column-wise."""
+    done: dict = {}
     try:
-        reader = pq.ParquetFile(source)
-        check_schema(reader.schema_arrow, name)
-        done: dict = {}
-        for batch in reader.iter_batches(columns=list(_KEY_COLUMNS)):
+        check_schema(dataset.schema, name)
+        for batch in dataset.to_batches(columns=list(_KEY_COLUMNS)):
             add_to_index(done, batch)
     except OutputError:
         raise
     except (OSError, ValueError) as exc:
         raise OutputError(f"cannot read {name} as Parquet: {exc}") from exc
     return done
+
+
+def index_of_file(path: str | os.PathLike, name: object) -> dict:
+    """The ``--resume`` index of one local Parquet file."""
+    require_pyarrow()
+    import pyarrow.dataset as ds
+
+    try:
+        dataset = ds.dataset(os.fspath(path), format="parquet")
+    except (OSError, ValueError) as exc:
+        raise OutputError(f"cannot read {name} as Parquet: {exc}") from exc
+    return read_index(dataset, name)

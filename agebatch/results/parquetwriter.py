@@ -29,7 +29,7 @@ from agebatch.results.parquet import (
 from agebatch.results.resume import already_done
 from agebatch.results.schema import FileKey, OutputError, metadata_path, metadata_text
 from agebatch.results.store import PartStore, run_prefix
-from agebatch.results.writer import OutputLock, signals_deferred
+from agebatch.results.writer import OutputLock, move_into_place, signals_deferred
 
 PART_ROWS = 50_000  # rows a dataset writer holds before it commits them as a part (lost at most on a kill)
 
@@ -169,22 +169,7 @@ class ParquetFileWriter(_BufferedWriter):
         self._handle.close()
 
     def _finish(self, metadata: dict | None) -> None:
-        record = (
-            atomic.write_temporary(metadata_path(self.out), metadata_text(self.out, metadata)) if metadata else None
-        )
-        try:
-            self._close()
-            metadata_path(self.out).unlink(missing_ok=True)
-            atomic.copy_mode(self.out, self._tmp)
-            os.replace(self._tmp, self.out)
-            if record is not None:
-                os.replace(record, metadata_path(self.out))
-                record = None
-        except OSError as exc:
-            raise OutputError(f"cannot write {self.out}: {exc.strerror or exc}") from exc
-        finally:
-            if record is not None:
-                record.unlink(missing_ok=True)
+        move_into_place(Path(self.out), self._tmp, metadata, self._close)
 
     def _keep_partial(self) -> None:
         """Interrupted: the rows so far replace the file when that loses nothing (it did not exist, or

@@ -16,12 +16,11 @@ from pathlib import Path
 from typing import Any
 
 from agebatch.common import atomic, urls
-from agebatch.results.parquet import add_to_index, check_schema, require_pyarrow, starts_like_parquet
+from agebatch.results.parquet import read_index, require_pyarrow, starts_like_parquet
 from agebatch.results.schema import OutputError
 
 PART_NAME = re.compile(r"part-[0-9A-Za-z_.-]+\.parquet")
 _OUR_TEMPORARY = re.compile(r"\.part-[0-9A-Za-z_.-]+\.parquet\.[A-Za-z0-9_]+\.tmp")
-_KEY_COLUMNS = ["path", "file_size", "file_mtime"]
 
 
 def run_prefix() -> str:
@@ -122,20 +121,14 @@ class PartStore:
 
     def index(self) -> dict:
         """The ``--resume`` index over every part: path -> (size, mtime)."""
-        done: dict = {}
         paths = self.part_paths()
         if not paths:
-            return done
+            return {}
         try:
-            data = self.dataset(paths)
-            check_schema(data.schema, self.location)
-            for batch in data.to_batches(columns=_KEY_COLUMNS):
-                add_to_index(done, batch)
-        except OutputError:
-            raise
+            dataset = self.dataset(paths)
         except (OSError, ValueError) as exc:
             raise OutputError(f"cannot read the parts of {self.location}: {exc}") from exc
-        return done
+        return read_index(dataset, self.location)
 
 
 def _arrow_dataset(paths: list[str], fs: Any = None) -> Any:

@@ -9,6 +9,7 @@ import fcntl
 import logging
 import os
 import stat
+from collections.abc import Callable
 from pathlib import Path
 
 from agebatch.common import atomic
@@ -282,25 +283,12 @@ class ResultsWriter:
         self._committed = True
 
     def _commit(self, metadata: dict | None) -> None:
-        record = None
-        try:
-            if metadata is not None:
-                record = atomic.write_temporary(metadata_path(self.out), metadata_text(self.out, metadata))
+        def close() -> None:
             os.fsync(self._fd)
             self._close()
-            metadata_path(self.out).unlink(missing_ok=True)  # never the old record beside the new rows
-            if self._tmp is not None:
-                atomic.copy_mode(self.out, self._tmp)
-                os.replace(self._tmp, self.out)
-                self._tmp = None
-            if record is not None:
-                os.replace(record, metadata_path(self.out))
-                record = None
-        except OSError as exc:
-            raise OutputError(f"cannot write {self.out}: {exc.strerror or exc}") from exc
-        finally:
-            if record is not None:
-                record.unlink(missing_ok=True)
+
+        move_into_place(self.out, self._tmp, metadata, close)
+        self._tmp = None
 
     def _close(self) -> None:
         if self._fd is not None:
@@ -332,6 +320,30 @@ class ResultsWriter:
         else:
             self._tmp.unlink(missing_ok=True)
         self._tmp = None
+
+
+def move_into_place(out: Path, tmp: Path | None, metadata: dict | None, close: Callable[[], None]) -> None:
+    """Finish a results file: its record of what made it written in full first, the rows made durable
+    (``close``), the old record removed, ``tmp`` renamed over ``out`` (none: the rows were appended
+    in place), the new record moved beside them. A kill at any point leaves either no record or the
+    one describing the rows beside it; a temporary file it leaves is removed by the next run."""
+    record = None
+    try:
+        if metadata is not None:
+            record = atomic.write_temporary(metadata_path(out), metadata_text(out, metadata))
+        close()
+        metadata_path(out).unlink(missing_ok=True)  # never the old record beside the new rows
+        if tmp is not None:
+            atomic.copy_mode(out, tmp)
+            os.replace(tmp, out)
+        if record is not None:
+            os.replace(record, metadata_path(out))
+            record = None
+    except OSError as exc:
+        raise OutputError(f"cannot write {out}: {exc.strerror or exc}") from exc
+    finally:
+        if record is not None:
+            record.unlink(missing_ok=True)
 
 
 @contextlib.contextmanager
