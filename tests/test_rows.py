@@ -8,11 +8,12 @@ from agebatch.scanning.rows import RESULTS_ONLY, face_columns, face_record, show
 FACE = Face(10.4, 20.6, 30.2, 40.0, 0.912345)
 PREDICTION = Prediction(31.4, "female", 0.9, 0.9, 25.0, 38.0)
 IMAGE_COLUMNS = {"path", "status", "error", "faces", "file_size", "file_mtime", "taken_at"}
+VIDEO_COLUMNS = {"t_first", "t_last", "frames"}  # a video's rows add when each person was seen
 
 
 def test_the_face_columns_are_the_schemas_per_face_columns():
     columns = face_columns(2, FACE, PREDICTION)
-    assert set(columns) | IMAGE_COLUMNS == set(results.ALL_COLUMNS)
+    assert set(columns) | IMAGE_COLUMNS | VIDEO_COLUMNS == set(results.ALL_COLUMNS)
     assert (columns["face"], columns["x"], columns["y"], columns["face_score"]) == (2, 10, 21, 0.9123)
     assert (columns["age_low"], columns["age_high"], columns["female_prob"]) == (25.0, 38.0, 0.9)
 
