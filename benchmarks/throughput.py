@@ -14,7 +14,9 @@ Prints and writes (JSON):
    compute efficiency = faces/s x FLOPs per face / matrix GFLOP/s;
 5. peak resident memory of each scan subprocess (and of a 5x larger crops folder, for boundedness;
    ``--memory-images 100000`` adds a folder of that many crops, hard-linked, against 1,000);
-6. the limit of 2 / 1 when inference already uses every core: one core's milliseconds per crop for
+6. each stage's milliseconds per crop on one core and its share (``--stages-only`` prints just these):
+   reading the file, decoding the JPEG, EXIF orientation, RGB, crop and resize, the row as CSV;
+7. the limit of 2 / 1 when inference already uses every core: one core's milliseconds per crop for
    decoding and resizing (and the bound that puts on 2 / 1 even with perfect parallelism), and
    pipeline only, faces/s of the crops scan with a model that costs nothing (decode, resize, rows,
    CSV on all cores) with the ceiling that puts on 2 / 1.
@@ -161,6 +163,45 @@ def decode_cost(folder: Path, image_size: int, limit: int = 500) -> float:
     return min(_timed(lambda: [pipeline.process(Work(f, None)) for f in files]) for _ in range(3)) / len(files)
 
 
+def stage_costs(folder: Path, image_size: int, limit: int = 500) -> dict:
+    """Milliseconds of one core per crop for each stage of a crop's way (best of three passes, one
+    thread), and each stage's share of their sum: where the time goes besides the model."""
+    import io
+
+    from PIL import ImageOps
+
+    from agebatch.results import encode_rows
+    from agebatch.scanning import faces, images
+    from agebatch.scanning.pipeline import Work, rows_of
+    from agebatch.scanning.predictor import Estimates
+
+    files = sorted(str(p) for p in folder.iterdir())[:limit]
+    data = [Path(f).read_bytes() for f in files]
+    decoded = [Image.open(io.BytesIO(d)) for d in data]
+    for image in decoded:
+        image.load()
+    upright = [images.to_rgb(image) for image in decoded]
+    whole = faces.WholeImageDetector()
+    estimate = Estimates(np.array([30.0]), np.array([0.5]), np.array([25.0]), np.array([36.0]))
+    works = [Work(f, None, faces=[faces.Face(0, 0, 200, 200, 1.0)]) for f in files]
+
+    def decode_all():
+        for d in data:
+            Image.open(io.BytesIO(d)).load()
+
+    stages = {
+        "read the file": lambda: [Path(f).read_bytes() for f in files],
+        "decode the JPEG": decode_all,
+        "EXIF orientation": lambda: [ImageOps.exif_transpose(image, in_place=True) for image in decoded],
+        "to RGB": lambda: [images.to_rgb(image) for image in decoded],
+        "crop and resize": lambda: [faces.find_faces(image, whole, image_size) for image in upright],
+        "row as CSV": lambda: [encode_rows(rows_of(w, estimate), "csv") for w in works],
+    }
+    costs = {name: min(_timed(fn) for _ in range(3)) / len(files) * 1000 for name, fn in stages.items()}
+    total = sum(costs.values())
+    return {name: {"ms": round(ms, 4), "share": round(ms / total, 3)} for name, ms in costs.items()}
+
+
 def linked_copies(source: Path, folder: Path, count: int) -> Path:
     """A folder of ``count`` images made of hard links to ``source``'s files: a huge folder, no disk."""
     files = sorted(source.iterdir())
@@ -251,7 +292,13 @@ def main() -> None:
         help="also scan a folder of this many crops (hard links) and compare its peak RSS with 1,000",
     )
     parser.add_argument("--json", type=Path, default=REPO / "benchmarks" / "last-run.json")
+    parser.add_argument("--stages-only", action="store_true", help="only each stage's cost per crop, and exit")
     args = parser.parse_args()
+    if args.stages_only:
+        with tempfile.TemporaryDirectory(prefix="agebatch-bench-") as folder:
+            crops = face_crops(min(args.crops, 500), Path(folder) / "crops", args.crops_dir)
+            print(json.dumps(stage_costs(crops, 128), indent=1))
+        return
     model_path = args.model or default_model_path()
     predictor = Predictor(model_path, batch_size=64)
     figures: dict = {"model": str(model_path), "cpus": os.cpu_count()}
@@ -307,6 +354,7 @@ def main() -> None:
             figures[f"memory_{args.memory_images}_faces_per_s"] = large["rows"] / large["seconds"]
 
         figures["decode_ms_per_crop_one_core"] = 1000 * decode_cost(crops, predictor.image_size)
+        figures["stages_ms_per_crop_one_core"] = stage_costs(crops, predictor.image_size)
         figures["ratio_crops_bound_perfect_parallel"] = 1 / (
             1
             + figures["model_only_faces_per_s"] * figures["decode_ms_per_crop_one_core"] / 1000 / (os.cpu_count() or 1)
