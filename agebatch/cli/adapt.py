@@ -12,7 +12,7 @@ from agebatch.cli._app import app
 from agebatch.cli._params import Detector, ModelOption, QuietOption, library_option, library_values
 from agebatch.common import quiet
 from agebatch.common.settings import default_of, help_of
-from agebatch.training.adapt import AdaptOptions
+from agebatch.training.adaptoptions import AdaptOptions
 
 EXAMPLES_ADAPT = """
 Examples:

@@ -20,7 +20,6 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 import numpy as np
-import pandas as pd
 
 from agebatch import results
 from agebatch.common import urls
@@ -31,6 +30,8 @@ from agebatch.scanning.pipeline import Pipeline, Work, pending_work, rows_of
 from agebatch.scanning.predictor import Predictor
 
 if TYPE_CHECKING:
+    import pandas as pd
+
     from agebatch.scanning.distributed import RayOptions
 
 
@@ -173,6 +174,8 @@ def scan(
     check_inputs(paths, opts)
     predictor = model if isinstance(model, Predictor) else Predictor(model, opts.batch_size)
     rows = [row for group in iter_scan(paths, predictor, opts) for row in group]
+    import pandas as pd  # here, not at import: a scan from the command line never needs it
+
     return pd.DataFrame(rows, columns=list(results.ALL_COLUMNS))
 
 

@@ -15,45 +15,23 @@ import datetime as dt
 import logging
 import os
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from agebatch.common.errors import SetupError
-from agebatch.common.settings import setting
 from agebatch.modelfile.card import card_for_model, interval_shares_for
 from agebatch.training import readout
 from agebatch.training.adaptfolds import CrossValidation, cross_validate
+from agebatch.training.adaptoptions import AdaptOptions
 
 log = logging.getLogger(__name__)
 
 
 class AdaptError(SetupError):
     """The labelled sample cannot be used (too few faces, no labels, an existing result)."""
-
-
-@dataclass
-class AdaptOptions:
-    """What ``agebatch adapt`` does; every default is written here once."""
-
-    labelled: tuple[str, ...] = setting(
-        (), "Labelled photos: labels CSVs (path,age[,gender]) or folders of them, or UTKFace-style folders."
-    )
-    out_dir: str = setting("adapted", "Folder for the adapted model, its LiteRT twin and card (a new name).")
-    model: str | None = setting(None, "Model to adapt (.keras); default: the shipped model or $AGEBATCH_MODEL.")
-    name: str = setting("adapted", "File name (without suffix) of the adapted model in --out.")
-    detector: str = setting(
-        "blazeface", "Find the (largest) face in each photo as scan does; none: each image is one face crop."
-    )
-    folds: int = setting(5, "Cross-validation folds that judge the refit on the labelled faces.")
-    min_faces: int = setting(50, "Refuse samples with fewer usable labelled faces than this.")
-    strengths: tuple[float, ...] = setting(
-        (0.1, 0.03, 0.01), "Pulls towards the shipped heads that cross-validation chooses from (larger: nearer)."
-    )
-    seed: int = setting(0, "Seed of the folds.")
-    progress: bool = field(default=False, metadata={"help": "Log each step."})
 
 
 @dataclass
