@@ -204,4 +204,21 @@ def test_the_report_counts_the_people_seen_in_videos(clips, tmp_path, tiny_predi
     assert (overall["videos"], overall["people_in_videos"], overall["faces"]) == (2, 4, 4)
     assert 1.0 < overall["seconds_seen_per_person"] < 3.0
     page = write_report(build_report([out]), tmp_path / "report.html").read_text()
-    assert "people seen in 2 video(s)" in page
+    assert "people seen in 2 video(s)" in page and "faces found in photos" in page
+
+
+def test_a_face_back_after_a_long_gap_is_a_new_track_whatever_the_frame_times():
+    crop = noise_image((8, 8))
+    face = Face(100, 100, 60, 60, 0.9)
+    tracker = tracking.Tracker(max_gap=1.5)
+    ended = []
+    for seconds in (0.0, 0.5, 2.5, 3.0, 5e6):  # unseen for three sampled frames, then a jump in time
+        ended += tracker.update(seconds, [face], [crop])
+    ended += tracker.finish()
+    assert [(t.t_first, t.t_last, t.frames) for t in ended] == [(0.0, 0.5, 2), (2.5, 3.0, 2), (5e6, 5e6, 1)]
+
+
+def test_only_the_first_seconds_are_read_when_asked(clips):
+    with videos.VideoReader(str(clips["two"])) as reader:
+        times = [frame.seconds for frame in reader.sampled(2.0, until=1.0)]
+        assert times == [0.0, 0.5, 1.0] and reader.cut_short == "only the first 1 s scanned"

@@ -71,7 +71,8 @@ def _cards(summary: dict, files: int = 0) -> str:
         ("female share (95% interval)", _share_text(summary.get("female_share"))),
     ]
     if summary.get("people_in_videos"):  # a video's rows are people, each counted once however long seen
-        items[1:1] = [
+        items[1:2] = [
+            ("faces found in photos", summary["faces"] - summary["people_in_videos"]),
             (f"people seen in {summary['videos']} video(s)", summary["people_in_videos"]),
             ("seconds on screen per person", summary["seconds_seen_per_person"]),
         ]

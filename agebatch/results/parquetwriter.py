@@ -234,10 +234,10 @@ class DatasetWriter(_BufferedWriter):
         if not self.resume:
             self._check_fresh(parts)
         self.store.remove_stale_temporaries(mine)
+        self.store.create()  # first: a dataset that cannot be written keeps its record
         if self.resume:
             self.done = self.store.index()
             self._remove_metadata()
-        self.store.create()
         self.part_prefix = f"{self.owner}-{run_prefix()}" if self.owner else run_prefix()
 
     def _check_fresh(self, parts: list[str]) -> None:

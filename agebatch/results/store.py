@@ -95,7 +95,13 @@ class PartStore:
         folder = Path(self.root)
         if not folder.parent.is_dir():
             raise OutputError(f"output folder does not exist: {folder.parent}")
-        folder.mkdir(exist_ok=True)
+        try:
+            folder.mkdir(exist_ok=True)
+            fd, probe = atomic.new_temp_fd(folder / "part-probe.parquet")  # can parts be written here?
+            os.close(fd)
+            probe.unlink()
+        except OSError as exc:
+            raise OutputError(f"cannot write in {self.location}: {exc.strerror or exc}") from exc
 
     def write_part(self, name: str, table: Any) -> str:
         """Commit ``table`` as the part ``name``, whole or not at all; returns its path."""

@@ -97,7 +97,10 @@ class Tracker:
         self.count = 0
 
     def update(self, seconds: float, faces: list[Face], crops: list[np.ndarray]) -> list[Track]:
-        """Add one sampled frame's faces; returns the tracks that ended before it."""
+        """Add one sampled frame's faces; returns the tracks that ended before it (unseen for longer
+        than ``max_gap``: they are closed before matching, so a face after a long gap starts anew)."""
+        ended = [t for t in self.active if seconds - t.t_last > self.max_gap]
+        self.active = [t for t in self.active if seconds - t.t_last <= self.max_gap]
         pairs = sorted(
             (
                 (_affinity(track.predicted(seconds), face, len(track.boxes) > 1), t, f)
@@ -118,8 +121,6 @@ class Tracker:
                 self.count += 1
                 self.active.append(track_of[f])
             track_of[f].add(seconds, face, crops[f])
-        ended = [t for t in self.active if seconds - t.t_last > self.max_gap]
-        self.active = [t for t in self.active if seconds - t.t_last <= self.max_gap]
         return ended
 
     def finish(self) -> list[Track]:

@@ -20,6 +20,7 @@ from agebatch.common.text import one_line
 VIDEO_EXTENSIONS = frozenset({".mp4", ".mov", ".m4v", ".mkv", ".avi", ".webm"})
 VIDEO_HINT = "videos need the video extra: pip install 'agebatch[video]' (from a clone: pip install '.[video]')"
 MAX_FRAME_PIXELS = 40_000_000  # larger than 8K video: a stream declaring more is refused, not decoded
+MAX_RATE = 240  # frames a second no video exceeds: with a time limit, a cap on frames whose times lie
 
 
 class VideoError(Exception):
@@ -133,17 +134,23 @@ class VideoReader:
         duration = self._container.duration
         return VideoInfo(_recorded(self._container), None if duration is None else duration / 1_000_000)
 
-    def sampled(self, fps: float, max_side: int | None = None) -> Iterator[SampledFrame]:
+    def sampled(self, fps: float, max_side: int | None = None, until: float | None = None) -> Iterator[SampledFrame]:
         """The frames at ``fps`` a second (the first frame at or after each 1/fps step), upright, and
-        scaled down (by FFmpeg, while converting) so that the longer side is at most ``max_side``."""
+        scaled down (by FFmpeg, while converting) so that the longer side is at most ``max_side``;
+        with ``until``, only the first ``until`` seconds (a note says so)."""
         av = _require_av()
         step, next_time, decoded, seconds = 1.0 / fps, 0.0, 0, 0.0
         try:
             for frame in self._container.decode(self._stream):
                 decoded += 1
+                if frame.width * frame.height > MAX_FRAME_PIXELS:  # a stream may change size mid-way
+                    raise ValueError(f"video frames too large: {frame.width}x{frame.height}")
                 seconds = (
                     float(frame.time) if frame.time is not None else decoded / float(self._stream.average_rate or 25)
                 )
+                if until is not None and (seconds > until or decoded > until * MAX_RATE):
+                    self.cut_short = f"only the first {until:g} s scanned"
+                    return
                 if seconds + 1e-6 < next_time:
                     continue
                 next_time = (int(seconds / step + 1e-6) + 1) * step

@@ -74,16 +74,24 @@ def pooled(predictor: Predictor, crops: list[np.ndarray]) -> Prediction:
 
 
 def scan_video(
-    path: str, detector, predictor: Predictor, fps: float, rows: str, max_side: int, stop: threading.Event | None = None
+    path: str,
+    detector,
+    predictor: Predictor,
+    fps: float,
+    rows: str,
+    max_side: int,
+    stop: threading.Event | None = None,
+    until: float | None = None,
 ) -> VideoResult:
     """Sample, detect, track and estimate one video (``videos.VideoError`` if nothing decodes); a set
-    ``stop`` (the scan is being interrupted) ends it at the next sampled frame."""
+    ``stop`` (the scan is being interrupted) ends it at the next sampled frame; ``until`` scans only
+    its first seconds (the web page's uploads)."""
     result = VideoResult(per_frame=rows == "frames")
     tracker = tracking.Tracker(max_gap=TRACK_GAP_FRAMES / fps)
     ended: list[tracking.Track] = []
     with videos.VideoReader(path) as reader:
         result.taken_at = reader.info.taken_at
-        for frame in reader.sampled(fps, max_side):
+        for frame in reader.sampled(fps, max_side, until):
             if stop is not None and stop.is_set():
                 raise videos.VideoError("interrupted")
             found, crops = faces.find_faces(frame.image, detector, predictor.image_size, frame.scale)

@@ -32,6 +32,7 @@ STATUSES = ("ok", "no_face", "error")
 
 
 DISPLAY_SIDE = 2048  # pixels: the longest side of an upload's picture kept for the page
+UPLOAD_VIDEO_SECONDS = 120  # of an uploaded video, only the first two minutes are scanned (a page, not a batch job)
 ROWS_NAME = "rows.csv"  # what the report calls the rows shown in the page
 
 
@@ -91,7 +92,7 @@ def _video_upload(name: str, path: Path, predictor, detector: str) -> UploadResu
     finder = detectors.make_detector(detector, options.min_face, options.min_score)
     side = detectors.decode_side(detector, predictor.image_size)
     try:
-        video = scan_video(str(path), finder, predictor, options.video_fps, "tracks", side)
+        video = scan_video(str(path), finder, predictor, options.video_fps, "tracks", side, until=UPLOAD_VIDEO_SECONDS)
     except videos.VideoError as exc:
         return UploadResult(name, "error", str(exc))
     if not video.seen:
