@@ -92,6 +92,15 @@ def utk_folder(root: Path, count: int = 40, size: int = 48, seed: int = 0) -> Pa
     return root
 
 
+def crops_folder(root: Path, count: int) -> Path:
+    """A folder of ``count`` 64x64 noise "crops" (for --detector none) and one broken JPEG."""
+    root.mkdir()
+    for i in range(count):
+        noise_image((64, 64), seed=i).save(root / f"f{i}.jpg")
+    (root / "broken.jpg").write_bytes(b"\xff\xd8\xff not really")
+    return root
+
+
 PORTRAITS = Path(__file__).resolve().parent.parent / "examples" / "photos" / "portraits"
 
 

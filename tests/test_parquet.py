@@ -13,7 +13,7 @@ from agebatch.reporting.aggregate import build_report
 from agebatch.scanning.options import OutputOptions, ScanOptions
 from agebatch.scanning.scanner import scan_to_file
 from agebatch.scanning.sharding import Shard
-from tests.imagegen import noise_image
+from tests.imagegen import crops_folder, noise_image
 
 pa = pytest.importorskip("pyarrow")
 pq = pytest.importorskip("pyarrow.parquet")
@@ -22,12 +22,7 @@ OPTIONS = ScanOptions(detector="none", batch_size=8)
 
 @pytest.fixture()
 def folder(tmp_path):
-    root = tmp_path / "crops"
-    root.mkdir()
-    for i in range(6):
-        noise_image((64, 64), seed=i).save(root / f"f{i}.jpg")
-    (root / "broken.jpg").write_bytes(b"\xff\xd8\xff not really")
-    return root
+    return crops_folder(tmp_path / "crops", 6)
 
 
 def _csv_rows(path) -> list[dict]:

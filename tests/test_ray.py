@@ -11,7 +11,7 @@ import pytest
 
 from agebatch.scanning.options import OutputOptions, ScanOptions
 from agebatch.scanning.scanner import scan_to_file
-from tests.imagegen import noise_image
+from tests.imagegen import crops_folder, noise_image
 
 
 def _rows(path):
@@ -29,12 +29,7 @@ def ray_cluster():
 
 @pytest.fixture()
 def folder(tmp_path):
-    root = tmp_path / "crops"
-    root.mkdir()
-    for i in range(9):
-        noise_image((64, 64), seed=i).save(root / f"f{i}.jpg")
-    (root / "broken.jpg").write_bytes(b"\xff\xd8\xff not really")
-    return root
+    return crops_folder(tmp_path / "crops", 9)
 
 
 @pytest.mark.slow
