@@ -14,7 +14,6 @@ from __future__ import annotations
 import contextlib
 import os
 import re
-import stat
 from pathlib import Path
 
 from agebatch.common import atomic, urls
@@ -29,7 +28,13 @@ from agebatch.results.parquet import (
 from agebatch.results.resume import already_done
 from agebatch.results.schema import FileKey, OutputError, metadata_path, metadata_text
 from agebatch.results.store import PartStore, run_prefix
-from agebatch.results.writer import OutputLock, move_into_place, signals_deferred
+from agebatch.results.writer import (
+    OutputLock,
+    check_target,
+    move_into_place,
+    remove_stale_temporaries,
+    signals_deferred,
+)
 
 PART_ROWS = 50_000  # rows a dataset writer holds before it commits them as a part (lost at most on a kill)
 
@@ -111,17 +116,14 @@ class ParquetFileWriter(_BufferedWriter):
 
     def _open(self) -> None:
         pq = require_pyarrow().parquet
-        self._check_target()
+        check_target(Path(os.path.abspath(self.out)))
         self.existed = os.path.exists(self.out)
         if self.existed and not starts_like_parquet(self.out):
             verb = "append to" if self.resume else "replace"
             raise OutputError(f"{self.out} exists and is not a Parquet results file; refusing to {verb} it")
         if self.existed:
             self.done = index_of_file(self.out, self.out)  # also checks that its columns are ours
-        for pattern in (atomic.temp_name_pattern(self.out), atomic.temp_name_pattern(metadata_path(self.out))):
-            for entry in os.scandir(os.path.dirname(os.path.abspath(self.out))):
-                if pattern.fullmatch(entry.name) and entry.is_file(follow_symlinks=False):
-                    os.unlink(entry.path)
+        remove_stale_temporaries(Path(os.path.abspath(self.out)))
         if not self.resume:
             self.done = {}
         fd, self._tmp = atomic.new_temp_fd(self.out)
@@ -130,19 +132,6 @@ class ParquetFileWriter(_BufferedWriter):
         if self.resume and self.existed:
             metadata_path(self.out).unlink(missing_ok=True)  # the rows change: the old record no longer describes them
             self._copy_existing()
-
-    def _check_target(self) -> None:
-        folder = os.path.dirname(os.path.abspath(self.out))
-        if not os.path.isdir(folder):
-            raise OutputError(f"output folder does not exist: {folder}")
-        try:
-            info = os.lstat(self.out)
-        except FileNotFoundError:
-            return
-        if stat.S_ISLNK(info.st_mode):
-            raise OutputError(f"--out is a symbolic link, refusing to write through it: {self.out}")
-        if not stat.S_ISREG(info.st_mode):
-            raise OutputError(f"--out is not a regular file: {self.out}")
 
     def _copy_existing(self) -> None:
         """The old file's rows first, a row group at a time (they were written with this schema)."""

@@ -133,16 +133,16 @@ class ResultsWriter:
 
     # -- setup -------------------------------------------------------------------------------
     def __enter__(self) -> ResultsWriter:
-        self._check_target()
+        check_target(self.out)
         self._acquire_lock()
         try:
             # Every decision about what is there is taken here, under the lock: a run that waited
             # (--wait) sees what the run before it left, not what was there when it started.
-            self._check_target()
+            check_target(self.out)
             self.existed = self.out.exists()
             if self.existed and not self.resume:
                 check_existing(self.out, self.fmt, replacing=True)
-            self._remove_stale_temporaries()
+            remove_stale_temporaries(self.out)
             if self.resume:  # the rows change in place from here on: the old record no longer describes them
                 metadata_path(self.out).unlink(missing_ok=True)
                 if not self.out.exists():
@@ -166,22 +166,6 @@ class ResultsWriter:
             self._tmp = None
         self._release_lock()
 
-    def _check_target(self) -> None:
-        """``--out`` must be absent or a regular file (not a link, folder, FIFO or device)."""
-        folder = self.out.parent
-        if not folder.is_dir():
-            raise OutputError(f"output folder does not exist: {folder}")
-        try:
-            info = os.lstat(self.out)
-        except FileNotFoundError:
-            return
-        if stat.S_ISDIR(info.st_mode):
-            raise OutputError(f"--out is a folder: {self.out}")
-        if stat.S_ISLNK(info.st_mode):
-            raise OutputError(f"--out is a symbolic link, refusing to write through it: {self.out}")
-        if not stat.S_ISREG(info.st_mode):
-            raise OutputError(f"--out is not a regular file (a FIFO, socket or device): {self.out}")
-
     def _acquire_lock(self) -> None:
         self._lock = OutputLock(self.out, self.wait)
         self._lock.acquire()
@@ -190,15 +174,6 @@ class ResultsWriter:
         if self._lock is not None:
             self._lock.release()
             self._lock = None
-
-    def _remove_stale_temporaries(self) -> None:
-        """Temporary files of earlier runs into this ``--out`` that were killed: with the lock held,
-        nobody else owns them. Matched exactly (the name and mkstemp's random part), never by a glob
-        built from the name, so another output's temporary file is never touched."""
-        patterns = [atomic.temp_name_pattern(self.out), atomic.temp_name_pattern(metadata_path(self.out))]
-        for entry in os.scandir(self.out.parent):
-            if any(p.fullmatch(entry.name) for p in patterns) and entry.is_file(follow_symlinks=False):
-                os.unlink(entry.path)
 
     def _create_with_header(self) -> None:
         """A new results file holding just the header, created atomically so --resume can append to it."""
@@ -320,6 +295,34 @@ class ResultsWriter:
         else:
             self._tmp.unlink(missing_ok=True)
         self._tmp = None
+
+
+def check_target(out: Path) -> None:
+    """``--out`` must be absent or a regular file (not a link, folder, FIFO or device), in a folder
+    that exists."""
+    folder = out.parent
+    if not folder.is_dir():
+        raise OutputError(f"output folder does not exist: {folder}")
+    try:
+        info = os.lstat(out)
+    except FileNotFoundError:
+        return
+    if stat.S_ISDIR(info.st_mode):
+        raise OutputError(f"--out is a folder: {out}")
+    if stat.S_ISLNK(info.st_mode):
+        raise OutputError(f"--out is a symbolic link, refusing to write through it: {out}")
+    if not stat.S_ISREG(info.st_mode):
+        raise OutputError(f"--out is not a regular file (a FIFO, socket or device): {out}")
+
+
+def remove_stale_temporaries(out: Path) -> None:
+    """Temporary files of earlier runs into ``out`` (and its record) that were killed: with the lock
+    held, nobody else owns them. Matched exactly (the name and mkstemp's random part), never by a glob
+    built from the name, so another output's temporary file is never touched."""
+    patterns = [atomic.temp_name_pattern(out), atomic.temp_name_pattern(metadata_path(out))]
+    for entry in os.scandir(out.parent):
+        if any(p.fullmatch(entry.name) for p in patterns) and entry.is_file(follow_symlinks=False):
+            os.unlink(entry.path)
 
 
 def move_into_place(out: Path, tmp: Path | None, metadata: dict | None, close: Callable[[], None]) -> None:
