@@ -83,6 +83,28 @@ def photos(count: int, size: tuple[int, int], folder: Path, faces_per_photo: int
     return folder
 
 
+def portraits(count: int, folder: Path, source_dir: Path | None) -> Path:
+    """Loose portraits: one face (a UTKFace crop if ``source_dir`` is given, else the example face)
+    filling about half of a ~500x500 JPEG, on a part of a face-less photo."""
+    folder.mkdir(parents=True, exist_ok=True)
+    if source_dir:
+        files = sorted(p for p in source_dir.iterdir() if p.suffix.lower() in (".jpg", ".jpeg", ".png"))[-count:]
+        heads = [Image.open(path).convert("RGB") for path in files]
+    else:
+        heads = [Image.open(FACE_SOURCE).convert("RGB").crop((120, 0, 320, 240))]
+    background = Image.open(REPO / "examples" / "sources" / "coffee.png").convert("RGB").resize((1200, 800))
+    rng = np.random.default_rng(2)
+    for i in range(count):
+        width, height = int(rng.integers(440, 560)), int(rng.integers(440, 560))
+        left, top = int(rng.integers(0, background.width - width)), int(rng.integers(0, background.height - height))
+        canvas = background.crop((left, top, left + width, top + height))
+        side = int(min(width, height) * rng.uniform(0.45, 0.65))
+        head = heads[i % len(heads)].resize((side, side))
+        canvas.paste(head, (int(rng.integers(0, width - side)), int(rng.integers(0, height - side))))
+        canvas.save(folder / f"portrait_{i:04d}.jpg", quality=90)
+    return folder
+
+
 def model_flops(model) -> int:
     """Multiply-adds x 2 of the convolution and dense layers (the model's arithmetic per face)."""
     from keras import layers
@@ -135,8 +157,14 @@ class NullPredictor:
 
     image_size = 128
 
+    def estimate(self, faces: np.ndarray):
+        from agebatch.scanning.predictor import Estimates
+
+        return Estimates(np.full(len(faces), 30.0), np.full(len(faces), 0.5))
+
     def predict_array(self, faces: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        return np.full(len(faces), 30.0), np.full(len(faces), 0.5)
+        estimates = self.estimate(faces)
+        return estimates.ages, estimates.females
 
 
 def pipeline_only(folder: Path, out: Path) -> float:
@@ -276,6 +304,31 @@ def scan_in_process(folder: Path, out: Path, predictor, **options) -> dict:
     }
 
 
+def photo_speeds(args: argparse.Namespace) -> dict:
+    """Photos/s of the default detector's scan, model loaded, best of three: loose portraits and
+    1 MP photos with four faces (the figures the photo path is tuned on)."""
+    from agebatch.modelfile.load import default_model_path
+    from agebatch.scanning.predictor import Predictor
+
+    predictor = Predictor(args.model or default_model_path(), batch_size=64)
+    figures = {}
+    with tempfile.TemporaryDirectory(prefix="agebatch-bench-") as folder:
+        sets = {
+            "portraits": portraits(args.portraits, Path(folder) / "portraits", args.crops_dir),
+            "1mp": photos(args.photos, (1280, 800), Path(folder) / "photos_1mp"),
+        }
+        for name, photo_folder in sets.items():
+            runs = [scan_in_process(photo_folder, Path(folder) / f"{name}.csv", predictor) for _ in range(3)]
+            best = min(runs, key=lambda run: run["seconds"])
+            figures[f"{name}_per_s"] = round(best["images"] / best["seconds"], 2)
+            figures[f"{name}_faces_found"] = best["faces"]
+            figures[f"{name}_count"] = best["images"]
+            sub = scan_subprocess(photo_folder, Path(folder) / f"{name}_sub.csv", predictor.model_path)
+            figures[f"{name}_with_start_per_s"] = round(best["images"] / sub["seconds"], 2)
+            figures[f"{name}_peak_rss_mb"] = round(sub["peak_rss_mb"])
+    return figures
+
+
 def main() -> None:
     from agebatch.modelfile.load import default_model_path
     from agebatch.scanning.predictor import Predictor
@@ -293,7 +346,14 @@ def main() -> None:
     )
     parser.add_argument("--json", type=Path, default=REPO / "benchmarks" / "last-run.json")
     parser.add_argument("--stages-only", action="store_true", help="only each stage's cost per crop, and exit")
+    parser.add_argument("--portraits", type=int, default=200, help="loose portraits (one face, ~500x500 JPEG)")
+    parser.add_argument(
+        "--photos-only", action="store_true", help="only photos/s of portraits and 1 MP photos (model loaded), and exit"
+    )
     args = parser.parse_args()
+    if args.photos_only:
+        print(json.dumps(photo_speeds(args), indent=1))
+        return
     if args.stages_only:
         with tempfile.TemporaryDirectory(prefix="agebatch-bench-") as folder:
             crops = face_crops(min(args.crops, 500), Path(folder) / "crops", args.crops_dir)
