@@ -10,7 +10,7 @@ import pytest
 from PIL import Image
 
 from agebatch.common import vendored
-from agebatch.scanning import blazeface, detections, detectors, faces, images, onet, scanner
+from agebatch.scanning import blazeface, blazenet, detections, detectors, faces, images, onet, scanner
 from agebatch.scanning.facebox import Face
 from agebatch.scanning.options import ScanOptions
 from tests.conftest import UTKFACE, needs_utkface
@@ -55,21 +55,50 @@ def test_a_level_is_searched_on_the_canvases_that_cover_it_with_the_fewest_pixel
     assert computed < 0.6 * tiles
 
 
-def test_a_bigger_canvas_finds_the_face_a_tile_finds_in_the_same_place():
-    """The network is run on canvases of several sides: anchors and box offsets must scale with the
-    canvas, or faces found on big canvases would land in the wrong place."""
+def test_a_canvas_of_any_shape_finds_the_face_a_tile_finds_in_the_same_place():
+    """The network runs on canvases of many shapes: anchors and box offsets must follow each side, or
+    faces found on wide or tall canvases would land in the wrong place."""
     photo = images.decode(FACE_PHOTO).image
     tile = blazeface.cut_tile(photo, 0, 0, max(photo.size), 128)
-    network = blazeface.BlazeFaceNetwork()
-    (alone,) = detections.merged(blazeface._in_image(network.run(tile, 0.5), 0, 0, 128))
-    canvas = np.zeros((256, 256, 3), np.uint8)
-    canvas[70:198, 40:168] = tile
-    (placed,) = detections.merged(blazeface._in_image(network.run(canvas, 0.5), 0, 0, 256))
-    assert np.abs(placed[1] - (alone[1] + [40, 70, 40, 70])).max() < 3
-    assert np.abs(placed[2] - (alone[2] + [40, 70])).max() < 3
-    assert abs(placed[0] - alone[0]) < 0.1
-    with pytest.raises(ValueError, match="multiple of 128"):
+    network = blazenet.BlazeFaceNetwork()
+    (alone,) = detections.merged(blazeface._in_image(network.run(tile, 0.5), 0, 0, 1.0))
+    for height, width, top, left in ((256, 256, 70, 40), (192, 384, 30, 200), (320, 128, 150, 0)):
+        canvas = np.zeros((height, width, 3), np.uint8)
+        canvas[top : top + 128, left : left + 128] = tile
+        (placed,) = detections.merged(blazeface._in_image(network.run(canvas, 0.5), 0, 0, 1.0))
+        assert np.abs(placed[1] - (alone[1] + [left, top, left, top])).max() < 3
+        assert np.abs(placed[2] - (alone[2] + [left, top])).max() < 3
+        assert abs(placed[0] - alone[0]) < 0.1
+    with pytest.raises(ValueError, match="multiples of 16"):
         network.run(np.zeros((200, 200, 3), np.uint8), 0.5)  # its anchors would be spaced wrong
+
+
+def test_a_batch_of_tiles_finds_what_each_tile_finds_alone():
+    """The second looks run as one batch: the network's outputs hold each feature map for all tiles in
+    turn, and a tile's hits must be its own, each at its own threshold."""
+    photo = images.decode(FACE_PHOTO).image
+    tile = blazeface.cut_tile(photo, 0, 0, max(photo.size), 128)
+    noise = np.random.default_rng(1).integers(0, 255, (128, 128, 3), np.uint8)
+    tiles = np.stack([noise, tile, tile[:, ::-1], np.zeros_like(tile)])
+    network = blazenet.BlazeFaceNetwork()
+    together = network.run_batch(tiles, [0.5, 0.5, 0.1, 0.5])
+    for hits, single, threshold in zip(together, tiles, [0.5, 0.5, 0.1, 0.5], strict=True):
+        alone = network.run(single, threshold)
+        np.testing.assert_allclose(hits.scores, alone.scores, atol=1e-5)
+        np.testing.assert_allclose(hits.boxes, alone.boxes, atol=1e-3)
+    assert len(together[1]) > 0 and len(together[2]) >= len(together[1])
+
+
+def test_interpreters_are_kept_per_shape_and_only_so_many():
+    """Making an interpreter for a shape costs about as much as running it: a shape seen again reuses
+    its own; and however many shapes are asked for, only the last few are kept (memory stays bounded)."""
+    network = blazenet.BlazeFaceNetwork()
+    first = network._runner((1, 256, 256))
+    assert network._runner((1, 256, 256)) is first
+    for side in range(128, 1024, 64):
+        network._runner((1, side, 128))
+        assert len(network._runners) <= blazenet.KEPT_SHAPES
+    assert (1, 256, 256) not in network._runners  # the least recently used went first
 
 
 def test_a_16_bit_grey_photo_is_searched_as_grey_and_an_empty_one_has_no_face():

@@ -3,11 +3,12 @@
 The short-range model sees a 128-pixel square and finds faces reliably from about a fifth of that side
 upwards, so a photo is searched as a pyramid of levels: the whole photo first, then ever finer scales
 down to the one where a face of ``min_face`` original pixels is ``SMALLEST_FACE`` of the network's
-side. The network is convolutional, so a level is searched on square canvases of one, two or four
-network sides (whichever covers it with the fewest pixels): canvases of a level overlap by the largest
-face the level must find, so every face lies whole in some canvas, and bigger canvases repeat less of
-that overlap. Detections from all canvases are merged (score-weighted, as MediaPipe does). Each candidate
-then gets a second look, centred and mirrored, which keeps faces and drops textures; blending the
+side. The network is convolutional (``blazenet``), so a level is searched on square canvases of one,
+two or four network sides (whichever covers it with the fewest pixels): canvases of a level overlap by
+the largest face the level must find, so every face lies whole in some canvas, and bigger canvases
+repeat less of that overlap. Detections from all canvases are merged (score-weighted, as MediaPipe
+does). Each candidate then gets a second look, centred and mirrored (the four tiles in one
+batch), which keeps faces and drops textures; blending the
 looks' boxes and keypoints steadies the crop (a mirrored photo gives nearly the mirrored crop). A face that
 still scores below ``SURE_SCORE`` is kept only if MTCNN's O-Net agrees it is a face (``onet``): the
 cascade the thresholds below were chosen for finds more small and dim faces than either alone and
@@ -22,20 +23,18 @@ sees is framed as in training and ``--min-face`` means one thing for both detect
 from __future__ import annotations
 
 import math
-import threading
 from dataclasses import dataclass
 
 import numpy as np
 from PIL import Image
 
-from agebatch.common.vendored import read_vendored
 from agebatch.scanning import images
-from agebatch.scanning.detections import NMS_IOU, Detection, best_overlapping, blended, merged, overlap, without_nested
+from agebatch.scanning.blazenet import SHORT_RANGE, BlazeFaceModel, BlazeFaceNetwork, Hits
+from agebatch.scanning.detections import NMS_IOU, Detection, blended, merged, overlap, overlaps, without_nested
 from agebatch.scanning.detectors import DETECT_SIDE
 from agebatch.scanning.facebox import MTCNN_MIN_FACE, Face
 from agebatch.scanning.onet import ONET_FILE, OnetVerifier
 
-SCORE_CLIP = 100.0  # raw logits are clipped before the sigmoid, as MediaPipe does
 PROPOSAL_SCORE = 0.4  # first pass: permissive, every proposal gets a second look (scored by min_score)
 MIRROR_SCORE = 0.1  # the mirrored second look: anything weaker counts as nothing
 SECOND_LOOK_FACES = (0.3, 0.45)  # of a second look's tile side: where true and false faces part best
@@ -59,108 +58,9 @@ MTCNN_MOUTH_ABOVE = 0.029
 MTCNN_SIDE_PER_BOX_SIDE = 1.0  # sqrt(w*h) of MTCNN's box over BlazeFace's side
 
 
-@dataclass(frozen=True)
-class BlazeFaceModel:
-    """One BlazeFace variant: its file, input side and anchor layout (feature-map strides, anchors per cell)."""
-
-    file: str
-    side: int
-    layers: tuple[tuple[int, int], ...]  # (stride, anchors per cell), in output order
-
-    def anchors(self, canvas: int | None = None) -> np.ndarray:
-        """(N, 2) anchor centres in [0, 1] coordinates of a square input ``canvas`` pixels wide (the
-        network's own side unless given), in the order the network's outputs use."""
-        centres = []
-        for stride, per_cell in self.layers:
-            cells = math.ceil((canvas or self.side) / stride)
-            grid = (np.arange(cells, dtype=np.float32) + 0.5) / cells
-            ys, xs = np.meshgrid(grid, grid, indexing="ij")
-            centres.append(np.repeat(np.stack([xs.ravel(), ys.ravel()], axis=1), per_cell, axis=0))
-        return np.concatenate(centres)
-
-
 # The keypoints (image-left eye, image-right eye, nose, mouth, image-left ear, image-right ear) of a face
 # found on a mirrored tile, once mapped back, name the other eye and ear: this order puts them back.
 MIRRORED_ORDER = [1, 0, 2, 3, 5, 4]
-SHORT_RANGE = BlazeFaceModel("blazeface_short_range.tflite", 128, ((8, 2), (16, 6)))
-
-
-@dataclass
-class TileDetection:
-    """A face in tile coordinates ([0, 1] of the tile's side): box centre and size, keypoints, score."""
-
-    cx: float
-    cy: float
-    w: float
-    h: float
-    keypoints: np.ndarray  # (6, 2)
-    score: float
-
-
-# A face in image pixels: (score, box x0 y0 x1 y1, the six keypoints as a (6, 2) array).
-
-
-class BlazeFaceNetwork:
-    """LiteRT interpreters of one model, one per canvas side it is asked to search (the network is
-    convolutional: a bigger square input finds the same faces over more of the photo). ``run`` is
-    safe to call from several threads (one at a time)."""
-
-    def __init__(self, model: BlazeFaceModel = SHORT_RANGE, threads: int = 1) -> None:
-        self.model = model
-        self.threads = threads
-        self._content = read_vendored(model.file)
-        self._runners: dict[int, _CanvasRunner] = {}
-        self._lock = threading.Lock()
-        self._runner(model.side)  # a damaged model file fails here, before any photo
-
-    def _runner(self, canvas: int) -> _CanvasRunner:
-        if canvas not in self._runners:
-            self._runners[canvas] = _CanvasRunner(self._content, self.model, canvas, self.threads)
-        return self._runners[canvas]
-
-    def run(self, tile: np.ndarray, min_score: float) -> list[TileDetection]:
-        """Faces in one square RGB uint8 ``tile`` scoring at least ``min_score``; its side is the
-        model's or a multiple of it (``CANVAS_MULTIPLES``)."""
-        canvas = tile.shape[0]
-        if tile.shape[:2] != (canvas, canvas) or canvas % self.model.side:
-            raise ValueError(f"a BlazeFace canvas is a square whose side is a multiple of {self.model.side}")
-        batch = (tile.astype(np.float32) / 127.5 - 1.0)[None]
-        with self._lock:
-            runner = self._runner(canvas)
-            raw, logits = runner.invoke(batch)
-        scores = 1.0 / (1.0 + np.exp(-np.clip(logits.astype(np.float64), -SCORE_CLIP, SCORE_CLIP)))
-        found = []
-        for i in np.flatnonzero(scores >= min_score):
-            ax, ay = runner.anchors[i]
-            values = raw[i] / canvas
-            points = values[4:16].reshape(6, 2) + (ax, ay)
-            found.append(TileDetection(ax + values[0], ay + values[1], values[2], values[3], points, float(scores[i])))
-        return found
-
-
-class _CanvasRunner:
-    """One interpreter with its input resized to a ``canvas`` x ``canvas`` square, and its anchors."""
-
-    def __init__(self, content: bytes, model: BlazeFaceModel, canvas: int, threads: int) -> None:
-        from ai_edge_litert.interpreter import Interpreter
-
-        from agebatch.common import quiet
-
-        with quiet.native_stderr_silenced():
-            self._interpreter = Interpreter(model_content=content, num_threads=threads)
-            self._input = self._interpreter.get_input_details()[0]["index"]
-            if canvas != model.side:
-                self._interpreter.resize_tensor_input(self._input, [1, canvas, canvas, 3])
-            self._interpreter.allocate_tensors()
-        outputs = sorted(self._interpreter.get_output_details(), key=lambda d: -int(d["shape"][-1]))
-        self._boxes, self._scores = outputs[0]["index"], outputs[1]["index"]
-        self.anchors = model.anchors(canvas)
-
-    def invoke(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """The raw box regressions (N, 16) and score logits (N,) of one (1, canvas, canvas, 3) input."""
-        self._interpreter.set_tensor(self._input, batch)
-        self._interpreter.invoke()
-        return self._interpreter.get_tensor(self._boxes)[0], self._interpreter.get_tensor(self._scores)[0, :, 0]
 
 
 @dataclass(frozen=True)
@@ -299,7 +199,7 @@ class BlazeFaceDetector:
             for x, y in level.origins:
                 ox, oy = round(x * scale), round(y * scale)
                 tile = _padded(pixels[oy : oy + canvas, ox : ox + canvas], canvas)
-                found += _in_image(net.run(tile, threshold), ox / scale, oy / scale, canvas / scale)
+                found += _in_image(net.run(tile, threshold), ox / scale, oy / scale, 1 / scale)
         return merged(found)
 
     def _second_look(self, image: Image.Image, box: np.ndarray) -> Detection | None:
@@ -308,8 +208,17 @@ class BlazeFaceDetector:
         way round; textures that fooled the network once seldom do so twice). The score is the best
         look's; the box and keypoints blend, by score, every detection in those tiles (plain and
         mirrored) that overlaps the best look's plain one: each errs a little on its own, and the crop
-        the model sees should not move with one detection's error."""
-        looks = [self._look(image, box, fraction) for fraction in SECOND_LOOK_FACES]
+        the model sees should not move with one detection's error. The tiles run as one batch."""
+        network_side = self.model.side
+        tiles, places = [], []
+        for fraction in SECOND_LOOK_FACES:
+            side = math.sqrt(max(box[2] - box[0], 1.0) * max(box[3] - box[1], 1.0)) / fraction
+            left, top = (box[0] + box[2]) / 2 - side / 2, (box[1] + box[3]) / 2 - side / 2
+            tile = cut_tile(image, left, top, side, network_side)
+            tiles += [tile, tile[:, ::-1]]
+            places.append((left, top, side / network_side))
+        hits = self._net().run_batch(np.stack(tiles), [PROPOSAL_SCORE, MIRROR_SCORE] * len(places))
+        looks = [_look(box, hits[2 * k], hits[2 * k + 1], *place) for k, place in enumerate(places)]
         looks = [look for look in looks if look is not None]
         if not looks:
             return None
@@ -319,23 +228,28 @@ class BlazeFaceDetector:
         _, blended_box, blended_points = blended(agreeing)
         return score, blended_box, blended_points
 
-    def _look(self, image: Image.Image, box: np.ndarray, fraction: float):
-        """One tile centred on ``box`` whose side the face fills ``fraction`` of: None when the plain
-        tile shows no face there, else (the mean of the plain and mirrored scores, a missing mirror
-        counting 0; the detections as (score, box, keypoints), the mirrored one's keypoints put back
-        in the plain order)."""
-        side = math.sqrt(max(box[2] - box[0], 1.0) * max(box[3] - box[1], 1.0)) / fraction
-        left, top = (box[0] + box[2]) / 2 - side / 2, (box[1] + box[3]) / 2 - side / 2
-        tile = cut_tile(image, left, top, side, self.model.side)
-        plain = best_overlapping(_in_image(self._net().run(tile, PROPOSAL_SCORE), left, top, side), box)
-        if plain is None:
-            return None
-        mirrored = best_overlapping(
-            _in_image(self._net().run(np.ascontiguousarray(tile[:, ::-1]), MIRROR_SCORE), left, top, side, True), box
-        )
-        if mirrored is None:
-            return plain[0] / 2, [plain]
-        return (plain[0] + mirrored[0]) / 2, [plain, (mirrored[0], mirrored[1], mirrored[2][MIRRORED_ORDER])]
+
+def _look(box: np.ndarray, plain_hits: Hits, mirrored_hits: Hits, left: float, top: float, per_pixel: float):
+    """One second look at ``box`` from its tile at (``left``, ``top``), ``per_pixel`` photo pixels a
+    tile pixel: None when the plain tile shows no face there, else (the mean of the plain and mirrored
+    scores, a missing mirror counting 0; the detections as (score, box, keypoints), the mirrored one's
+    keypoints put back in the plain order)."""
+    plain = _best_overlapping(_placed(plain_hits, left, top, per_pixel), box)
+    if plain is None:
+        return None
+    mirrored = _best_overlapping(_placed(mirrored_hits, left, top, per_pixel, mirrored_width=SHORT_RANGE.side), box)
+    if mirrored is None:
+        return plain[0] / 2, [plain]
+    return (plain[0] + mirrored[0]) / 2, [plain, (mirrored[0], mirrored[1], mirrored[2][MIRRORED_ORDER])]
+
+
+def _best_overlapping(hits: Hits, box: np.ndarray) -> Detection | None:
+    """The best-scoring hit that overlaps ``box`` enough to be the same face, if any."""
+    same = np.flatnonzero(overlaps(hits.boxes, box) > NMS_IOU)
+    if not len(same):
+        return None
+    best = same[np.argmax(hits.scores[same])]
+    return float(hits.scores[best]), hits.boxes[best], hits.keypoints[best]
 
 
 def _confirmed(verifier: OnetVerifier, image: Image.Image, face: Face) -> bool:
@@ -352,21 +266,22 @@ def _padded(tile: np.ndarray, size: int) -> np.ndarray:
     return square
 
 
-def _in_image(
-    hits: list[TileDetection], left: float, top: float, side: float, mirrored: bool = False
-) -> list[Detection]:
-    """A tile's detections as (score, box x0 y0 x1 y1, keypoints) in image pixels."""
-    found = []
-    for hit in hits:
-        cx = 1.0 - hit.cx if mirrored else hit.cx
-        x, y, half_w, half_h = left + cx * side, top + hit.cy * side, hit.w * side / 2, hit.h * side / 2
-        points = hit.keypoints.copy()
-        if mirrored:
-            points[:, 0] = 1.0 - points[:, 0]
-        found.append(
-            (hit.score, np.array([x - half_w, y - half_h, x + half_w, y + half_h]), points * side + (left, top))
-        )
-    return found
+def _in_image(hits: Hits, left: float, top: float, per_pixel: float) -> list[Detection]:
+    """A canvas's hits as (score, box x0 y0 x1 y1, keypoints) in photo pixels (see ``_placed``)."""
+    placed = _placed(hits, left, top, per_pixel)
+    return list(zip(placed.scores.tolist(), placed.boxes, placed.keypoints, strict=True))
+
+
+def _placed(hits: Hits, left: float, top: float, per_pixel: float, mirrored_width: int | None = None) -> Hits:
+    """Hits on an input whose corner lies at (``left``, ``top``) in the photo, ``per_pixel`` photo
+    pixels an input pixel, in photo pixels; an input that was mirrored (``mirrored_width`` pixels
+    wide) has its hits turned back first."""
+    boxes, points = hits.boxes, hits.keypoints
+    if mirrored_width is not None:
+        boxes = np.stack([mirrored_width - boxes[:, 2], boxes[:, 1], mirrored_width - boxes[:, 0], boxes[:, 3]], axis=1)
+        points = np.stack([mirrored_width - points[:, :, 0], points[:, :, 1]], axis=2)
+    origin = np.array([left, top])
+    return Hits(hits.scores, boxes * per_pixel + np.tile(origin, 2), points * per_pixel + origin)
 
 
 def as_mtcnn_face(box: np.ndarray, points: np.ndarray, score: float) -> Face:

@@ -34,11 +34,6 @@ def merge_overlapping(boxes: np.ndarray, scores: np.ndarray, iou: float = NMS_IO
     return groups
 
 
-def best_overlapping(found: list, box: np.ndarray):
-    best = [f for f in found if overlap(f[1], box) > NMS_IOU]
-    return max(best, key=lambda f: f[0]) if best else None
-
-
 def without_nested(found: list[Detection], sure_score: float) -> list[Detection]:
     """``found`` (best first) less two kinds of detection that are not another face: part of a kept
     face (a smaller detection centred inside it: mouth and chin seen at a finer scale), and a kept sure
@@ -74,6 +69,15 @@ def _inside(point, box: np.ndarray) -> bool:
 def _area(box: np.ndarray) -> float:
     """Area of a box (x0, y0, x1, y1)."""
     return float((box[2] - box[0]) * (box[3] - box[1]))
+
+
+def overlaps(boxes: np.ndarray, box: np.ndarray) -> np.ndarray:
+    """Intersection over union of each of ``boxes`` (n, 4) with ``box``, as ``overlap`` gives it."""
+    width = np.clip(np.minimum(boxes[:, 2], box[2]) - np.maximum(boxes[:, 0], box[0]), 0.0, None)
+    height = np.clip(np.minimum(boxes[:, 3], box[3]) - np.maximum(boxes[:, 1], box[1]), 0.0, None)
+    inter = width * height
+    union = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1]) + _area(box) - inter
+    return np.divide(inter, union, out=np.zeros_like(inter), where=union > 0)
 
 
 def overlap(a: np.ndarray, b: np.ndarray) -> float:
