@@ -156,6 +156,14 @@ class NullPredictor:
     """Stands in for the model: answers instantly, so a scan with it costs only everything else."""
 
     image_size = 128
+    engine = "none"
+    flip_average = False
+
+    @property
+    def model_path(self) -> Path:
+        from agebatch.modelfile.load import default_model_path
+
+        return default_model_path()
 
     def estimate(self, faces: np.ndarray):
         from agebatch.scanning.predictor import Estimates
