@@ -71,6 +71,8 @@ def test_a_canvas_of_any_shape_finds_the_face_a_tile_finds_in_the_same_place():
         assert abs(placed[0] - alone[0]) < 0.1
     with pytest.raises(ValueError, match="multiples of 16"):
         network.run(np.zeros((200, 200, 3), np.uint8), 0.5)  # its anchors would be spaced wrong
+    with pytest.raises(ValueError, match="RGB tiles"):
+        network.run(np.zeros((128, 128), np.uint8), 0.5)
 
 
 def test_a_batch_of_tiles_finds_what_each_tile_finds_alone():

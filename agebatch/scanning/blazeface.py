@@ -218,7 +218,7 @@ class BlazeFaceDetector:
             tiles += [tile, tile[:, ::-1]]
             places.append((left, top, side / network_side))
         hits = self._net().run_batch(np.stack(tiles), [PROPOSAL_SCORE, MIRROR_SCORE] * len(places))
-        looks = [_look(box, hits[2 * k], hits[2 * k + 1], *place) for k, place in enumerate(places)]
+        looks = [_look(box, hits[2 * k], hits[2 * k + 1], *place, network_side) for k, place in enumerate(places)]
         looks = [look for look in looks if look is not None]
         if not looks:
             return None
@@ -229,15 +229,17 @@ class BlazeFaceDetector:
         return score, blended_box, blended_points
 
 
-def _look(box: np.ndarray, plain_hits: Hits, mirrored_hits: Hits, left: float, top: float, per_pixel: float):
-    """One second look at ``box`` from its tile at (``left``, ``top``), ``per_pixel`` photo pixels a
-    tile pixel: None when the plain tile shows no face there, else (the mean of the plain and mirrored
+def _look(
+    box: np.ndarray, plain_hits: Hits, mirrored_hits: Hits, left: float, top: float, per_pixel: float, tile_side: int
+):
+    """One second look at ``box`` from its ``tile_side`` tile at (``left``, ``top``), ``per_pixel`` photo
+    pixels a tile pixel: None when the plain tile shows no face there, else (the mean of the plain and mirrored
     scores, a missing mirror counting 0; the detections as (score, box, keypoints), the mirrored one's
     keypoints put back in the plain order)."""
     plain = _best_overlapping(_placed(plain_hits, left, top, per_pixel), box)
     if plain is None:
         return None
-    mirrored = _best_overlapping(_placed(mirrored_hits, left, top, per_pixel, mirrored_width=SHORT_RANGE.side), box)
+    mirrored = _best_overlapping(_placed(mirrored_hits, left, top, per_pixel, mirrored_width=tile_side), box)
     if mirrored is None:
         return plain[0] / 2, [plain]
     return (plain[0] + mirrored[0]) / 2, [plain, (mirrored[0], mirrored[1], mirrored[2][MIRRORED_ORDER])]

@@ -96,9 +96,11 @@ class BlazeFaceNetwork:
 
     def run_batch(self, tiles: np.ndarray, min_scores: list[float]) -> list[Hits]:
         """``run`` for a batch of same-shaped tiles (n, h, w, 3), each with its own ``min_score``."""
+        if tiles.ndim != 4 or tiles.shape[3] != 3:
+            raise ValueError(f"BlazeFace takes RGB tiles (n, height, width, 3), not an array of shape {tiles.shape}")
         batch, height, width = tiles.shape[:3]
         step = self.model.step
-        if tiles.ndim != 4 or height % step or width % step or not height or not width:
+        if height % step or width % step or not height or not width:
             raise ValueError(f"a BlazeFace input's sides are multiples of {step} pixels, not {height}x{width}")
         inputs = tiles.astype(np.float32)
         np.divide(inputs, 127.5, out=inputs)
