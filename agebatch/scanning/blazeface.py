@@ -7,10 +7,9 @@ side. The network is convolutional (``blazenet``), so a level is searched on squ
 two or four network sides (whichever covers it with the fewest pixels): canvases of a level overlap by
 the largest face the level must find, so every face lies whole in some canvas, and bigger canvases
 repeat less of that overlap. Detections from all canvases are merged (score-weighted, as MediaPipe
-does). Each candidate then gets a second look, centred and mirrored (the four tiles in one
-batch), which keeps faces and drops textures; blending the
-looks' boxes and keypoints steadies the crop (a mirrored photo gives nearly the mirrored crop). A face that
-still scores below ``SURE_SCORE`` is kept only if MTCNN's O-Net agrees it is a face (``onet``): the
+does). Each candidate then gets a second look, centred and mirrored (its four tiles in one batch),
+which keeps faces and drops textures; blending the looks' boxes and keypoints steadies the crop (a
+mirrored photo gives nearly the mirrored crop). A face that still scores below ``SURE_SCORE`` is kept only if MTCNN's O-Net agrees it is a face (``onet``): the
 cascade the thresholds below were chosen for finds more small and dim faces than either alone and
 fewer textures.
 
