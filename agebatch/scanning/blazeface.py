@@ -9,9 +9,9 @@ the largest face the level must find, so every face lies whole in some canvas, a
 repeat less of that overlap. Detections from all canvases are merged (score-weighted, as MediaPipe
 does). Each candidate then gets a second look, centred and mirrored (its four tiles in one batch),
 which keeps faces and drops textures; blending the looks' boxes and keypoints steadies the crop (a
-mirrored photo gives nearly the mirrored crop). A face that still scores below ``SURE_SCORE`` is kept only if MTCNN's O-Net agrees it is a face (``onet``): the
-cascade the thresholds below were chosen for finds more small and dim faces than either alone and
-fewer textures.
+mirrored photo gives nearly the mirrored crop). A face that still scores below ``SURE_SCORE`` is kept
+only if MTCNN's O-Net agrees it is a face (``onet``): the cascade the thresholds below were chosen for
+finds more small and dim faces than either alone and fewer textures.
 
 The network's six keypoints (eyes, nose tip, mouth centre, ears) give the eye-levelled crop its
 landmarks. Its box is squarer and lower than MTCNN's; ``as_mtcnn_face`` restates it in MTCNN's terms
