@@ -274,3 +274,18 @@ def test_a_utkface_crop_pasted_into_a_photo_is_cut_back_out_at_its_own_framing()
         offsets.append(np.hypot(cx - 1.5 * crop.width, cy - 1.5 * crop.height) / crop.width)
     assert 0.97 < float(np.median(sides)) < 1.03
     assert float(np.median(offsets)) < 0.03
+
+
+def test_overlapping_detections_are_one_face_and_a_box_of_no_area_is_its_own():
+    """One face seen twice blends into one; a detection with no area (a regression gone wrong on a
+    hostile photo) overlaps nothing, not even itself, and must still leave the queue."""
+    points = np.zeros((6, 2))
+    face = (0.9, np.array([100.0, 100.0, 200.0, 200.0]), points)
+    again = (0.8, np.array([105.0, 100.0, 205.0, 200.0]), points)
+    flat = (0.95, np.array([300.0, 300.0, 300.0, 340.0]), points)
+    inverted = (0.7, np.array([500.0, 500.0, 480.0, 540.0]), points)
+    found = detections.merged([face, again, flat, inverted])
+    assert [f[0] for f in found] == [0.95, 0.9, 0.7]
+    assert found[1][1][0] == pytest.approx((0.9 * 100 + 0.8 * 105) / 1.7)
+    assert detections.overlap(face[1], again[1]) == pytest.approx(95 * 100 / (2 * 100 * 100 - 95 * 100))
+    assert detections.overlap(flat[1], flat[1]) == 0.0

@@ -17,20 +17,14 @@ Detection = tuple[float, np.ndarray, np.ndarray]
 def merge_overlapping(boxes: np.ndarray, scores: np.ndarray, iou: float = NMS_IOU) -> list[list[int]]:
     """Groups of box indices that are one face: each group is led by its best box and holds every
     box overlapping that one by more than ``iou`` (boxes are x0, y0, x1, y1). Best groups first."""
-    order = list(np.argsort(-scores))
-    areas = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
+    order = [int(i) for i in np.argsort(-scores)]
     groups: list[list[int]] = []
     while order:
         best, rest = order[0], np.array(order)
-        x0 = np.maximum(boxes[best, 0], boxes[rest, 0])
-        y0 = np.maximum(boxes[best, 1], boxes[rest, 1])
-        x1 = np.minimum(boxes[best, 2], boxes[rest, 2])
-        y1 = np.minimum(boxes[best, 3], boxes[rest, 3])
-        inter = np.clip(x1 - x0, 0, None) * np.clip(y1 - y0, 0, None)
-        overlap = inter / np.maximum(areas[best] + areas[rest] - inter, 1e-9)
-        members = rest[overlap > iou]
-        groups.append([int(best)] + [int(i) for i in members if i != best])
-        order = [int(i) for i in rest[overlap <= iou]]
+        iou_with_best = overlaps(boxes[rest], boxes[best])
+        groups.append([best] + [int(i) for i in rest[iou_with_best > iou] if i != best])
+        # The best box leaves even when it overlaps nothing, itself included (a box of no area).
+        order = [int(i) for i in rest[iou_with_best <= iou] if i != best]
     return groups
 
 
@@ -72,7 +66,7 @@ def _area(box: np.ndarray) -> float:
 
 
 def overlaps(boxes: np.ndarray, box: np.ndarray) -> np.ndarray:
-    """Intersection over union of each of ``boxes`` (n, 4) with ``box``, as ``overlap`` gives it."""
+    """Intersection over union of each of ``boxes`` (n, 4) with ``box`` (0 where their union has no area)."""
     width = np.clip(np.minimum(boxes[:, 2], box[2]) - np.maximum(boxes[:, 0], box[0]), 0.0, None)
     height = np.clip(np.minimum(boxes[:, 3], box[3]) - np.maximum(boxes[:, 1], box[1]), 0.0, None)
     inter = width * height
@@ -82,11 +76,7 @@ def overlaps(boxes: np.ndarray, box: np.ndarray) -> np.ndarray:
 
 def overlap(a: np.ndarray, b: np.ndarray) -> float:
     """Intersection over union of two boxes (x0, y0, x1, y1)."""
-    width = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
-    height = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
-    inter = width * height
-    union = _area(a) + _area(b) - inter
-    return inter / union if union > 0 else 0.0
+    return float(overlaps(np.asarray(a)[None], b)[0])
 
 
 def merged(found: list[Detection]) -> list[Detection]:
